@@ -1,0 +1,15 @@
+"""cpc: Contrastive Predictive Coding (van den Oord, Li, Vinyals 2018) for sequences.
+
+Public API::
+
+    model = cpc.build_model(config)           # from a recipe (cpc.load_config) or a dict
+    model = cpc.load("run/checkpoints/last.pt")
+    features, lengths = model.extract_features(waveforms, lengths, layer="context")
+"""
+
+from cpc.checkpoint import load
+from cpc.config import Config, ConfigError, load_config
+from cpc.model import CPC, build_model
+
+__all__ = ["CPC", "Config", "ConfigError", "build_model", "load", "load_config"]
+__version__ = "0.1.0"

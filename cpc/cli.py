@@ -1,0 +1,48 @@
+"""The ``cpc`` command line: a thin layer over functions a user can call from Python.
+
+Each command lives in the module that implements it and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (called with the parsed arguments). Add a new
+command by adding its module to ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = [
+    "cpc.train",
+    "cpc.bench",
+]
+
+
+class CommandError(Exception):
+    """An error to report on one line, without a traceback (bad input, not a bug)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding toolkit.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from cpc.data.audio import AudioError
+    from cpc.train import TrainingError
+
+    try:
+        return args.func(args) or 0
+    except (CommandError, FileNotFoundError, ValueError, AudioError, TrainingError) as error:
+        print(f"cpc {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Typed configuration: dataclass schemas, YAML recipes and dotted command-line overrides.
+
+A recipe (``recipes/speech/paper.yaml``) is merged into the :class:`Config` schema with
+OmegaConf, then ``key=value`` overrides are applied (``train.max_steps=200``). Unknown keys
+and values of the wrong type fail with :class:`ConfigError` naming the key. The resolved
+config is saved in every run directory and inside every checkpoint, so a checkpoint
+rebuilds its model without the recipe.
+
+The defaults below are the paper's (van den Oord et al. 2018, section 3.1): a 5-layer
+strided convolutional encoder with 512 channels (downsampling 160 = 10 ms at 16 kHz), a GRU
+with 256 units, K = 12 prediction steps, windows of 20480 samples, Adam at 2e-4.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad recipe or override; the message names the key."""
+
+
+@dataclass
+class ConvLayer:
+    """One strided Conv1d layer of the encoder."""
+
+    channels: int = 512
+    kernel_size: int = 10
+    stride: int = 5
+    padding: int = 3
+
+
+def paper_encoder_layers() -> list[ConvLayer]:
+    # Paper: strides [5, 4, 2, 2, 2], filter sizes [10, 8, 4, 4, 4], 512 hidden units each.
+    return [
+        ConvLayer(512, 10, 5, 3),
+        ConvLayer(512, 8, 4, 2),
+        ConvLayer(512, 4, 2, 1),
+        ConvLayer(512, 4, 2, 1),
+        ConvLayer(512, 4, 2, 1),
+    ]
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "conv"  # registry key in cpc.encoder.ENCODERS
+    layers: list[ConvLayer] = field(default_factory=paper_encoder_layers)
+    norm: str = "none"  # none | batch | channel
+    standardize_input: bool = False  # per-window zero mean / unit variance of the waveform
+
+
+@dataclass
+class ContextConfig:
+    name: str = "gru"  # gru | lstm (registry key in cpc.context.CONTEXT_NETWORKS)
+    hidden_size: int = 256
+    num_layers: int = 1
+
+
+@dataclass
+class PredictorConfig:
+    name: str = "linear"  # registry key in cpc.predictors.PREDICTORS
+    prediction_steps: int = 12  # K
+    init: str = "default"  # default (PyTorch's) | zeros
+
+
+@dataclass
+class LossConfig:
+    num_negatives: int = 128  # N
+    negative_scope: str = "batch"  # batch | sequence | other_sequences
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/sample"  # folder (LibriSpeech layout or flat) or TSV manifest
+    window: int = 20480  # samples per training example (paper: 20480 = 1.28 s)
+    train_split: Optional[str] = None  # file of utterance ids; None = every file not held out
+    valid_split: Optional[str] = None  # file of utterance ids held out for validation
+    valid_fraction: float = 0.05  # used when valid_split is None: this share of files, chosen by seed
+    same_speaker_batches: bool = False  # every batch from one speaker (the paper's ablation)
+    num_workers: int = 2
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine | linear (decay after warmup to min_lr_ratio * lr)
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 8  # per process
+    max_steps: int = 1000
+    log_every: int = 10
+    valid_every: int = 500
+    valid_batches: int = 8
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # periodic step_*.pt files kept besides last.pt; 0 keeps none
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    logger: str = "none"  # none | wandb (honours WANDB_MODE=offline|disabled)
+    wandb_project: str = "cpc"
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _wrap(error: OmegaConfBaseException, where: str) -> ConfigError:
+    key = getattr(error, "full_key", None) or getattr(error, "key", None)
+    message = getattr(error, "msg", None) or str(error).splitlines()[0]
+    return ConfigError(f"{where}: bad config key {key!r}: {message}" if key else f"{where}: {message}")
+
+
+def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults, then the recipe YAML, then ``key=value`` overrides; validated as it goes."""
+    config = OmegaConf.structured(Config)
+    if recipe is not None:
+        if not os.path.isfile(recipe):
+            raise FileNotFoundError(f"recipe {recipe} does not exist")
+        try:
+            config = OmegaConf.merge(config, OmegaConf.load(recipe))
+        except OmegaConfBaseException as error:
+            raise _wrap(error, str(recipe)) from None
+    for override in overrides or []:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        try:
+            config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as error:
+            raise _wrap(error, f"override {override!r}") from None
+    return config
+
+
+def from_container(data: dict[str, Any]) -> DictConfig:
+    """Validate a plain dict (e.g. read from a checkpoint) against the schema."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(Config), data)
+    except OmegaConfBaseException as error:
+        raise _wrap(error, "config") from None
+
+
+def to_container(config: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(config, resolve=True)

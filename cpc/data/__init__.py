@@ -1,0 +1,1 @@
+"""Speech data: reading audio files, listing corpora, random training windows."""

@@ -1,0 +1,154 @@
+"""Encoders map an input sequence to latents z_t (paper, section 2: z_t = g_enc(x_t)).
+
+Shape legend: B batch, S samples, T frames, C latent channels.
+
+The raw-audio encoder is a stack of strided 1-D convolutions declared as data (a list of
+``ConvLayer(channels, kernel_size, stride, padding)``). Everything that depends on the stack
+is derived from it: ``downsample_rate`` (160 for the paper: 5*4*2*2*2 samples per frame =
+10 ms at 16 kHz), ``output_lengths`` and the receptive field.
+
+Valid lengths are carried through every layer and frames past a sequence's length are
+zeroed after each layer, so a padded batch gives the same latents as each sequence alone
+(with ``norm="batch"`` the batch statistics still see the padding).
+
+Timing: frame t is computed from samples [t*R - P, t*R - P + F) where R is the
+downsample rate, P the accumulated left padding and F the receptive field (paper stack:
+R=160, P=153, F=465, so each frame looks 152 samples, 9.5 ms, past its own hop).
+
+Encoders for other modalities (image patches, text) live in their own modules and
+register in ``ENCODERS``; everything downstream of the encoder only sees (B, T, C).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cpc.config import ConvLayer, EncoderConfig
+
+
+class ChannelNorm(nn.Module):
+    """Normalise each frame over its channels (layer norm per time step), with a learned affine.
+
+    Per-frame, so unlike batch norm it is causal and independent of padding. (B, C, T) -> (B, C, T).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "none": lambda channels: nn.Identity(),
+    "batch": nn.BatchNorm1d,
+    "channel": ChannelNorm,
+}
+
+
+class ConvEncoder(nn.Module):
+    """Strided Conv1d stack over raw audio: (B, S) -> (B, T, C), T = output_lengths(S)."""
+
+    def __init__(self, layers: Sequence[ConvLayer], *, norm: str = "none", standardize_input: bool = False) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"model.encoder.norm={norm!r}: expected one of {sorted(NORMS)}")
+        if not layers:
+            raise ValueError("model.encoder.layers is empty")
+        self.layers = [ConvLayer(**dict(layer)) if not isinstance(layer, ConvLayer) else layer for layer in layers]
+        self.standardize_input = standardize_input
+        blocks = []
+        in_channels = 1
+        for layer in self.layers:
+            blocks.append(
+                nn.ModuleDict(
+                    {
+                        "conv": nn.Conv1d(in_channels, layer.channels, layer.kernel_size, layer.stride, layer.padding),
+                        "norm": NORMS[norm](layer.channels),
+                    }
+                )
+            )
+            in_channels = layer.channels
+        self.blocks = nn.ModuleList(blocks)
+        self.output_size = in_channels
+
+    @property
+    def downsample_rate(self) -> int:
+        """Input samples per output frame (the product of the strides)."""
+        return math.prod(layer.stride for layer in self.layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples that one output frame sees."""
+        field, jump = 1, 1
+        for layer in self.layers:
+            field += (layer.kernel_size - 1) * jump
+            jump *= layer.stride
+        return field
+
+    @property
+    def left_padding(self) -> int:
+        """Input samples of zero padding before the first frame's receptive field starts at 0."""
+        padding, jump = 0, 1
+        for layer in self.layers:
+            padding += layer.padding * jump
+            jump *= layer.stride
+        return padding
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames produced for ``lengths`` samples (any integer tensor), layer by layer."""
+        for layer in self.layers:
+            lengths = _conv_lengths(layer, lengths)
+        return lengths
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """waveforms (B, S) float, lengths (B,) samples -> latents (B, T, C), latent lengths (B,)."""
+        if waveforms.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (B, S), got {tuple(waveforms.shape)}")
+        batch_size, num_samples = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((batch_size,), num_samples, dtype=torch.long, device=waveforms.device)
+        if self.standardize_input:
+            waveforms = _standardize(waveforms, lengths)
+        x = _mask(waveforms.unsqueeze(1), lengths)  # (B, 1, S)
+        for layer, block in zip(self.layers, self.blocks):
+            x = torch.relu(block["norm"](block["conv"](x)))  # (B, C, T_layer)
+            lengths = _conv_lengths(layer, lengths)
+            x = _mask(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
+        return x.transpose(1, 2), lengths  # (B, T, C)
+
+
+def _conv_lengths(layer: ConvLayer, lengths: Tensor) -> Tensor:
+    """Output length of one Conv1d: floor((L + 2p - k) / s) + 1, and never negative."""
+    return (torch.div(lengths + 2 * layer.padding - layer.kernel_size, layer.stride, rounding_mode="floor") + 1).clamp(min=0)
+
+
+def _mask(x: Tensor, lengths: Tensor) -> Tensor:
+    """Zero x (B, C, T) at frames t >= lengths[b]."""
+    valid = torch.arange(x.shape[-1], device=x.device) < lengths[:, None]  # (B, T)
+    return x * valid[:, None, :].to(x.dtype)
+
+
+def _standardize(waveforms: Tensor, lengths: Tensor) -> Tensor:
+    """Zero mean, unit variance per sequence over its valid samples. (B, S) -> (B, S).
+
+    The statistics cover the whole window, so this option trades strict causality for
+    a scale-free input (the paper does not use it).
+    """
+    valid = (torch.arange(waveforms.shape[1], device=waveforms.device) < lengths[:, None]).to(waveforms.dtype)
+    count = valid.sum(1, keepdim=True).clamp(min=1)
+    mean = (waveforms * valid).sum(1, keepdim=True) / count
+    variance = (((waveforms - mean) * valid) ** 2).sum(1, keepdim=True) / count
+    return (waveforms - mean) / (variance + 1e-5).sqrt()
+
+
+def build_conv_encoder(config: EncoderConfig) -> ConvEncoder:
+    return ConvEncoder(config.layers, norm=config.norm, standardize_input=config.standardize_input)
+
+
+ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"conv": build_conv_encoder}

@@ -1,0 +1,104 @@
+"""The InfoNCE loss (paper, eq. 4) as pure functions, and the module that applies it to CPC.
+
+Shape legend: B batch, T frames, K steps ahead, C latent channels, N negatives.
+
+For each context c_t and step k the model scores N + 1 candidates, the true future latent
+z_{t+k} and N negatives, with the log density ratio log f_k(z, c_t) = z^T W_k c_t (eq. 3).
+InfoNCE is the cross-entropy of picking the positive, which sits at index 0:
+
+    L_k = -E[ log f_k(z_{t+k}, c_t) / sum_j f_k(z_j, c_t) ]                      (eq. 4)
+
+and log(N + 1) - L_k is a lower bound on the mutual information I(z_{t+k}; c_t) (section 2.3,
+with N + 1 samples in the set). The reported loss is the mean of L_k over k.
+
+Scoring: we never copy the negatives into a (B, T, K, N+1, C) tensor. One matmul scores
+every prediction against every latent of the batch, (B, T, K, C) x (B*T, C) -> (B, T, K, B*T),
+and the N + 1 sampled columns are gathered from it. ``score_by_copy`` is the copying
+variant, kept for the benchmark and as a cross-check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from cpc.negatives import positive_indices, sample_negatives
+
+
+def score_candidates(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
+    """Scores z_j^T (W_k c_t) for sampled candidates, by one matmul and a gather.
+
+    predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M) flat indices into B*T
+    -> scores (B, T, K, M).
+    """
+    batch_size, num_frames, steps, channels = predictions.shape
+    flat_latents = latents.reshape(batch_size * num_frames, channels)  # (B*T, C)
+    all_scores = predictions.reshape(-1, channels) @ flat_latents.T  # (B*T*K, B*T)
+    all_scores = all_scores.view(batch_size, num_frames, steps, batch_size * num_frames)
+    return all_scores.gather(-1, candidates)  # (B, T, K, M)
+
+
+def score_by_copy(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
+    """Same result as :func:`score_candidates`, by materialising (B, T, K, M, C) candidate latents."""
+    channels = latents.shape[-1]
+    copied = latents.reshape(-1, channels)[candidates]  # (B, T, K, M, C)
+    return torch.einsum("btkmc,btkc->btkm", copied, predictions)
+
+
+@dataclass
+class InfoNCEOutput:
+    loss: Tensor  # () mean over k of loss_per_step
+    loss_per_step: Tensor  # (K,) L_k
+    accuracy_per_step: Tensor  # (K,) share of pairs whose positive strictly outscores every negative
+    mutual_information: Tensor  # (K,) log(N + 1) - L_k, the InfoNCE lower bound (nats)
+    num_pairs: Tensor  # (K,) number of valid (b, t) pairs per step
+
+
+def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
+    """InfoNCE from candidate scores with the positive at index 0.
+
+    scores (B, T, K, 1 + N), valid (B, T, K) bool: which pairs count. Scores are computed
+    in float32 whatever the autocast precision.
+    """
+    if scores.dim() != 4 or valid.shape != scores.shape[:3]:
+        raise ValueError(f"expected scores (B, T, K, 1+N) and valid (B, T, K), got {tuple(scores.shape)} and {tuple(valid.shape)}")
+    scores = scores.float()
+    # Cross-entropy with target 0 = logsumexp over candidates minus the positive's score.
+    losses = torch.logsumexp(scores, dim=-1) - scores[..., 0]  # (B, T, K)
+    # Strict: ties (e.g. all-zero predictors at init) do not count as correct.
+    correct = scores[..., 0] > scores[..., 1:].amax(dim=-1)  # (B, T, K)
+    weights = valid.to(scores.dtype)
+    num_pairs = weights.sum(dim=(0, 1))  # (K,)
+    denominator = num_pairs.clamp(min=1)
+    loss_per_step = (losses * weights).sum(dim=(0, 1)) / denominator
+    accuracy_per_step = (correct.to(scores.dtype) * weights).sum(dim=(0, 1)) / denominator
+    mutual_information = math.log(scores.shape[-1]) - loss_per_step.detach()
+    return InfoNCEOutput(loss_per_step.mean(), loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
+
+
+class InfoNCE(nn.Module):
+    """The CPC criterion: sample negatives, score candidates, apply InfoNCE.
+
+    Holds no parameters; other contrastive objectives can take its place in :class:`cpc.model.CPC`.
+    """
+
+    def __init__(self, num_negatives: int = 128, negative_scope: str = "batch", *, copy_negatives: bool = False) -> None:
+        super().__init__()
+        if num_negatives < 1:
+            raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
+        self.num_negatives = num_negatives
+        self.negative_scope = negative_scope
+        self.score = score_by_copy if copy_negatives else score_candidates
+
+    def forward(self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator) -> InfoNCEOutput:
+        """predictions (B, T, K, C), latents (B, T, C), lengths (B,) frames -> InfoNCEOutput."""
+        batch_size, num_frames, steps, _ = predictions.shape
+        positives, valid = positive_indices(lengths, num_frames, steps)  # (B, T, K) each
+        negatives = sample_negatives(
+            lengths, num_frames, steps, self.num_negatives, scope=self.negative_scope, generator=generator
+        )  # (B, T, K, N)
+        candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
+        return info_nce(self.score(predictions, latents, candidates), valid)

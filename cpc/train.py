@@ -1,0 +1,370 @@
+"""The training loop: one explicit loop, no trainer framework.
+
+    cpc train recipes/speech/tiny.yaml --run-dir runs/tiny [key=value ...] [--resume]
+
+Writes into the run directory (rank 0 only):
+
+    config.yaml           the resolved config
+    metrics.jsonl         one JSON object per log line: step, loss, per-step accuracy, MI bound, lr, samples/s
+                          (``"split": "valid"`` lines for validation)
+    checkpoints/last.pt   the latest checkpoint; ``step_<N>.pt`` periodic ones (``train.keep_checkpoints``)
+
+Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data.speech)
+and the negatives of step s on rank r are drawn from a generator seeded with (seed, r, s), so
+``--resume`` from a checkpoint continues exactly as the uninterrupted run would.
+
+Distributed: run the same command under ``torchrun --nproc_per_node=N``; each process trains
+on its own slice of the data with DistributedDataParallel (nccl on GPU, gloo on CPU) and
+samples negatives within its own batch, as in the paper's multi-GPU setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cpc.checkpoint import load_checkpoint, save_checkpoint
+from cpc.config import load_config, to_container
+from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus, validation_windows
+from cpc.model import build_model
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when run alone."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", 0)), world_size, int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _device(config: DictConfig, local_rank: int) -> torch.device:
+    if config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if config.train.device not in ("auto", "cpu"):
+        raise ValueError(f"train.device={config.train.device!r}: expected 'auto', 'cpu' or 'cuda'")
+    return torch.device("cpu")
+
+
+def _autocast(config: DictConfig, device: torch.device):
+    precision = config.train.precision
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"train.precision={precision!r}: expected 'auto', 'fp32' or 'bf16'")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def learning_rate_factor(step: int, config: DictConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then constant, cosine or linear decay to ``min_lr_ratio``."""
+    optim = config.optim
+    if step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    if optim.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - optim.warmup_steps) / max(1, config.train.max_steps - optim.warmup_steps))
+    if optim.schedule == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * progress))
+    elif optim.schedule == "linear":
+        decay = 1 - progress
+    else:
+        raise ValueError(f"optim.schedule={optim.schedule!r}: expected 'constant', 'cosine' or 'linear'")
+    return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * decay
+
+
+def negative_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator for one step's negatives: a function of (seed, rank, step) only."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + rank) * 1_000_000_007 + step)
+    return generator
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class MetricsLog:
+    """metrics.jsonl (and wandb when asked); a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, config: DictConfig, active: bool) -> None:
+        self.active = active
+        self.wandb = None
+        if not active:
+            return
+        self.file = open(run_dir / "metrics.jsonl", "a")
+        if config.train.logger == "wandb":
+            import wandb  # optional dependency: pip install 'cpc[wandb]'
+
+            id_file = run_dir / "wandb_run_id"
+            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            id_file.write_text(run_id)
+            # WANDB_MODE=offline|disabled in the environment is honoured by wandb.init itself.
+            self.wandb = wandb.init(
+                project=config.train.wandb_project, name=run_dir.name, id=run_id, resume="allow",
+                dir=str(run_dir), config=to_container(config),
+            )
+        elif config.train.logger != "none":
+            raise ValueError(f"train.logger={config.train.logger!r}: expected 'none' or 'wandb'")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.wandb is not None:
+            prefix = record.get("split", "train")
+            flat = {}
+            for key, value in record.items():
+                if isinstance(value, list):
+                    flat.update({f"{prefix}/{key}_k{k + 1}": v for k, v in enumerate(value)})
+                elif key not in ("step", "split"):
+                    flat[f"{prefix}/{key}"] = value
+            self.wandb.log(flat, step=record["step"])
+
+    def close(self) -> None:
+        if self.active:
+            self.file.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+
+
+def _reduce(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Sum a tensor over ranks (identity when alone)."""
+    if world_size > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(model, loader, config, device, rank: int, world_size: int) -> dict[str, Any] | None:
+    """Mean InfoNCE loss, per-step accuracy and MI bound over the fixed validation windows."""
+    model.eval()
+    steps = config.model.predictor.prediction_steps
+    totals = torch.zeros(3, steps, dtype=torch.float64, device=device)  # loss and accuracy summed over pairs; pairs
+    for index, waveforms in enumerate(loader):
+        generator = negative_generator(config.train.seed, rank, -1 - index, device)  # the same at every evaluation
+        with _autocast(config, device):
+            out = model(waveforms.to(device), generator=generator)
+        pairs = out.num_pairs.double()
+        totals += torch.stack([out.loss_per_step.double() * pairs, out.accuracy_per_step.double() * pairs, pairs])
+    model.train()
+    totals = _reduce(totals, world_size)
+    if totals[2].sum() == 0:
+        return None
+    loss_per_step = totals[0] / totals[2]
+    return {
+        "loss": loss_per_step.mean().item(),
+        "accuracy": (totals[1] / totals[2]).tolist(),
+        "mutual_information": (math.log(config.model.loss.num_negatives + 1) - loss_per_step).tolist(),
+    }
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
+    """Train CPC as ``config`` says, writing into ``run_dir``. Returns the last logged metrics."""
+    rank, world_size, local_rank = _distributed()
+    device = _device(config, local_rank)
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    run_dir = Path(run_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    last_path = checkpoint_dir / "last.pt"
+    if resume and not last_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+    if not resume and last_path.exists():
+        raise ValueError(f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir")
+
+    # --- data: every rank lists the corpus the same way, then takes its own batches.
+    data = config.data
+    corpus = split_corpus(
+        data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
+        valid_fraction=data.valid_fraction, seed=config.train.seed,
+    )
+
+    # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
+    torch.manual_seed(config.train.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
+    start_step = 0
+    if resume:
+        state = load_checkpoint(last_path, map_location=device)
+        saved_model = OmegaConf.create(state["config"]["model"])
+        if saved_model != config.model:
+            raise ValueError(f"--resume: the model config differs from the checkpoint's in {last_path}")
+        model.load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step = state["step"]
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
+        log.info("resumed from %s at step %d", last_path, start_step)
+    ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if world_size > 1 else model
+
+    sampler = WindowSampler(
+        corpus.train, data.window, config.train.batch_size, seed=config.train.seed,
+        same_speaker=data.same_speaker_batches, rank=rank, world_size=world_size, start_step=start_step,
+    )
+    loader_options = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
+    train_loader = DataLoader(
+        SpeechWindows(corpus.train, data.window), batch_sampler=sampler,
+        persistent_workers=data.num_workers > 0, **loader_options,
+    )
+    valid_items = validation_windows(corpus.valid, data.window, config.train.valid_batches * config.train.batch_size, rank=rank, world_size=world_size)
+    valid_loader = DataLoader(_Items(SpeechWindows(corpus.valid, data.window), valid_items), batch_size=config.train.batch_size, **loader_options) if valid_items else None
+
+    if rank == 0:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, run_dir / "config.yaml")
+    metrics = MetricsLog(run_dir, config, active=rank == 0)
+
+    def checkpoint(step: int) -> None:
+        if rank != 0:
+            return
+        state = {
+            "config": to_container(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
+        }
+        save_checkpoint(last_path, state)
+        keep = config.train.keep_checkpoints
+        if keep > 0 and step % config.train.checkpoint_every == 0:
+            save_checkpoint(checkpoint_dir / f"step_{step}.pt", state)
+            periodic = sorted(checkpoint_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+            for old in periodic[:-keep]:
+                old.unlink()
+
+    # --- the loop
+    steps = config.model.predictor.prediction_steps
+    window_sums = torch.zeros(2 * steps + 1, dtype=torch.float64)  # loss, accuracy (K), MI bound (K), summed over the log window
+    window_count, window_start = 0, time.perf_counter()
+    last_record: dict[str, Any] = {}
+    progress = tqdm(
+        total=config.train.max_steps, initial=start_step, disable=rank != 0 or not config.train.progress,
+        desc="train", unit="step", dynamic_ncols=True,
+    )
+    model.train()
+    batches = iter(train_loader)
+    try:
+        for step in range(start_step, config.train.max_steps):
+            waveforms = next(batches).to(device, non_blocking=True)  # (B, S)
+            generator = negative_generator(config.train.seed, rank, step, device)
+            with _autocast(config, device):
+                out = ddp_model(waveforms, generator=generator)
+            # Stop before a non-finite loss can reach the weights (and so any checkpoint).
+            finite = _reduce(torch.isfinite(out.loss.detach()).float().reshape(1), world_size)
+            if finite.item() < world_size:
+                raise TrainingError(
+                    f"non-finite loss ({out.loss.item()}) at step {step + 1}; training stopped, "
+                    f"the last good checkpoint is {last_path if last_path.exists() else 'none (no checkpoint written yet)'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if config.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+
+            window_sums += torch.cat([out.loss.detach().double().cpu()[None], out.accuracy_per_step.double().cpu(), out.mutual_information.double().cpu()])
+            window_count += 1
+            progress.update(1)
+            if done % config.train.log_every == 0 or done == config.train.max_steps:
+                averaged = _reduce(window_sums.to(device), world_size).cpu() / (window_count * world_size)
+                elapsed = time.perf_counter() - window_start
+                last_record = {
+                    "step": done,
+                    "loss": averaged[0].item(),
+                    "accuracy": averaged[1 : steps + 1].tolist(),
+                    "mutual_information": averaged[steps + 1 :].tolist(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "samples_per_s": window_count * world_size * config.train.batch_size / elapsed,
+                }
+                metrics.write(last_record)
+                progress.set_postfix(
+                    loss=f"{last_record['loss']:.3f}", acc1=f"{last_record['accuracy'][0]:.2f}",
+                    acc=f"{sum(last_record['accuracy']) / steps:.2f}", sps=f"{last_record['samples_per_s']:.1f}",
+                )
+                window_sums.zero_()
+                window_count, window_start = 0, time.perf_counter()
+            if valid_loader is not None and (done % config.train.valid_every == 0 or done == config.train.max_steps):
+                result = validate(model, valid_loader, config, device, rank, world_size)
+                if result is not None:
+                    metrics.write({"step": done, "split": "valid", **result})
+                    if rank == 0:
+                        progress.write(f"step {done}: valid loss {result['loss']:.4f}, accuracy k=1 {result['accuracy'][0]:.3f}")
+            if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+                checkpoint(done)
+    finally:
+        progress.close()
+        metrics.close()
+    return last_record
+
+
+class _Items(torch.utils.data.Dataset):
+    """A fixed list of (file, offset) items over a SpeechWindows dataset."""
+
+    def __init__(self, windows: SpeechWindows, items: list[tuple[int, int]]) -> None:
+        self.windows, self.items = windows, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.windows[self.items[index]]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a CPC model from a recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/speech/tiny.yaml")
+    parser.add_argument("--run-dir", required=True, help="output folder (config, metrics, checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=200")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    config = load_config(args.recipe, args.overrides)
+    try:
+        train(config, args.run_dir, resume=args.resume)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
