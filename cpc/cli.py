@@ -28,7 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    args = parser.parse_args(argv)
+    # Overrides (key=value) may come anywhere after the command, also after options:
+    # argparse leaves those after an option as "unknown", so collect them here.
+    args, unknown = parser.parse_known_args(argv)
+    overrides = [item for item in unknown if "=" in item and not item.startswith("-")]
+    if len(overrides) != len(unknown) or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if overrides:
+        args.overrides = list(args.overrides or []) + overrides
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ class MetricsLog:
             import wandb  # optional dependency: pip install 'cpc[wandb]'
 
             id_file = run_dir / "wandb_run_id"
-            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(8)
             id_file.write_text(run_id)
             # WANDB_MODE=offline|disabled in the environment is honoured by wandb.init itself.
             self.wandb = wandb.init(
@@ -246,6 +247,8 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
 
     if rank == 0:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoint_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
+            stale.unlink()
         OmegaConf.save(config, run_dir / "config.yaml")
     metrics = MetricsLog(run_dir, config, active=rank == 0)
 

@@ -1,0 +1,81 @@
+"""InfoNCE: the vectorised loss against a loop-based reference, and its known values."""
+
+import math
+
+import pytest
+import torch
+
+from cpc.infonce import InfoNCE, info_nce, score_by_copy, score_candidates
+from cpc.negatives import positive_indices, sample_negatives
+
+
+def reference_info_nce(predictions, latents, lengths, negatives):
+    """Eq. 4 computed one (b, t, k) at a time with explicit dot products."""
+    batch_size, num_frames, steps, channels = predictions.shape
+    flat = latents.reshape(-1, channels)
+    losses = [[] for _ in range(steps)]
+    correct = [[] for _ in range(steps)]
+    for b in range(batch_size):
+        for t in range(num_frames):
+            for k in range(steps):
+                if t + k + 1 >= lengths[b]:
+                    continue
+                prediction = predictions[b, t, k]
+                positive = torch.dot(latents[b, t + k + 1], prediction)
+                scores = [positive] + [torch.dot(flat[j], prediction) for j in negatives[b, t, k]]
+                scores = torch.stack(scores)
+                losses[k].append(-torch.log_softmax(scores, 0)[0])
+                correct[k].append(float(scores[0] > scores[1:].max()))
+    loss_per_step = torch.stack([torch.stack(l).mean() for l in losses])
+    accuracy = torch.tensor([sum(c) / len(c) for c in correct])
+    return loss_per_step, accuracy
+
+
+def test_vectorised_equals_loop_reference():
+    generator = torch.Generator().manual_seed(0)
+    batch_size, num_frames, steps, channels, num_negatives = 3, 9, 3, 5, 4
+    predictions = torch.randn(batch_size, num_frames, steps, channels, generator=generator)
+    latents = torch.randn(batch_size, num_frames, channels, generator=generator)
+    lengths = torch.tensor([9, 6, 4])
+    negatives = sample_negatives(lengths, num_frames, steps, num_negatives, generator=generator)
+    positives, valid = positive_indices(lengths, num_frames, steps)
+    candidates = torch.cat([positives[..., None], negatives], -1)
+    out = info_nce(score_candidates(predictions, latents, candidates), valid)
+    loss_per_step, accuracy = reference_info_nce(predictions, latents, lengths, negatives)
+    torch.testing.assert_close(out.loss_per_step, loss_per_step)
+    torch.testing.assert_close(out.accuracy_per_step, accuracy)
+    torch.testing.assert_close(out.loss, loss_per_step.mean())
+    torch.testing.assert_close(out.mutual_information, math.log(num_negatives + 1) - loss_per_step)
+    # The copying variant (used by the benchmark) scores the same candidates identically.
+    torch.testing.assert_close(score_by_copy(predictions, latents, candidates), score_candidates(predictions, latents, candidates))
+
+
+def test_loss_is_log_n_plus_one_for_uninformative_scores():
+    num_negatives = 16
+    criterion = InfoNCE(num_negatives)
+    predictions = torch.zeros(2, 20, 4, 8)  # every candidate scores 0
+    latents = torch.randn(2, 20, 8)
+    out = criterion(predictions, latents, torch.tensor([20, 20]), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.loss, torch.tensor(math.log(num_negatives + 1)))
+    assert out.accuracy_per_step.eq(0).all(), "ties must not count as correct"
+    torch.testing.assert_close(out.mutual_information, torch.zeros(4), atol=1e-6, rtol=0)
+
+
+def test_perfect_predictor_has_accuracy_one():
+    """Predicting exactly z_{t+k} with orthogonal latents makes the positive the unique best score."""
+    num_frames, steps = 16, 3
+    latents = torch.eye(num_frames)[None].repeat(2, 1, 1) * 10  # (B, T, C=T) one-hot frames
+    latents[1] = latents[1].roll(5, dims=1)
+    predictions = torch.zeros(2, num_frames, steps, num_frames)
+    for k in range(steps):
+        predictions[:, : num_frames - k - 1, k] = latents[:, k + 1 :]
+    # Sequence 0 and 1 share no latent direction only if rolled one-hots differ; restrict negatives to the own sequence.
+    out = InfoNCE(8, "sequence")(predictions, latents, torch.tensor([num_frames, num_frames]), torch.Generator().manual_seed(0))
+    assert out.accuracy_per_step.eq(1).all()
+    assert out.loss < 1e-3
+    torch.testing.assert_close(out.mutual_information, torch.full((steps,), math.log(9)), atol=1e-3, rtol=0)
+
+
+def test_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(B, T, K, 1\+N\)"):
+        info_nce(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))

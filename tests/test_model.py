@@ -1,0 +1,100 @@
+"""Model properties users rely on: shapes and lengths, causality, padding invariance."""
+
+import pytest
+import torch
+
+import cpc
+from cpc.config import load_config
+
+
+def tiny_model(**overrides):
+    settings = {"model.context.hidden_size": 16, "model.predictor.prediction_steps": 3, "model.loss.num_negatives": 4}
+    settings.update(overrides)
+    layers = "[" + ",".join(f"{{channels: 24, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]) + "]"
+    config = load_config(None, [f"model.encoder.layers={layers}"] + [f"{k}={v}" for k, v in settings.items()])
+    torch.manual_seed(0)
+    return cpc.build_model(config).eval()
+
+
+def test_paper_model_matches_the_paper():
+    model = cpc.build_model(load_config("recipes/speech/paper.yaml"))
+    assert model.downsample_rate == 160
+    assert model.encoder.receptive_field == 465
+    assert sum(p.numel() for p in model.parameters()) == 7_414_784
+    assert model.context.rnn.hidden_size == 256 and model.predictors.prediction_steps == 12
+    features, lengths = model.extract_features(torch.zeros(1, 20480))
+    assert features.shape == (1, 128, 256) and lengths.tolist() == [128]
+
+
+@pytest.mark.parametrize("num_samples", [400, 465, 1599, 1600, 16000, 20480, 20481])
+def test_output_lengths_match_the_convolutions(num_samples):
+    model = tiny_model()
+    latents, lengths = model.encoder(torch.randn(1, num_samples))
+    assert latents.shape[1] == lengths.item() == model.output_lengths(torch.tensor([num_samples])).item()
+
+
+def test_extract_features_layers_and_errors():
+    model = tiny_model()
+    waveforms = torch.randn(2, 3200)
+    context, lengths = model.extract_features(waveforms, torch.tensor([3200, 1600]))
+    encoder, _ = model.extract_features(waveforms, layer="encoder")
+    assert context.shape == (2, 20, 16) and encoder.shape == (2, 20, 24) and lengths.tolist() == [20, 10]
+    with pytest.raises(ValueError, match="layer"):
+        model.extract_features(waveforms, layer="predictor")
+    with pytest.raises(ValueError, match=r"\(B, S\).*\(3200,\)"):
+        model.extract_features(waveforms[0])
+
+
+@pytest.mark.parametrize("context", ["gru", "lstm"])
+def test_causality(context):
+    """Changing samples after frame t's receptive field leaves context features at frames <= t unchanged."""
+    model = tiny_model(**{"model.context.name": context})
+    rate, lookahead = model.downsample_rate, model.encoder.receptive_field - model.encoder.left_padding
+    waveforms = torch.randn(1, 6400)
+    t = 17
+    changed = waveforms.clone()
+    first_free_sample = t * rate + lookahead  # frame t reads samples < t*rate - left_padding + receptive_field
+    changed[:, first_free_sample:] = torch.randn(1, 6400 - first_free_sample)
+    with torch.no_grad():
+        before, _ = model.extract_features(waveforms)
+        after, _ = model.extract_features(changed)
+    torch.testing.assert_close(before[:, : t + 1], after[:, : t + 1], rtol=0, atol=0)
+    assert not torch.allclose(before[:, t + 1 :], after[:, t + 1 :])
+    changed[:, first_free_sample - 1] += 1.0  # one sample earlier does reach frame t
+    with torch.no_grad():
+        touched, _ = model.extract_features(changed)
+    assert not torch.equal(touched[:, t], before[:, t])
+
+
+@pytest.mark.parametrize("norm", ["none", "channel"])
+def test_padded_batch_equals_each_sequence_alone(norm):
+    model = tiny_model(**{"model.encoder.norm": norm})
+    lengths = [3200, 2417, 1000]
+    sequences = [torch.randn(n) for n in lengths]
+    batch = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+    with torch.no_grad():
+        for layer in ("encoder", "context"):
+            features, feature_lengths = model.extract_features(batch, torch.tensor(lengths), layer=layer)
+            for i, sequence in enumerate(sequences):
+                alone, alone_lengths = model.extract_features(sequence[None], layer=layer)
+                assert feature_lengths[i] == alone_lengths[0]
+                torch.testing.assert_close(features[i, : alone_lengths[0]], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_padded_batch_loss_matches_when_padding_is_unreachable():
+    """The loss ignores padded frames: appending padding changes no valid score."""
+    model = tiny_model(**{"model.loss.negative_scope": "sequence"})
+    waveforms = torch.randn(2, 3200)
+    padded = torch.cat([waveforms, torch.randn(2, 1600)], 1)
+    with torch.no_grad():
+        plain = model(waveforms, generator=torch.Generator().manual_seed(0))
+        with_padding = model(padded, torch.tensor([3200, 3200]), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(plain.num_pairs, with_padding.num_pairs)
+    assert torch.isfinite(with_padding.loss)
+
+
+def test_unknown_registry_names_are_clear():
+    with pytest.raises(ValueError, match="model.context.name='transformer'"):
+        tiny_model(**{"model.context.name": "transformer"})
+    with pytest.raises(ValueError, match="model.encoder.norm"):
+        tiny_model(**{"model.encoder.norm": "group"})
