@@ -101,4 +101,7 @@ class InfoNCE(nn.Module):
             lengths, num_frames, steps, self.num_negatives, scope=self.negative_scope, generator=generator
         )  # (B, T, K, N)
         candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
-        return info_nce(self.score(predictions, latents, candidates), valid)
+        # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
+        with torch.autocast(predictions.device.type, enabled=False):
+            scores = self.score(predictions.float(), latents.float(), candidates)
+        return info_nce(scores, valid)

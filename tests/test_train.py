@@ -196,3 +196,8 @@ def test_wandb_offline_logging(corpus_dir, tmp_path, monkeypatch):
     offline_runs = list((run / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1 and any(offline_runs[0].rglob("*.wandb"))
     assert (run / "wandb_run_id").read_text().strip() in offline_runs[0].name
+
+
+def test_bf16_autocast_runs_and_scores_in_float32(corpus_dir, tmp_path):
+    record = train(small_config(corpus_dir, **{"train.precision": "bf16", "train.max_steps": 2}), tmp_path / "run")
+    assert np.isfinite(record["loss"]) and abs(record["loss"] - np.log(9)) < 0.05
