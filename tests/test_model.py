@@ -1,5 +1,7 @@
 """Model properties users rely on: shapes and lengths, causality, padding invariance."""
 
+import math
+
 import pytest
 import torch
 
@@ -98,3 +100,22 @@ def test_unknown_registry_names_are_clear():
         tiny_model(**{"model.context.name": "transformer"})
     with pytest.raises(ValueError, match="model.encoder.norm"):
         tiny_model(**{"model.encoder.norm": "group"})
+
+
+def test_fresh_model_loss_is_log_n_plus_one():
+    model = tiny_model(**{"model.loss.num_negatives": 32}).train()
+    out = model(torch.randn(4, 6400), generator=torch.Generator().manual_seed(0))
+    assert abs(out.loss.item() - math.log(33)) < 0.05
+    assert out.accuracy_per_step.shape == out.mutual_information.shape == (3,)
+
+
+@pytest.mark.parametrize("context", ["gru", "lstm"])
+def test_streaming_context_equals_one_pass(context):
+    """The hidden state is explicit: feeding chunks and carrying it equals one pass."""
+    model = tiny_model(**{"model.context.name": context})
+    latents = torch.randn(2, 30, 24)
+    with torch.no_grad():
+        whole, _ = model.context(latents)
+        first, hidden = model.context(latents[:, :11])
+        second, _ = model.context(latents[:, 11:], hidden)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
