@@ -8,6 +8,10 @@ the median of ``--steps`` steps after ``--warmup`` untimed ones, and the peak me
 process's peak resident set size on CPU, ``torch.cuda.max_memory_allocated`` on GPU. The same
 step with the negatives *copied* into a (B, T, K, 1+N, C) tensor (as CPC_audio does) is timed
 beside it. Each measurement runs in a fresh process so that peak memory is its own.
+
+    cpc bench data --recipe recipes/speech/tiny.yaml data.root=PATH
+
+times the training DataLoader alone (windows per second), to check it keeps up with the model.
 """
 
 from __future__ import annotations
@@ -131,6 +135,31 @@ def print_table(report: dict) -> None:
     print(f"\n{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}")
 
 
+def bench_data(args: argparse.Namespace) -> dict:
+    """Windows per second through the training DataLoader (reads only; compare with samples_per_s of a step)."""
+    from torch.utils.data import DataLoader
+
+    from cpc.config import load_config
+    from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+
+    config = load_config(args.recipe, args.overrides)
+    corpus = split_corpus(config.data.root, config.data.window, valid_fraction=0.0)
+    sampler = WindowSampler(corpus.train, config.data.window, config.train.batch_size)
+    loader = DataLoader(SpeechWindows(corpus.train, config.data.window), batch_sampler=sampler, num_workers=config.data.num_workers)
+    batches = iter(loader)
+    for _ in range(args.warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(args.batches):
+        next(batches)
+    elapsed = time.perf_counter() - start
+    return {
+        "benchmark": "data", "machine": machine_info("cpu"), "recipe": args.recipe, "data": config.data.root,
+        "num_workers": config.data.num_workers, "batch_size": config.train.batch_size, "window": config.data.window,
+        "batches": args.batches, "seconds_per_batch": elapsed / args.batches, "windows_per_s": args.batches * config.train.batch_size / elapsed,
+    }
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks (print a table, write JSON)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
@@ -143,11 +172,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--skip-copied", action="store_true", help="do not time the copied-negatives variant")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every recipe")
     train.set_defaults(func=_main)
+    data = which.add_parser("data", help="windows per second through the training data loader")
+    data.add_argument("--recipe", default="recipes/speech/tiny.yaml", help="recipe YAML (its data section and batch size)")
+    data.add_argument("--json", type=Path, help="write the results here")
+    data.add_argument("--batches", type=int, default=200, help="timed batches")
+    data.add_argument("--warmup", type=int, default=5, help="untimed batches first (worker start-up)")
+    data.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=PATH data.num_workers=2")
+    data.set_defaults(func=_main_data)
 
 
 def _main(args: argparse.Namespace) -> int:
     report = bench_train(args)
     print_table(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _main_data(args: argparse.Namespace) -> int:
+    report = bench_data(args)
+    print(f"| data | workers | batch x window | s/batch | windows/s |\n|---|---|---|---|---|\n"
+          f"| {report['data']} | {report['num_workers']} | {report['batch_size']} x {report['window']} | {report['seconds_per_batch']:.4f} | {report['windows_per_s']:.0f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
