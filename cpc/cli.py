@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "cpc.train",
     "cpc.bench",
+    "cpc.corpus.cli",
 ]
 
 

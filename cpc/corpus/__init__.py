@@ -1,0 +1,12 @@
+"""Speech corpora with 10 ms phone labels and speakers.
+
+* :mod:`cpc.corpus.phones`: the 40-class inventory (39 ARPAbet + ``sil``) and engine symbol maps.
+* :mod:`cpc.corpus.formats`: alignment / phones / split / speakers / ZeroSpeech ``.item`` files
+  and :func:`load_corpus`, the one loader for a built corpus and LibriSpeech + CPC alignments.
+* :mod:`cpc.corpus.synth`: ``build_corpus`` (``cpc data synth``), a multi-speaker corpus from
+  Festival and espeak-ng.
+"""
+
+from cpc.corpus.formats import Corpus, ItemRow, load_corpus, read_item
+
+__all__ = ["Corpus", "ItemRow", "load_corpus", "read_item"]

@@ -1,0 +1,130 @@
+"""espeak-ng through its C library, with the phoneme events that give each phone's start sample.
+
+Design notes
+------------
+* The ``espeak-ng`` command prints phonemes (``-x``) but no timings, and ``--pho`` works only
+  with MBROLA voices; the PyPI bindings expose no events. The library does: initialised with
+  ``espeakINITIALIZE_PHONEME_EVENTS``, its synthesis callback receives, next to each audio
+  chunk, events of type ``espeakEVENT_PHONEME`` whose ``sample`` field is the phone's first
+  output sample (22,050 Hz) and whose ``id.string`` is the phoneme name (``"@2"``, ``"eI"``).
+* espeak-ng keeps global state (voice, parameters). Switching voices inside one process made
+  some variants differ between runs, so the builder calls :func:`synthesize` from a fresh
+  process per batch (``multiprocessing.Pool(maxtasksperchild=1)``) and never mixes voices.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+
+__all__ = ["EspeakError", "load_library", "synthesize"]
+
+APT_INSTALL = "apt-get install espeak-ng"
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+_PARAMETER_PITCH = 3
+_DEFAULT_PITCH = 50  # espeak-ng's own default for espeakPITCH (0..100)
+
+
+class EspeakError(RuntimeError):
+    """espeak-ng is missing or refused a request; the message says what to do."""
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` from speak_lib.h."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds
+        ("sample", ctypes.c_int),  # output sample index
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+_library = None
+_sample_rate = 0
+_chunks: list[np.ndarray] = []
+_events: list[tuple[int, str]] = []
+
+
+def load_library() -> ctypes.CDLL:
+    """Load ``libespeak-ng`` (raises :class:`EspeakError` with the apt-get line when absent)."""
+    global _library
+    if _library is None:
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            _library = ctypes.CDLL(name)
+        except OSError as error:
+            raise EspeakError(f"the espeak-ng library ({name}) is not installed: run `{APT_INSTALL}` ({error})") from None
+    return _library
+
+
+def _on_audio(wave, num_samples, events):  # called by espeak-ng from inside espeak_Synth
+    if num_samples > 0:
+        _chunks.append(np.ctypeslib.as_array(wave, shape=(num_samples,)).copy())
+    index = 0
+    while events[index].type != _EVENT_LIST_TERMINATED:
+        event = events[index]
+        if event.type == _EVENT_PHONEME:
+            _events.append((event.sample, event.id.string.decode("utf-8")))
+        index += 1
+    return 0
+
+
+_callback = _CALLBACK(_on_audio)  # kept at module level so it is never garbage-collected
+
+
+def _initialise() -> None:
+    global _sample_rate
+    if _sample_rate:
+        return
+    library = load_library()
+    _sample_rate = library.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS)
+    if _sample_rate <= 0:
+        raise EspeakError(f"espeak_Initialize failed (returned {_sample_rate}); is espeak-ng-data installed? `{APT_INSTALL}`")
+    library.espeak_SetSynthCallback(_callback)
+
+
+def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None) -> tuple[int, list[tuple[np.ndarray, list[tuple[int, str]]]]]:
+    """Synthesise ``texts`` with one espeak-ng voice (e.g. ``"en-us+m3"``).
+
+    ``pitches[i]`` scales espeak-ng's pitch parameter for text i (50 = the voice's default, so
+    1.1 → 55; default 1.0).
+    Returns ``(sample_rate, [(wave, events), ...])``: ``wave`` is float32 in [-1, 1] at the
+    engine's rate (22,050 Hz), ``events`` lists ``(start_sample, phoneme_name)`` in order.
+    """
+    _initialise()
+    library = load_library()
+    if library.espeak_SetVoiceByName(voice.encode()) != 0:
+        raise EspeakError(f"espeak-ng does not know the voice {voice!r} (see `espeak-ng --voices=en`)")
+    pitches = [1.0] * len(texts) if pitches is None else pitches
+    results = []
+    for text, pitch in zip(texts, pitches, strict=True):
+        library.espeak_SetParameter(_PARAMETER_PITCH, int(round(_DEFAULT_PITCH * pitch)), 0)
+        _chunks.clear()
+        _events.clear()
+        encoded = text.encode("utf-8")
+        status = library.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        library.espeak_Synchronize()
+        if status != 0 or not _chunks:
+            raise EspeakError(f"espeak-ng voice {voice!r} produced no audio for {text!r} (status {status})")
+        wave = np.concatenate(_chunks).astype(np.float32) / 32768.0
+        results.append((wave, list(_events)))
+    return _sample_rate, results
