@@ -47,6 +47,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     batch = torch.randn(config.train.batch_size, config.data.window, device=device)  # (B, S)
     generator = torch.Generator(device=device).manual_seed(0)
+    baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch + model, before any step
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     times = []
     for step in range(warmup + steps):
@@ -70,6 +71,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         "steps_timed": steps,
         "samples_per_s": config.train.batch_size / median,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_rss_mb": baseline_rss_mb,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
         "batch_size": config.train.batch_size,
         "window": config.data.window,

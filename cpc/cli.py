@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "cpc.train",
     "cpc.bench",
     "cpc.corpus.cli",
+    "cpc.eval.cli",
+    "cpc.eval.demo",
 ]
 
 

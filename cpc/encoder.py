@@ -115,11 +115,15 @@ class ConvEncoder(nn.Module):
             lengths = torch.full((batch_size,), num_samples, dtype=torch.long, device=waveforms.device)
         if self.standardize_input:
             waveforms = _standardize(waveforms, lengths)
-        x = _mask(waveforms.unsqueeze(1), lengths)  # (B, 1, S)
+        # Masking is only needed when some sequence is shorter than the batch; skipping it for
+        # full-length training windows saves a copy of every activation.
+        padded = bool((lengths < num_samples).any())
+        x = _mask(waveforms.unsqueeze(1), lengths) if padded else waveforms.unsqueeze(1)  # (B, 1, S)
         for layer, block in zip(self.layers, self.blocks):
-            x = torch.relu(block["norm"](block["conv"](x)))  # (B, C, T_layer)
+            x = torch.relu_(block["norm"](block["conv"](x)))  # (B, C, T_layer); in place: saves an activation copy
             lengths = _conv_lengths(layer, lengths)
-            x = _mask(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
+            if padded:
+                x = _mask(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
         return x.transpose(1, 2), lengths  # (B, T, C)
 
 
