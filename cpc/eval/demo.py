@@ -1,0 +1,203 @@
+"""``cpc demo``: corpus -> CPC training on CPU -> probes and ABX against baselines -> report.
+
+    cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe recipes/speech/tiny.yaml] [--ctc] [key=value ...]
+
+Stages (each logs what it does; feature extraction and training show progress bars):
+
+1. Corpus: ``--corpus`` if given; else a ``--hours`` synthetic corpus built once with
+   :func:`cpc.corpus.synth.build_corpus` into ``~/.cache/cpc/corpora/`` when festival,
+   espeak-ng and bible-kjv are installed; else the committed sample ``data/sample``.
+2. Training: the tiny CPU recipe on the corpus' train split (``RUN_DIR/metrics.jsonl``,
+   ``RUN_DIR/checkpoints/last.pt``). A run directory that already holds a finished
+   checkpoint is reused; an unfinished one is resumed.
+3. Evaluation, for CPC context features, MFCC, log-mel and a randomly initialised CPC of the
+   same architecture (the paper's "random init" row): linear phone probe, speaker probe on
+   1.28 s crops, within/across-speaker ABX on the corpus' item file, and with ``--ctc`` the CTC
+   phone probe (PER; off by default: a linear CTC needs ~1500 Adam steps, ~3 CPU-minutes per
+   feature set on a 1-hour corpus). Features are cached in ``RUN_DIR/features``.
+4. Report: ``RUN_DIR/report.md`` and ``report.json`` (the table, with the paper's numbers
+   beside), ``training.png`` (loss, accuracy, MI bound), ``accuracy_per_step.png`` (accuracy
+   against k) and ``projection_<set>.png`` (2-D PCA of test frames coloured by phone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RECIPE = REPO_ROOT / "recipes" / "speech" / "tiny.yaml"
+SAMPLE_CORPUS = REPO_ROOT / "data" / "sample"
+CORPUS_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cpc" / "corpora"
+BASELINE_SETS = ("mfcc", "logmel")
+
+
+def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path = CORPUS_CACHE) -> Path:
+    """The corpus the demo uses (see the module docstring, stage 1)."""
+    if corpus is not None:
+        return Path(corpus)
+    from cpc.corpus import synth
+
+    try:
+        synth.check_tools()
+    except synth.MissingToolError as error:
+        if not SAMPLE_CORPUS.is_dir():
+            raise FileNotFoundError(f"no corpus: {error}, and the committed sample {SAMPLE_CORPUS} is missing") from None
+        log.warning("%s; using the committed sample corpus %s instead", error, SAMPLE_CORPUS)
+        return SAMPLE_CORPUS
+    folder = cache / f"synth-{hours:g}h-seed0"
+    if (folder / "summary.json").is_file():
+        log.info("corpus: reusing %s", folder)
+        return folder
+    if folder.exists():  # an interrupted build: start again
+        import shutil
+
+        shutil.rmtree(folder)
+    log.info("corpus: building %g h of synthetic speech into %s (once; reused by later demos)", hours, folder)
+    synth.build_corpus(folder, hours, seed=0, workers=2)
+    return folder
+
+
+def train_model(run_dir: Path, corpus: Path, recipe: str | os.PathLike, overrides: list[str]) -> Path:
+    """Train (or reuse / resume) the recipe on the corpus' train split; -> the checkpoint path."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.config import load_config
+    from cpc.train import train
+
+    settings = [f"data.root={corpus}"]
+    if (corpus / "train_split.txt").is_file():
+        settings.append(f"data.train_split={corpus / 'train_split.txt'}")
+    config = load_config(recipe, settings + list(overrides))
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.exists():
+        step = load_checkpoint(checkpoint)["step"]
+        if step >= config.train.max_steps:
+            log.info("training: reusing %s (step %d)", checkpoint, step)
+            return checkpoint
+        log.info("training: resuming %s from step %d to %d", checkpoint, step, config.train.max_steps)
+        train(config, run_dir, resume=True)
+        return checkpoint
+    log.info("training: %s for %d steps on %s", recipe, config.train.max_steps, corpus)
+    train(config, run_dir)
+    return checkpoint
+
+
+def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = None, hours: float = 1.0, steps: int | None = None,
+             recipe: str | os.PathLike = DEFAULT_RECIPE, overrides: list[str] | None = None, ctc: bool = False, progress: bool = True) -> dict:
+    """Run the four demo stages; -> the report's JSON content."""
+    from cpc.corpus.formats import load_corpus
+    from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
+    from cpc.eval.report import plot_accuracy_per_step, plot_projection, plot_training, write_report
+    from cpc.features import FeatureCache, extract, feature_set
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = list(overrides or [])
+    if steps is not None:
+        overrides.append(f"train.max_steps={steps}")
+    if not progress:
+        overrides.append("train.progress=false")
+
+    log.info("[1/4] corpus")
+    corpus_root = find_corpus(corpus, hours)
+    data = load_corpus(corpus_root)
+    log.info("corpus %s: %d utterances, %d speakers, splits %s", corpus_root, len(data.files), len(set(data.speakers.values())),
+             {name: len(ids) for name, ids in data.splits.items()})
+
+    log.info("[2/4] training")
+    training_started = time.perf_counter()
+    reused = (run_dir / "checkpoints" / "last.pt").exists()
+    checkpoint = train_model(run_dir, corpus_root, recipe, overrides)
+    training_seconds = time.perf_counter() - training_started
+
+    log.info("[3/4] probes and ABX")
+    evaluation_started = time.perf_counter()
+    cache = FeatureCache(run_dir / "features")
+    item_file = corpus_root / "abx" / "test.item"
+    feature_sets = [str(checkpoint), *BASELINE_SETS, "random"]
+    results = []
+    for name in feature_sets:
+        options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
+        label = "cpc" if name == str(checkpoint) else name
+        log.info("evaluating %s: phone probe", label)
+        results.append(evaluate_phone(data, name, **options))
+        if ctc:
+            log.info("evaluating %s: CTC phone probe", label)
+            results.append(evaluate_phone(data, name, ctc=True, **options))
+        log.info("evaluating %s: speaker probe", label)
+        results.append(evaluate_speaker(data, name, **options))
+        if item_file.is_file():
+            log.info("evaluating %s: ABX", label)
+            results.append(evaluate_abx(data, name, item_file, **options))
+        log.info("%s: %s", label, ", ".join(f"{r['task']} {r.get('accuracy', r.get('per', r.get('within')))}" for r in results if r["features"] == results[-1]["features"]))
+    evaluation_seconds = time.perf_counter() - evaluation_started
+
+    log.info("[4/4] report")
+    plots = []
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        plot_training(metrics, run_dir / "training.png")
+        plot_accuracy_per_step(metrics, run_dir / "accuracy_per_step.png")
+        plots += [("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
+                  ("accuracy_per_step.png", "Prediction accuracy against steps ahead k")]
+    test = data.splits.get("test", [])
+    for name, label in ((str(checkpoint), "cpc"), ("mfcc", "mfcc")):
+        features = extract(feature_set(name, layer="context"), data.files, test, cache=cache, corpus_root=corpus_root, progress=False)
+        plot_projection(features, data.labels, data.phone_names, run_dir / f"projection_{label}.png", title=f"PCA of {label} test frames")
+        plots.append((f"projection_{label}.png", f"2-D PCA of {label} test frames, the most frequent phones coloured"))
+
+    from cpc.eval.report import read_metrics
+
+    train_records, valid_records = read_metrics(metrics) if metrics.is_file() else ([], [])
+    summary = {
+        "corpus": str(corpus_root),
+        "corpus_hours": round(sum(f.num_samples for f in data.files.values()) / 16000 / 3600, 3),
+        "utterances": len(data.files),
+        "speakers": len(set(data.speakers.values())),
+        "recipe": str(recipe),
+        "overrides": " ".join(overrides) or "none",
+        "checkpoint": str(checkpoint),
+        "training_steps": train_records[-1]["step"] if train_records else None,
+        "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
+        "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
+        "training_seconds": round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)",
+        "evaluation_seconds": round(evaluation_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    markdown, _ = write_report(run_dir, results, summary=summary, plots=plots)
+    log.info("wrote %s (%.0f s in all)", markdown, summary["total_seconds"])
+    print(markdown.read_text())
+    return {"summary": summary, "results": results}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
+    parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
+    parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
+    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help=f"training recipe (default {DEFAULT_RECIPE})")
+    parser.add_argument("--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    run_demo(args.run_dir, corpus=args.corpus, hours=args.hours, steps=args.steps, recipe=args.recipe, overrides=args.overrides, ctc=args.ctc)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    import cpc.cli
+
+    cpc.cli.COMMAND_MODULES += [name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES]
+    sys.exit(cpc.cli.main(["demo", *sys.argv[1:]]))

@@ -1,0 +1,435 @@
+"""Frame features on the 10 ms grid: baselines (MFCC, log-mel), CPC models, and their disk cache.
+
+Shape legend: S samples (16 kHz), T frames (10 ms = 160 samples), D feature dimensions.
+
+Every feature set maps one utterance (S,) to a (T, D) float32 array with T = S // 160, the
+same grid as the corpus labels (frame t covers samples [160 t, 160 t + 160), labelled by the
+phone at its centre). This is the protocol of the CPC paper (van den Oord et al. 2018,
+section 3.1: "linear classifier ... on the 10 ms frames") and of the CPC_audio / libri-light
+evaluations, where every compared representation lives on the same 100 Hz grid.
+
+Baselines (no training)
+-----------------------
+* ``logmel`` / ``logmel80``: log power mel spectrogram, 40 or 80 bands, 25 ms Hann window,
+  10 ms hop, HTK mel scale without area normalisation (torchaudio's defaults), ``log(max(x, 1e-10))``.
+* ``mfcc``: 13 cepstra (orthonormal DCT-II of the 40-band power in dB, torchaudio's
+  ``MFCC(log_mels=False)``: 10 log10, floored 80 dB below the utterance's peak) + Δ + ΔΔ
+  (regression over ±2 frames, edges replicated) = 39 dimensions.
+* Windows are centred (``center=True``, reflect padding), so STFT frame t is centred on sample
+  160 t, half a hop before the label frame's centre; STFTs give ``1 + S // 160`` frames and the
+  last one is dropped so baselines hit the label grid exactly.
+
+Two implementations of the spectrogram: torchaudio's transforms when torchaudio imports, and
+a fallback with ``torch.stft`` + ``librosa.filters.mel(htk=True, norm=None)`` + an explicit
+orthonormal DCT; ``tests/test_features.py`` checks that they agree. torchaudio is imported
+defensively: a CPU torch next to a CUDA torchaudio raises ``OSError``, not ``ImportError``.
+
+CPC features
+------------
+``ModelFeatures`` runs ``model.extract_features(..., layer="context"|"encoder")`` on whole
+utterances, batched by total length (sorted, so padding stays small); the encoder carries
+valid lengths, so a padded batch gives each utterance's own features. ``random`` is a CPC
+with the same architecture, freshly initialised with a fixed seed: the paper's "random
+initialisation" row.
+
+Cache
+-----
+``FeatureCache`` keeps one ``.npy`` per utterance under ``<cache>/<key>/``. The key names the
+feature set and fingerprints everything its values depend on: for a checkpoint, its resolved
+path, size and modification time plus the layer; for a random model, its architecture and
+seed; always the corpus root, so two corpora with the same utterance ids never share
+entries. Several probes (phone, CTC, speaker, ABX) therefore extract each set once.
+
+Labels vs features
+------------------
+``align_to_labels`` trims a feature/label pair to the shorter length when they differ by at
+most ``tolerance`` frames (conv arithmetic at an utterance's end) and reports how many frames
+it dropped; a larger difference is an error naming the utterance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+try:  # see the module docstring for why OSError is caught too
+    import torchaudio.functional as _ta_functional
+    import torchaudio.transforms as _ta_transforms
+except (ImportError, OSError):  # pragma: no cover - depends on the installed wheels
+    _ta_functional = _ta_transforms = None
+
+from cpc.data.audio import AudioFile, read_audio
+
+__all__ = [
+    "SAMPLE_RATE",
+    "FRAME_SAMPLES",
+    "HAVE_TORCHAUDIO",
+    "BASELINES",
+    "FeatureSet",
+    "BaselineFeatures",
+    "ModelFeatures",
+    "FeatureCache",
+    "log_mel_spectrogram",
+    "mfcc",
+    "deltas",
+    "dct_matrix",
+    "feature_set",
+    "extract",
+    "align_to_labels",
+    "FeatureError",
+    "single_thread",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+FRAME_SAMPLES = 160  # 10 ms hop: the label grid
+WINDOW_SAMPLES = 400  # 25 ms analysis window
+NUM_FFT = 400
+HAVE_TORCHAUDIO = _ta_transforms is not None
+FEATURE_CODE_VERSION = 1  # bump when baseline values change, so old cache entries are not reused
+
+
+class FeatureError(ValueError):
+    """Features that cannot be used (bad name, length mismatch); the message names the utterance or file."""
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread inside the block, then restore the setting.
+
+    Probes, DTW and feature extraction are many small or medium operations; on a shared 2-core
+    machine, intra-op threads waiting for a busy core cost far more than they gain (DTW: 14 s on one thread vs 90 s on
+    two for 550k token pairs; the tiny CPC recipe: 0.5 vs 7.5 s per step).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- spectrograms
+
+
+def _backend(backend: str) -> str:
+    if backend == "auto":
+        return "torchaudio" if HAVE_TORCHAUDIO else "torch"
+    if backend == "torchaudio" and not HAVE_TORCHAUDIO:
+        raise RuntimeError("backend='torchaudio' asked for, but torchaudio does not import here")
+    if backend not in ("torchaudio", "torch"):
+        raise ValueError(f"unknown feature backend {backend!r}; expected 'auto', 'torchaudio' or 'torch'")
+    return backend
+
+
+@functools.lru_cache(maxsize=8)
+def _torchaudio_mel(num_mels: int):
+    return _ta_transforms.MelSpectrogram(
+        sample_rate=SAMPLE_RATE, n_fft=NUM_FFT, win_length=WINDOW_SAMPLES, hop_length=FRAME_SAMPLES,
+        n_mels=num_mels, power=2.0, center=True, pad_mode="reflect", norm=None, mel_scale="htk",
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _librosa_mel_filters(num_mels: int) -> torch.Tensor:
+    import librosa
+
+    filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=NUM_FFT, n_mels=num_mels, fmin=0.0, fmax=SAMPLE_RATE / 2, htk=True, norm=None)
+    return torch.from_numpy(filters)  # (num_mels, NUM_FFT // 2 + 1)
+
+
+def _mel_power(wave: torch.Tensor, num_mels: int, backend: str) -> torch.Tensor:
+    """wave (S,) float -> mel power spectrogram (num_mels, 1 + S // 160)."""
+    if _backend(backend) == "torchaudio":
+        return _torchaudio_mel(num_mels)(wave)
+    spectrum = torch.stft(
+        wave, NUM_FFT, hop_length=FRAME_SAMPLES, win_length=WINDOW_SAMPLES, window=torch.hann_window(WINDOW_SAMPLES),
+        center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
+    ).abs().pow(2)  # (NUM_FFT // 2 + 1, T + 1)
+    return _librosa_mel_filters(num_mels).to(spectrum.dtype) @ spectrum  # (num_mels, T + 1)
+
+
+def _as_tensor(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+    wave = torch.as_tensor(wave, dtype=torch.float32)
+    if wave.dim() != 1:
+        raise ValueError(f"expected one waveform of shape (S,), got {tuple(wave.shape)}")
+    if wave.numel() < WINDOW_SAMPLES:  # reflect padding needs a few samples; too short for a frame anyway
+        wave = torch.nn.functional.pad(wave, (0, WINDOW_SAMPLES - wave.numel()))
+    return wave
+
+
+def log_mel_spectrogram(wave: np.ndarray | torch.Tensor, num_mels: int = 40, *, backend: str = "auto") -> torch.Tensor:
+    """wave (S,) at 16 kHz -> log mel power (T, num_mels), T = S // 160."""
+    num_frames = len(wave) // FRAME_SAMPLES
+    mel = _mel_power(_as_tensor(wave), num_mels, backend)  # (num_mels, T + 1)
+    return mel.clamp(min=1e-10).log()[:, :num_frames].T.contiguous()
+
+
+def dct_matrix(num_coefficients: int, num_mels: int) -> torch.Tensor:
+    """Orthonormal DCT-II, shape (num_mels, num_coefficients), as ``torchaudio.functional.create_dct(..., "ortho")``."""
+    n = torch.arange(num_mels, dtype=torch.float64)
+    k = torch.arange(num_coefficients, dtype=torch.float64)[:, None]
+    dct = torch.cos(math.pi / num_mels * (n + 0.5) * k)  # (num_coefficients, num_mels)
+    dct[0] *= 1.0 / math.sqrt(2.0)
+    dct *= math.sqrt(2.0 / num_mels)
+    return dct.T.float()
+
+
+def deltas(features: torch.Tensor, window: int = 2) -> torch.Tensor:
+    """Regression deltas over ±window frames with replicated edges: (T, D) -> (T, D).
+
+    d_t = sum_n n (c_{t+n} - c_{t-n}) / (2 sum_n n^2), as HTK/Kaldi and torchaudio's compute_deltas.
+    """
+    if features.shape[0] == 0:
+        return features.clone()
+    padded = torch.cat([features[:1].expand(window, -1), features, features[-1:].expand(window, -1)])  # (T + 2w, D)
+    length = features.shape[0]
+    numerator = sum(n * (padded[window + n : window + n + length] - padded[window - n : window - n + length]) for n in range(1, window + 1))
+    return numerator / (2 * sum(n * n for n in range(1, window + 1)))
+
+
+def mfcc(wave: np.ndarray | torch.Tensor, num_coefficients: int = 13, num_mels: int = 40, *, with_deltas: bool = True, backend: str = "auto") -> torch.Tensor:
+    """wave (S,) -> MFCC (T, 3 * num_coefficients) with Δ and ΔΔ (or (T, num_coefficients)), T = S // 160."""
+    num_frames = len(wave) // FRAME_SAMPLES
+    mel = _mel_power(_as_tensor(wave), num_mels, backend)  # (num_mels, T + 1)
+    decibels = 10.0 * mel.clamp(min=1e-10).log10()
+    decibels = torch.maximum(decibels, decibels.max() - 80.0)  # torchaudio AmplitudeToDB(top_db=80)
+    cepstra = (decibels.T @ dct_matrix(num_coefficients, num_mels))[:num_frames]  # (T, num_coefficients)
+    if not with_deltas:
+        return cepstra.contiguous()
+    first = deltas(cepstra)
+    return torch.cat([cepstra, first, deltas(first)], dim=1)
+
+
+# ----------------------------------------------------------------------------- feature sets
+
+
+class FeatureSet(Protocol):
+    """A name -> per-utterance (T, D) features on the 10 ms grid."""
+
+    name: str
+
+    def fingerprint(self) -> str:
+        """Everything the values depend on (for the cache key)."""
+
+    def compute(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """waves: list of (S_i,) float32 at 16 kHz -> list of (T_i, D) float32."""
+
+
+@dataclass
+class BaselineFeatures:
+    """MFCC 13+Δ+ΔΔ or log-mel (40/80 bands); no training, no batching needed."""
+
+    name: str
+    function: Callable[[np.ndarray], torch.Tensor]
+    description: str
+
+    def fingerprint(self) -> str:
+        return f"{self.description} v{FEATURE_CODE_VERSION}"
+
+    def compute(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.function(wave).numpy().astype(np.float32) for wave in waves]
+
+
+BASELINES: dict[str, Callable[[], BaselineFeatures]] = {
+    "mfcc": lambda: BaselineFeatures("mfcc", lambda wave: mfcc(wave), "mfcc 13+d+dd, 40 mels, 25ms/10ms"),
+    "logmel": lambda: BaselineFeatures("logmel", lambda wave: log_mel_spectrogram(wave, 40), "log-mel 40, 25ms/10ms"),
+    "logmel80": lambda: BaselineFeatures("logmel80", lambda wave: log_mel_spectrogram(wave, 80), "log-mel 80, 25ms/10ms"),
+}
+
+
+class ModelFeatures:
+    """Features of a CPC model's ``layer`` ("context" c_t or "encoder" z_t), extracted in batches.
+
+    ``batch_samples`` bounds the padded samples per forward pass (memory), ``device`` where it runs.
+    """
+
+    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = 16000 * 80, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.layer = layer
+        self.name = name
+        self._fingerprint = fingerprint
+        self.batch_samples = batch_samples
+        self.device = torch.device(device)
+        if model.downsample_rate != FRAME_SAMPLES:
+            raise FeatureError(f"{name}: the model's frames are {model.downsample_rate} samples, the label grid is {FRAME_SAMPLES}")
+
+    def fingerprint(self) -> str:
+        return f"{self._fingerprint} layer={self.layer}"
+
+    def compute(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        results: list[np.ndarray | None] = [None] * len(waves)
+        start = 0
+        while start < len(order):
+            # Grow the batch while the padded size (longest so far x count) fits the budget.
+            stop = start + 1
+            while stop < len(order) and len(waves[order[stop]]) * (stop + 1 - start) <= self.batch_samples:
+                stop += 1
+            indices = order[start:stop]
+            lengths = torch.tensor([len(waves[i]) for i in indices])
+            batch = torch.zeros(len(indices), int(lengths.max()))
+            for row, i in enumerate(indices):
+                batch[row, : len(waves[i])] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
+            with torch.inference_mode(), single_thread():
+                features, feature_lengths = self.model.extract_features(batch.to(self.device), lengths.to(self.device), layer=self.layer)
+            features = features.float().cpu().numpy()  # (B, T, D)
+            for row, i in enumerate(indices):
+                results[i] = np.ascontiguousarray(features[row, : int(feature_lengths[row])])
+            start = stop
+        return results  # type: ignore[return-value]
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()} size={stat.st_size} mtime_ns={stat.st_mtime_ns}"
+
+
+def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0) -> tuple[torch.nn.Module, str]:
+    """A freshly initialised CPC (the paper's "random init" row) and its fingerprint.
+
+    ``architecture``: a checkpoint (its model config is used, not its weights), a recipe YAML,
+    or None for the paper's architecture.
+    """
+    from cpc.checkpoint import load_checkpoint
+    from cpc.config import load_config
+    from cpc.model import build_model
+
+    if architecture is None:
+        config = load_config(None).model
+    elif str(architecture).endswith((".yaml", ".yml")):
+        config = load_config(architecture).model
+    else:
+        config = load_checkpoint(architecture)["config"]["model"]
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = build_model({"model": dict(config)} if isinstance(config, dict) else config)
+    finally:
+        torch.set_rng_state(state)
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(config, resolve=True) if not isinstance(config, dict) else config
+    return model.eval(), f"random-init seed={seed} model={json.dumps(container, sort_keys=True)}"
+
+
+def feature_set(name: str, *, layer: str = "context", architecture: str | os.PathLike | None = None, device: str | torch.device = "cpu", seed: int = 0) -> FeatureSet:
+    """Resolve a feature-set name: ``mfcc``, ``logmel``, ``logmel80``, ``random`` or a checkpoint path.
+
+    ``layer`` applies to CPC models (checkpoint, random); ``architecture`` gives the random
+    model's architecture (checkpoint or recipe; default the paper's). Raises
+    :class:`FeatureError` for an unknown name and ``cpc.checkpoint.CheckpointError`` for a
+    checkpoint of another format version.
+    """
+    if name in BASELINES:
+        return BASELINES[name]()
+    if name == "random":
+        model, fingerprint = random_model(architecture, seed=seed)
+        return ModelFeatures(model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device)
+    path = Path(name)
+    if path.is_file():
+        import cpc
+
+        model = cpc.load(path)
+        return ModelFeatures(model, layer, name=f"cpc-{layer}", fingerprint=f"checkpoint {_file_fingerprint(path)}", device=device)
+    raise FeatureError(f"unknown feature set {name!r}: expected {', '.join(BASELINES)}, random, or an existing checkpoint file")
+
+
+# ----------------------------------------------------------------------------- cache and extraction
+
+
+class FeatureCache:
+    """One ``.npy`` per utterance under ``<root>/<key>/``; ``root=None`` disables caching."""
+
+    def __init__(self, root: str | os.PathLike | None) -> None:
+        self.root = Path(root) if root is not None else None
+
+    @staticmethod
+    def key(features: FeatureSet, corpus_root: str | os.PathLike) -> str:
+        digest = hashlib.sha1(f"{features.fingerprint()} corpus={Path(corpus_root).resolve()}".encode()).hexdigest()[:16]
+        return f"{features.name}-{digest}"
+
+    def folder(self, features: FeatureSet, corpus_root: str | os.PathLike) -> Path | None:
+        if self.root is None:
+            return None
+        folder = self.root / self.key(features, corpus_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        info = folder / "feature_set.json"
+        if not info.exists():
+            info.write_text(json.dumps({"name": features.name, "fingerprint": features.fingerprint(), "corpus": str(Path(corpus_root).resolve())}, indent=1))
+        return folder
+
+
+def extract(
+    features: FeatureSet,
+    files: dict[str, AudioFile],
+    utterances: Iterable[str],
+    *,
+    cache: FeatureCache | None = None,
+    corpus_root: str | os.PathLike = ".",
+    batch_utterances: int = 32,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Features of ``utterances`` (ids into ``files``) -> {utt_id: (T, D) float32}, read from or written to ``cache``.
+
+    Raises :class:`FeatureError` listing ids with no audio file.
+    """
+    from tqdm import tqdm
+
+    utterances = list(dict.fromkeys(utterances))
+    missing = [u for u in utterances if u not in files]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise FeatureError(f"no audio file for utterance(s): {shown}")
+    folder = (cache or FeatureCache(None)).folder(features, corpus_root)
+    result: dict[str, np.ndarray] = {}
+    todo = []
+    for utterance in utterances:
+        path = folder / f"{utterance}.npy" if folder is not None else None
+        if path is not None and path.exists():
+            result[utterance] = np.load(path)
+        else:
+            todo.append(utterance)
+    if todo:
+        log.info("extracting %s features for %d utterance(s) (%d cached)", features.name, len(todo), len(utterances) - len(todo))
+    bar = tqdm(total=len(todo), desc=f"features {features.name}", unit="utt", disable=not progress or not todo, dynamic_ncols=True)
+    for start in range(0, len(todo), batch_utterances):
+        chunk = todo[start : start + batch_utterances]
+        waves = [read_audio(files[u].path, sample_rate=files[u].sample_rate) for u in chunk]
+        for utterance, values in zip(chunk, features.compute(waves)):
+            values = np.asarray(values, dtype=np.float32)
+            result[utterance] = values
+            if folder is not None:
+                temporary = folder / f".{utterance}.tmp.npy"
+                np.save(temporary, values)
+                os.replace(temporary, folder / f"{utterance}.npy")  # atomic: a killed run leaves no half file
+        bar.update(len(chunk))
+    bar.close()
+    return {u: result[u] for u in utterances}
+
+
+def align_to_labels(features: np.ndarray, labels: np.ndarray, utterance: str, *, tolerance: int = 2) -> tuple[np.ndarray, np.ndarray, int]:
+    """Trim features (T, D) and labels (T',) to a common length; returns (features, labels, frames dropped).
+
+    |T - T'| <= ``tolerance`` is normal at an utterance's end; more raises :class:`FeatureError` naming it.
+    """
+    difference = len(features) - len(labels)
+    if abs(difference) > tolerance:
+        raise FeatureError(
+            f"utterance {utterance}: {len(features)} feature frames but {len(labels)} label frames "
+            f"(differ by {abs(difference)} > {tolerance}); are the labels on the 10 ms grid of this audio?"
+        )
+    length = min(len(features), len(labels))
+    return features[:length], labels[:length], abs(difference)

@@ -1,0 +1,159 @@
+"""ABX: DTW against a loop reference, a hand-computed example, identical tokens, shuffled labels, bad items."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cpc.corpus.formats import ItemRow
+from cpc.eval.abx import abx_error, angular_distances, dtw_average_cost, token_frames
+from cpc.features import FeatureError
+
+
+def reference_dtw(distances: np.ndarray) -> float:
+    """The textbook loop: cumulative cost with steps (1,1), (1,0), (0,1), divided by the best path's length."""
+    rows, columns = distances.shape
+    cost = np.full((rows + 1, columns + 1), np.inf)
+    length = np.zeros((rows + 1, columns + 1), dtype=int)
+    cost[0, 0] = 0.0
+    for i in range(1, rows + 1):
+        for j in range(1, columns + 1):
+            options = [(cost[i - 1, j - 1], length[i - 1, j - 1]), (cost[i - 1, j], length[i - 1, j]), (cost[i, j - 1], length[i, j - 1])]
+            best = min(range(3), key=lambda k: options[k][0])  # first minimum: diagonal, then (1,0), then (0,1)
+            cost[i, j] = distances[i - 1, j - 1] + options[best][0]
+            length[i, j] = options[best][1] + 1
+    return cost[rows, columns] / length[rows, columns]
+
+
+def test_dtw_matches_loop_reference_on_padded_batches():
+    generator = torch.Generator().manual_seed(0)
+    distances = torch.rand(7, 9, 6, generator=generator, dtype=torch.float64)
+    first = torch.tensor([9, 1, 4, 9, 2, 6, 1])
+    second = torch.tensor([6, 6, 1, 2, 5, 6, 1])
+    batched = dtw_average_cost(distances, first, second)
+    for p in range(7):
+        assert batched[p].item() == pytest.approx(reference_dtw(distances[p, : first[p], : second[p]].numpy()), abs=1e-12)
+
+
+def test_dtw_hand_values():
+    # One row against three columns: the only path visits all three cells: (1 + 2 + 3) / 3.
+    assert dtw_average_cost(torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([1]), torch.tensor([3])).item() == pytest.approx(2.0)
+    # Diagonal of zeros beats everything: cost 0 over 2 cells.
+    assert dtw_average_cost(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), torch.tensor([2]), torch.tensor([2])).item() == 0.0
+    # [[1, 5], [1, 1]]: best path (1,1)->(2,1)->(2,2) costs 3 over 3 cells; the diagonal costs 2 over 2 cells
+    # but the path is chosen by total cost: 1 + 1 = 2 < 3, so the diagonal wins: 2 / 2 = 1.
+    assert dtw_average_cost(torch.tensor([[[1.0, 5.0], [1.0, 1.0]]]), torch.tensor([2]), torch.tensor([2])).item() == pytest.approx(1.0)
+
+
+def test_angular_distance_values():
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    distances = angular_distances(x, x[:, :1])
+    np.testing.assert_allclose(distances[0, :, 0].numpy(), [0.0, 0.5, 1.0], atol=1e-6)
+
+
+def test_token_frames_follow_frame_centres():
+    assert token_frames(0.10, 0.15, 100) == (10, 15)  # centres 0.105 .. 0.145
+    assert token_frames(0.104, 0.156, 100) == (10, 16)  # centre 0.105 is past 0.104; 0.155 before 0.156
+    assert token_frames(0.101, 0.104, 100) == (10, 11)  # no centre inside: the nearest frame
+    assert token_frames(0.95, 1.2, 100) == (95, 100)  # clipped at the end
+
+
+def _unit(degrees: float) -> list[float]:
+    return [math.cos(math.radians(degrees)), math.sin(math.radians(degrees))]
+
+
+def _hand_example():
+    """Single-frame 2-D tokens at known angles; one context (x_y). Speaker s1: a at 0 and 30 degrees,
+    b at 25 and 90; speaker s2: a at 10, b at 80. Distances are angle differences / 180."""
+    features = {
+        "f1": np.array([_unit(0), _unit(30), _unit(25), _unit(90)], dtype=np.float32),
+        "f2": np.array([_unit(10), _unit(80)], dtype=np.float32),
+    }
+    items = [
+        ItemRow("f1", 0.00, 0.01, "a", "x", "y", "s1"),
+        ItemRow("f1", 0.01, 0.02, "a", "x", "y", "s1"),
+        ItemRow("f1", 0.02, 0.03, "b", "x", "y", "s1"),
+        ItemRow("f1", 0.03, 0.04, "b", "x", "y", "s1"),
+        ItemRow("f2", 0.00, 0.01, "a", "x", "y", "s2"),
+        ItemRow("f2", 0.01, 0.02, "b", "x", "y", "s2"),
+    ]
+    return features, items
+
+
+def test_abx_hand_computed_example():
+    features, items = _hand_example()
+    result = abx_error(features, items)
+    # Within (only s1 has two tokens of a phone):
+    #   (a, b): A,X in {0, 30} (d = 30); B = 25 -> d(B, X) = 5 or 25 < 30: error; B = 90 -> 60 or 90: no error -> 2/4
+    #   (b, a): A,X in {25, 90} (d = 65); X = 90: B = 0 -> 90 (ok), B = 30 -> 60 (error); X = 25: B = 0 -> 25, B = 30 -> 5 (errors) -> 3/4
+    #   mean over phone pairs: (0.5 + 0.75) / 2 = 62.5 %
+    assert result["within"] == pytest.approx(62.5)
+    # Across: (a, b) s1->s2: X = 10: d(A,X) = 10, 20; d(B,X) = 15, 80 -> only (A=30, B=25) errs: 1/4
+    #         (a, b) s2->s1: A = 10, B = 80, X in {0, 30}: 10 < 80, 20 < 50 -> 0
+    #         (b, a) s1->s2: X = 80: d(A,X) = 55, 10; d(B,X) = 80, 50 -> only (A=25, B=30) errs: 1/4
+    #         (b, a) s2->s1: A = 80, B = 10, X in {25, 90}: 55 > 15 errs, 10 < 80 -> 1/2
+    #   per phone pair, mean over speaker pairs: (a, b) = 0.125, (b, a) = 0.375; mean 25 %
+    assert result["across"] == pytest.approx(25.0)
+    assert result["within_cells"] == 2 and result["across_cells"] == 4
+
+
+def test_abx_averages_contexts_before_speakers_and_pairs():
+    features, items = _hand_example()
+    # Add a second context in which s1's within cells are all correct (a and b far apart) -> (a,b) and (b,a) = 0.
+    features["f3"] = np.array([_unit(0), _unit(5), _unit(90), _unit(95)], dtype=np.float32)
+    items += [ItemRow("f3", 0.01 * k, 0.01 * (k + 1), phone, "z", "z", "s1") for k, phone in enumerate("aabb")]
+    # within: (a,b) = mean(0.5, 0) = 0.25, (b,a) = mean(0.75, 0) = 0.375 -> 31.25 %
+    assert abx_error(features, items)["within"] == pytest.approx(31.25)
+
+
+def test_identical_a_and_x_give_zero_error():
+    rng = np.random.default_rng(0)
+    prototypes = {phone: rng.standard_normal((4, 8)).astype(np.float32) for phone in "abcd"}
+    features, items = {}, []
+    for file_index in range(6):
+        speaker = f"s{file_index % 3}"
+        phones = rng.permutation(list("abcd")).tolist() * 2
+        features[f"f{file_index}"] = np.concatenate([prototypes[p] for p in phones])
+        for k, phone in enumerate(phones):
+            items.append(ItemRow(f"f{file_index}", 0.04 * k, 0.04 * (k + 1), phone, "c", "c", speaker))
+    result = abx_error(features, items)
+    assert result["within"] == 0.0 and result["across"] == 0.0
+
+
+def test_shuffled_labels_give_chance():
+    rng = np.random.default_rng(1)
+    features, items = {}, []
+    for file_index in range(12):
+        features[f"f{file_index}"] = rng.standard_normal((200, 16)).astype(np.float32)
+        for k in range(40):
+            items.append(ItemRow(f"f{file_index}", 0.05 * k, 0.05 * (k + 1), str(rng.integers(4)), "c", "c", f"s{file_index % 4}"))
+    result = abx_error(features, items)
+    assert abs(result["within"] - 50.0) < 5.0 and abs(result["across"] - 50.0) < 5.0
+
+
+def test_item_file_referencing_unknown_files_is_an_error():
+    features, items = _hand_example()
+    items.append(ItemRow("ghost", 0.0, 0.01, "a", "x", "y", "s1"))
+    with pytest.raises(FeatureError, match="1 file.*ghost"):
+        abx_error(features, items)
+
+
+def test_cli_abx_on_a_tiny_corpus(tmp_path, capsys):
+    import json
+
+    from test_probes import _cli, write_labelled_corpus
+
+    corpus = tmp_path / "corpus"
+    write_labelled_corpus(corpus)
+    out = tmp_path / "abx.json"
+    assert _cli(["abx", "--features", "logmel", "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
+    result = json.loads(out.read_text())
+    assert result["within"] is not None and result["across"] is not None
+    assert result["across"] < 40.0  # tones with distinct partials are easy to tell apart
+    item = tmp_path / "bad.item"
+    item.write_text("#file onset offset #phone prev-phone next-phone speaker\nnot-a-file 0.1 0.2 p1 p0 p2 100\n")
+    assert _cli(["abx", "--features", "logmel", "--data", str(corpus), "--item", str(item), "--json", str(out), "--no-cache"]) == 2
+    assert "not-a-file" in capsys.readouterr().err
