@@ -156,6 +156,8 @@ class WindowSampler:
         self.batches_per_epoch = max(1, total_windows // (batch_size * world_size))
         speakers = sorted({file.speaker for file in files})
         self.speaker_files = [np.array([i for i, f in enumerate(files) if f.speaker == s]) for s in speakers]
+        self._epoch_windows: np.ndarray | None = None  # the current epoch's draws, computed once per epoch
+        self._epoch_index = -1
 
     def _epoch(self, epoch: int) -> np.ndarray:
         """All windows of one epoch: (batches_per_epoch * world_size, batch_size, 2) of (file, offset)."""
@@ -178,9 +180,9 @@ class WindowSampler:
     def batch(self, step: int) -> list[tuple[int, int]]:
         """The batch this rank trains on at global step ``step``."""
         epoch, index = divmod(step, self.batches_per_epoch)
-        if getattr(self, "_cached_epoch", None) != epoch:
-            self._cached, self._cached_epoch = self._epoch(epoch), epoch
-        return [tuple(map(int, pair)) for pair in self._cached[index * self.world_size + self.rank]]
+        if epoch != self._epoch_index:
+            self._epoch_windows, self._epoch_index = self._epoch(epoch), epoch
+        return [tuple(map(int, pair)) for pair in self._epoch_windows[index * self.world_size + self.rank]]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
