@@ -273,7 +273,8 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
 
     # --- the loop
     steps = config.model.predictor.prediction_steps
-    window_sums = torch.zeros(2 * steps + 1, dtype=torch.float64)  # loss, accuracy (K), MI bound (K), summed over the log window
+    # Summed on the device over the log window, copied to the host only when logging.
+    window_sums = torch.zeros(2 * steps + 1, dtype=torch.float64, device=device)  # loss, accuracy (K), MI bound (K)
     window_count, window_start = 0, time.perf_counter()
     last_record: dict[str, Any] = {}
     progress = tqdm(
@@ -303,11 +304,11 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             scheduler.step()
             done = step + 1
 
-            window_sums += torch.cat([out.loss.detach().double().cpu()[None], out.accuracy_per_step.double().cpu(), out.mutual_information.double().cpu()])
+            window_sums += torch.cat([out.loss.detach()[None], out.accuracy_per_step, out.mutual_information]).double()
             window_count += 1
             progress.update(1)
             if done % config.train.log_every == 0 or done == config.train.max_steps:
-                averaged = _reduce(window_sums.to(device), world_size).cpu() / (window_count * world_size)
+                averaged = _reduce(window_sums, world_size).cpu() / (window_count * world_size)
                 elapsed = time.perf_counter() - window_start
                 last_record = {
                     "step": done,
