@@ -7,7 +7,8 @@ A checkpoint is one ``torch.save`` dict:
     model           dict    state_dict, loaded strictly
     optimizer       dict    optimizer state (training checkpoints)
     step            int     optimizer steps done
-    rng             dict    torch CPU/CUDA RNG states and the negative-sampling generator state
+    rng             dict    torch CPU/CUDA RNG states
+    log_window      dict    metric sums of the log window open at ``step`` (training checkpoints)
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed over
 the target (``os.replace`` is atomic on POSIX), so a run killed mid-write leaves the
@@ -23,7 +24,9 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+# 2: the encoder lost ``standardize_input`` (not causal) and conv layers gained ``bias``;
+#    training checkpoints carry the open log window (``log_window``).
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):

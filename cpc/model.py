@@ -90,4 +90,4 @@ def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
     context = CONTEXT_NETWORKS[model_config.context.name](model_config.context, encoder.output_size)
     predictors = PREDICTORS[model_config.predictor.name](model_config.predictor, context.output_size, encoder.output_size)
     criterion = InfoNCE(model_config.loss.num_negatives, model_config.loss.negative_scope)
-    return CPC(encoder, context, predictors, criterion, config=OmegaConf.to_container(model_config, resolve=True))
+    return CPC(encoder, context, predictors, criterion, config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True))

@@ -83,22 +83,58 @@ def test_padded_batch_equals_each_sequence_alone(norm):
                 torch.testing.assert_close(features[i, : alone_lengths[0]], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def test_padded_batch_loss_matches_when_padding_is_unreachable():
-    """The loss ignores padded frames: appending padding changes no valid score."""
-    model = tiny_model(**{"model.loss.negative_scope": "sequence"})
+def test_padding_changes_no_score_of_a_valid_position():
+    """Appending padding leaves every score between valid positions, and so every loss term, unchanged."""
+    from cpc.infonce import score_candidates
+    from cpc.negatives import positive_indices
+
+    model = tiny_model()
     waveforms = torch.randn(2, 3200)
-    padded = torch.cat([waveforms, torch.randn(2, 1600)], 1)
+    padded = torch.cat([waveforms, torch.randn(2, 1600)], 1)  # (B, S + 1600), valid lengths 3200
+
+    def scores(batch, lengths):
+        latents, latent_lengths = model.encoder(batch, lengths)  # (B, T, C)
+        predictions = model.predictors(model.context(latents)[0])  # (B, T, K, C)
+        batch_size, num_frames, steps, _ = predictions.shape
+        every_frame = torch.arange(batch_size * num_frames).expand(batch_size, num_frames, steps, -1)
+        full = score_candidates(predictions, latents, every_frame)  # (B, T, K, B*T): each prediction against every latent
+        valid_frames = torch.arange(num_frames)[None, :] < latent_lengths[:, None]  # (B, T)
+        positives, valid = positive_indices(latent_lengths, num_frames, steps)  # (B, T, K)
+        positive_scores = full.gather(-1, positives[..., None])[..., 0][valid]  # (pairs,)
+        return full[valid_frames][..., valid_frames.flatten()], positive_scores, latent_lengths
+
     with torch.no_grad():
-        plain = model(waveforms, generator=torch.Generator().manual_seed(0))
-        with_padding = model(padded, torch.tensor([3200, 3200]), generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(plain.num_pairs, with_padding.num_pairs)
-    assert torch.isfinite(with_padding.loss)
+        plain, plain_positives, plain_lengths = scores(waveforms, None)
+        with_padding, padded_positives, padded_lengths = scores(padded, torch.tensor([3200, 3200]))
+    assert torch.equal(plain_lengths, padded_lengths) and model.output_lengths(torch.tensor(padded.shape[1])) > padded_lengths.max()
+    assert plain.shape == with_padding.shape == (40, 3, 40) and len(plain_positives) == 2 * (17 + 18 + 19)
+    torch.testing.assert_close(with_padding, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded_positives, plain_positives, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "lengths, message",
+    [
+        (torch.tensor([3200, 3201]), r"lengths\[1\] = 3201 .* 3200 samples"),
+        (torch.tensor([3200, -5]), r"lengths\[1\] = -5"),
+        (torch.tensor([0, 3200]), r"lengths\[0\] = 0"),
+        (torch.tensor([3200.0, 1600.0]), "integer tensor"),
+        (torch.tensor([3200]), r"shape \(B,\) = \(2,\), got \(1,\)"),
+        ([3200, 1600], "integer tensor"),
+    ],
+)
+def test_bad_lengths_are_rejected_naming_the_value(lengths, message):
+    model = tiny_model()
+    with pytest.raises(ValueError, match=message):
+        model.extract_features(torch.randn(2, 3200), lengths)
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(2, 3200), lengths, generator=torch.Generator().manual_seed(0))
 
 
 def test_unknown_registry_names_are_clear():
-    with pytest.raises(ValueError, match="model.context.name='transformer'"):
+    with pytest.raises(ValueError, match=r"model.context.name.*'transformer'.*\['gru', 'lstm'\]"):
         tiny_model(**{"model.context.name": "transformer"})
-    with pytest.raises(ValueError, match="model.encoder.norm"):
+    with pytest.raises(ValueError, match=r"model.encoder.norm.*'group'.*\[none, batch, channel\]"):
         tiny_model(**{"model.encoder.norm": "group"})
 
 

@@ -1,0 +1,52 @@
+"""Every shipped recipe is causal: context features at frame t do not depend on samples after t.
+
+CPC predicts the future from c_t (paper, section 2.1), and streaming extraction can only equal
+one pass over the whole input if no frame looks past its own receptive field. The test trains
+each recipe a few steps (so normalisation layers and biases are no longer at their initial
+values), then changes the second half of a 2 s input and checks the frames before the change.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import cpc
+from cpc.config import load_config
+from cpc.resources import list_recipes
+from cpc.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SAMPLES = 32000  # 2 s
+CHANGE = 16000  # samples from here on are replaced
+
+
+def test_every_recipe_file_is_tested():
+    shipped = {str(p.relative_to(REPO_ROOT / "recipes").with_suffix("")) for p in (REPO_ROOT / "recipes").rglob("*.yaml")}
+    assert shipped == set(list_recipes()) and shipped
+
+
+@pytest.mark.parametrize("recipe", list_recipes())
+def test_context_before_a_change_does_not_move(recipe, corpus_dir, tmp_path):
+    overrides = {
+        "data.root": corpus_dir, "data.window": 4096, "data.num_workers": 0, "data.valid_fraction": 0,
+        "train.batch_size": 2, "train.max_steps": 3, "train.log_every": 1, "train.checkpoint_every": 3,
+        "train.progress": False, "train.threads": 1,
+    }
+    train(load_config(recipe, [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
+    model = cpc.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    encoder = model.encoder
+    # Frame t reads samples [t*R - P, t*R - P + F): the last frame untouched by the change is
+    # the one whose receptive field ends at or before CHANGE.
+    last_unchanged = (CHANGE + encoder.left_padding - encoder.receptive_field) // encoder.downsample_rate
+    generator = torch.Generator().manual_seed(0)
+    waveform = 0.05 * torch.randn(1, SAMPLES, generator=generator)
+    changed = waveform.clone()
+    changed[:, CHANGE:] = 0.3 * torch.randn(1, SAMPLES - CHANGE, generator=generator)  # louder, too
+    with torch.inference_mode():
+        for layer in ("encoder", "context"):
+            before, _ = model.extract_features(waveform, layer=layer)
+            after, _ = model.extract_features(changed, layer=layer)
+            torch.testing.assert_close(after[:, : last_unchanged + 1], before[:, : last_unchanged + 1], rtol=0, atol=0, msg=f"{recipe} {layer}")
+            assert not torch.allclose(after[:, last_unchanged + 1 :], before[:, last_unchanged + 1 :]), f"{recipe} {layer}: the change reached no frame"
