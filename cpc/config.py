@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +26,51 @@ class ConfigError(ValueError):
     """A bad recipe or override; the message names the key."""
 
 
+# Settings with a fixed set of values are enums, so a typo fails when the config loads
+# ("optim.schedule: Invalid value 'cosin', expected one of [constant, cosine, linear]"),
+# not at the step that first reads it. They subclass str: ``config.optim.schedule == "cosine"``.
+
+
+class Norm(str, Enum):
+    none = "none"
+    batch = "batch"  # batch statistics: not causal in training mode, and they see the padding
+    channel = "channel"  # layer norm over channels, per frame: causal
+
+
+class PredictorInit(str, Enum):
+    default = "default"  # PyTorch's
+    zeros = "zeros"
+
+
+class NegativeScope(str, Enum):
+    batch = "batch"
+    sequence = "sequence"
+    other_sequences = "other_sequences"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+    linear = "linear"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Logger(str, Enum):
+    none = "none"
+    wandb = "wandb"
+
+
 @dataclass
 class ConvLayer:
     """One strided Conv1d layer of the encoder."""
@@ -33,6 +79,7 @@ class ConvLayer:
     kernel_size: int = 10
     stride: int = 5
     padding: int = 3
+    bias: bool = True
 
 
 def paper_encoder_layers() -> list[ConvLayer]:
@@ -50,8 +97,7 @@ def paper_encoder_layers() -> list[ConvLayer]:
 class EncoderConfig:
     name: str = "conv"  # registry key in cpc.encoder.ENCODERS
     layers: list[ConvLayer] = field(default_factory=paper_encoder_layers)
-    norm: str = "none"  # none | batch | channel
-    standardize_input: bool = False  # per-window zero mean / unit variance of the waveform
+    norm: Norm = Norm.none
 
 
 @dataclass
@@ -65,13 +111,13 @@ class ContextConfig:
 class PredictorConfig:
     name: str = "linear"  # registry key in cpc.predictors.PREDICTORS
     prediction_steps: int = 12  # K
-    init: str = "default"  # default (PyTorch's) | zeros
+    init: PredictorInit = PredictorInit.default
 
 
 @dataclass
 class LossConfig:
     num_negatives: int = 128  # N
-    negative_scope: str = "batch"  # batch | sequence | other_sequences
+    negative_scope: NegativeScope = NegativeScope.batch
 
 
 @dataclass
@@ -99,14 +145,14 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    schedule: str = "constant"  # constant | cosine | linear (decay after warmup to min_lr_ratio * lr)
+    schedule: Schedule = Schedule.constant  # decay after warmup to min_lr_ratio * lr
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0  # max global gradient norm; 0 disables
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: int = 0  # any non-negative integer
     batch_size: int = 8  # per process
     max_steps: int = 1000
     log_every: int = 10
@@ -114,10 +160,10 @@ class TrainConfig:
     valid_batches: int = 8
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # periodic step_*.pt files kept besides last.pt; 0 keeps none
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    device: Device = Device.auto
+    precision: Precision = Precision.auto
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
-    logger: str = "none"  # none | wandb (honours WANDB_MODE=offline|disabled)
+    logger: Logger = Logger.none  # wandb honours WANDB_MODE=offline|disabled
     wandb_project: str = "cpc"
     progress: bool = True  # tqdm progress bar
 
@@ -132,20 +178,51 @@ class Config:
 
 def _wrap(error: OmegaConfBaseException, where: str) -> ConfigError:
     key = getattr(error, "full_key", None) or getattr(error, "key", None)
-    message = getattr(error, "msg", None) or str(error).splitlines()[0]
+    message = (getattr(error, "msg", None) or str(error)).splitlines()[0]
     return ConfigError(f"{where}: bad config key {key!r}: {message}" if key else f"{where}: {message}")
 
 
+def _check(config: DictConfig, where: str) -> DictConfig:
+    """Checks the schema's types cannot express: registry names and value ranges."""
+    from cpc.context import CONTEXT_NETWORKS  # imported here: those modules import this one
+    from cpc.encoder import ENCODERS
+    from cpc.predictors import PREDICTORS
+
+    model = config.model
+    for section, registry in (("encoder", ENCODERS), ("context", CONTEXT_NETWORKS), ("predictor", PREDICTORS)):
+        name = model[section].name
+        if name not in registry:
+            raise ConfigError(f"{where}: bad config key 'model.{section}.name': {name!r} is not one of {sorted(registry)}")
+    at_least = {
+        "train.seed": 0, "train.max_steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.valid_every": 1, "train.checkpoint_every": 1,
+        "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0, "data.num_workers": 0,
+        "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1, "model.context.hidden_size": 1,
+        "model.context.num_layers": 1, "optim.warmup_steps": 0,
+    }
+    for key, minimum in at_least.items():
+        value = OmegaConf.select(config, key)
+        if value < minimum:
+            raise ConfigError(f"{where}: bad config key {key!r}: {value} is below the minimum {minimum}")
+    return config
+
+
 def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema defaults, then the recipe YAML, then ``key=value`` overrides; validated as it goes."""
+    """Schema defaults, then the recipe, then ``key=value`` overrides; validated as it goes.
+
+    ``recipe`` is a YAML file or the name of a shipped recipe (``speech/tiny``, see
+    :func:`cpc.resources.list_recipes`).
+    """
+    from cpc.resources import recipe_path
+
     config = OmegaConf.structured(Config)
+    where = "config"
     if recipe is not None:
-        if not os.path.isfile(recipe):
-            raise FileNotFoundError(f"recipe {recipe} does not exist")
+        path = recipe_path(recipe)
+        where = str(path)
         try:
-            config = OmegaConf.merge(config, OmegaConf.load(recipe))
+            config = OmegaConf.merge(config, OmegaConf.load(path))
         except OmegaConfBaseException as error:
-            raise _wrap(error, str(recipe)) from None
+            raise _wrap(error, where) from None
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} is not of the form key=value")
@@ -153,16 +230,17 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | 
             config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as error:
             raise _wrap(error, f"override {override!r}") from None
-    return config
+    return _check(config, where)
 
 
 def from_container(data: dict[str, Any]) -> DictConfig:
     """Validate a plain dict (e.g. read from a checkpoint) against the schema."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(Config), data)
+        return _check(OmegaConf.merge(OmegaConf.structured(Config), data), "config")
     except OmegaConfBaseException as error:
         raise _wrap(error, "config") from None
 
 
 def to_container(config: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(config, resolve=True)
+    """Plain Python containers (enums as their string values), e.g. for checkpoints and JSON."""
+    return OmegaConf.to_container(config, resolve=True, enum_to_str=True)

@@ -9,7 +9,8 @@ InfoNCE is the cross-entropy of picking the positive, which sits at index 0:
     L_k = -E[ log f_k(z_{t+k}, c_t) / sum_j f_k(z_j, c_t) ]                      (eq. 4)
 
 and log(N + 1) - L_k is a lower bound on the mutual information I(z_{t+k}; c_t) (section 2.3,
-with N + 1 samples in the set). The reported loss is the mean of L_k over k.
+with N + 1 samples in the set). The reported loss is the mean of L_k over the steps k that
+have at least one pair.
 
 Scoring: we never copy the negatives into a (B, T, K, N+1, C) tensor. One matmul scores
 every prediction against every latent of the batch, (B, T, K, C) x (B*T, C) -> (B, T, K, B*T),
@@ -50,7 +51,7 @@ def score_by_copy(predictions: Tensor, latents: Tensor, candidates: Tensor) -> T
 
 @dataclass
 class InfoNCEOutput:
-    loss: Tensor  # () mean over k of loss_per_step
+    loss: Tensor  # () mean of loss_per_step over the steps k with pairs
     loss_per_step: Tensor  # (K,) L_k
     accuracy_per_step: Tensor  # (K,) share of pairs whose positive strictly outscores every negative
     mutual_information: Tensor  # (K,) log(N + 1) - L_k, the InfoNCE lower bound (nats)
@@ -76,7 +77,12 @@ def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
     loss_per_step = (losses * weights).sum(dim=(0, 1)) / denominator
     accuracy_per_step = (correct.to(scores.dtype) * weights).sum(dim=(0, 1)) / denominator
     mutual_information = math.log(scores.shape[-1]) - loss_per_step.detach()
-    return InfoNCEOutput(loss_per_step.mean(), loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
+    # The loss is the mean over the steps k that have pairs: a step with none (a window
+    # shorter than k + 1 frames) has no L_k, and counting it as 0 would bias the mean.
+    # Its per-step entries are 0 with num_pairs 0; aggregators weight by num_pairs.
+    has_pairs = (num_pairs > 0).to(scores.dtype)
+    loss = (loss_per_step * has_pairs).sum() / has_pairs.sum().clamp(min=1)
+    return InfoNCEOutput(loss, loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
 
 
 class InfoNCE(nn.Module):

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
@@ -65,15 +66,11 @@ def _device(config: DictConfig, local_rank: int) -> torch.device:
     if config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available()):
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
-    if config.train.device not in ("auto", "cpu"):
-        raise ValueError(f"train.device={config.train.device!r}: expected 'auto', 'cpu' or 'cuda'")
     return torch.device("cpu")
 
 
 def _autocast(config: DictConfig, device: torch.device):
     precision = config.train.precision
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"train.precision={precision!r}: expected 'auto', 'fp32' or 'bf16'")
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -89,18 +86,72 @@ def learning_rate_factor(step: int, config: DictConfig) -> float:
     progress = min(1.0, (step - optim.warmup_steps) / max(1, config.train.max_steps - optim.warmup_steps))
     if optim.schedule == "cosine":
         decay = 0.5 * (1 + math.cos(math.pi * progress))
-    elif optim.schedule == "linear":
+    else:  # linear (the schema allows no other value)
         decay = 1 - progress
-    else:
-        raise ValueError(f"optim.schedule={optim.schedule!r}: expected 'constant', 'cosine' or 'linear'")
     return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * decay
 
 
-def negative_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator for one step's negatives: a function of (seed, rank, step) only."""
+TRAINING, VALIDATION = 0, 1  # random streams: negatives of training steps, of validation batches
+
+
+def negative_generator(seed: int, rank: int, step: int, device: torch.device, *, stream: int = TRAINING) -> torch.Generator:
+    """The generator for one step's negatives: a function of (seed, rank, stream, step) only.
+
+    ``numpy.random.SeedSequence`` hashes the tuple into a 64-bit seed, so any non-negative
+    ``train.seed`` works (a product of primes overflowed 64 bits from seed 18447 on).
+    """
     generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + rank) * 1_000_000_007 + step)
+    entropy = np.random.SeedSequence([seed, rank, stream, step]).generate_state(2, np.uint32)
+    generator.manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
     return generator
+
+
+class StepMetrics:
+    """Sums of InfoNCE outputs over several steps, reduced over ranks when read.
+
+    Per-step accuracy and MI bound are averaged over (b, t) pairs, so a step k with no pair
+    in some batch does not count as 0; the loss is the mean of the optimised loss. The sums
+    live on the device (no host sync per step) and are saved in checkpoints, so a run resumed
+    in the middle of a log window logs what the uninterrupted run would.
+    """
+
+    def __init__(self, steps: int, device: torch.device) -> None:
+        self.steps = steps
+        self.sums = torch.zeros(1 + 3 * steps, dtype=torch.float64, device=device)  # loss; accuracy, MI, pairs (K each)
+        self.count = 0
+
+    def add(self, out) -> None:
+        pairs = out.num_pairs.detach().double()
+        self.sums += torch.cat([
+            out.loss.detach().double()[None], out.accuracy_per_step.double() * pairs, out.mutual_information.double() * pairs, pairs,
+        ])
+        self.count += 1
+
+    def summary(self, world_size: int) -> dict[str, Any]:
+        """{"loss", "accuracy" (K), "mutual_information" (K)} averaged over steps and ranks; None where k had no pair."""
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device)
+        totals = _reduce(torch.cat([self.sums, count]), world_size).cpu()  # one all-reduce, one host copy
+        k = self.steps
+        loss_sum, accuracy, information, pairs, count = totals[0], totals[1 : k + 1], totals[k + 1 : 2 * k + 1], totals[2 * k + 1 : 3 * k + 1], totals[-1]
+        per_pair = lambda values: [None if n == 0 else (v / n).item() for v, n in zip(values, pairs)]
+        return {"loss": (loss_sum / count).item() if count else None, "accuracy": per_pair(accuracy), "mutual_information": per_pair(information)}
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.count = 0
+
+    def state_dict(self, world_size: int) -> dict[str, Any]:
+        """The sums reduced over ranks (a collective: call on every rank); rank 0 saves them."""
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device)
+        totals = _reduce(torch.cat([self.sums, count]), world_size).cpu()
+        return {"sums": totals[:-1], "count": int(totals[-1])}
+
+    def load_state_dict(self, state: dict[str, Any], rank: int) -> None:
+        """Rank 0 takes the saved sums over all ranks, the others start at zero: the reduction adds up the same."""
+        self.reset()
+        if rank == 0:
+            self.sums.copy_(state["sums"])
+            self.count = state["count"]
 
 
 # ----------------------------------------------------------------------------- logging
@@ -109,12 +160,19 @@ def negative_generator(seed: int, rank: int, step: int, device: torch.device) ->
 class MetricsLog:
     """metrics.jsonl (and wandb when asked); a no-op on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, config: DictConfig, active: bool) -> None:
+    def __init__(self, run_dir: Path, config: DictConfig, active: bool, *, resumed_at: int | None = None) -> None:
         self.active = active
         self.wandb = None
         if not active:
             return
-        self.file = open(run_dir / "metrics.jsonl", "a")
+        path = run_dir / "metrics.jsonl"
+        if resumed_at is not None and path.exists():
+            # Records after the checkpoint were made by steps that are about to run again.
+            kept = [line for line in path.read_text().splitlines(keepends=True) if line.strip() and json.loads(line)["step"] <= resumed_at]
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_text("".join(kept))
+            os.replace(temporary, path)
+        self.file = open(path, "a")
         if config.train.logger == "wandb":
             import wandb  # optional dependency: pip install 'cpc[wandb]'
 
@@ -166,24 +224,14 @@ def _reduce(values: torch.Tensor, world_size: int) -> torch.Tensor:
 def validate(model, loader, config, device, rank: int, world_size: int) -> dict[str, Any] | None:
     """Mean InfoNCE loss, per-step accuracy and MI bound over the fixed validation windows."""
     model.eval()
-    steps = config.model.predictor.prediction_steps
-    totals = torch.zeros(3, steps, dtype=torch.float64, device=device)  # loss and accuracy summed over pairs; pairs
+    metrics = StepMetrics(config.model.predictor.prediction_steps, device)
     for index, waveforms in enumerate(loader):
-        generator = negative_generator(config.train.seed, rank, -1 - index, device)  # the same at every evaluation
+        generator = negative_generator(config.train.seed, rank, index, device, stream=VALIDATION)  # the same at every evaluation
         with _autocast(config, device):
-            out = model(waveforms.to(device), generator=generator)
-        pairs = out.num_pairs.double()
-        totals += torch.stack([out.loss_per_step.double() * pairs, out.accuracy_per_step.double() * pairs, pairs])
+            metrics.add(model(waveforms.to(device), generator=generator))
     model.train()
-    totals = _reduce(totals, world_size)
-    if totals[2].sum() == 0:
-        return None
-    loss_per_step = totals[0] / totals[2]
-    return {
-        "loss": loss_per_step.mean().item(),
-        "accuracy": (totals[1] / totals[2]).tolist(),
-        "mutual_information": (math.log(config.model.loss.num_negatives + 1) - loss_per_step).tolist(),
-    }
+    result = metrics.summary(world_size)
+    return result if any(value is not None for value in result["accuracy"]) else None
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -220,8 +268,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     start_step = 0
     if resume:
         state = load_checkpoint(last_path, map_location=device)
-        saved_model = OmegaConf.create(state["config"]["model"])
-        if saved_model != config.model:
+        if state["config"]["model"] != to_container(config)["model"]:
             raise ValueError(f"--resume: the model config differs from the checkpoint's in {last_path}")
         model.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -250,12 +297,18 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         for stale in checkpoint_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
             stale.unlink()
         OmegaConf.save(config, run_dir / "config.yaml")
-    metrics = MetricsLog(run_dir, config, active=rank == 0)
+    metrics = MetricsLog(run_dir, config, active=rank == 0, resumed_at=start_step if resume else None)
+    steps = config.model.predictor.prediction_steps
+    window = StepMetrics(steps, device)  # the current log window
+    if resume and "log_window" in state:
+        window.load_state_dict(state["log_window"], rank)
 
     def checkpoint(step: int) -> None:
+        log_window = window.state_dict(world_size)  # every rank takes part in the reduction
         if rank != 0:
             return
         state = {
+            "log_window": log_window,
             "config": to_container(config),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -272,10 +325,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                 old.unlink()
 
     # --- the loop
-    steps = config.model.predictor.prediction_steps
-    # Summed on the device over the log window, copied to the host only when logging.
-    window_sums = torch.zeros(2 * steps + 1, dtype=torch.float64, device=device)  # loss, accuracy (K), MI bound (K)
-    window_count, window_start = 0, time.perf_counter()
+    window_start = time.perf_counter()
     last_record: dict[str, Any] = {}
     progress = tqdm(
         total=config.train.max_steps, initial=start_step, disable=rank != 0 or not config.train.progress,
@@ -304,27 +354,25 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             scheduler.step()
             done = step + 1
 
-            window_sums += torch.cat([out.loss.detach()[None], out.accuracy_per_step, out.mutual_information]).double()
-            window_count += 1
+            window.add(out)
             progress.update(1)
             if done % config.train.log_every == 0 or done == config.train.max_steps:
-                averaged = _reduce(window_sums, world_size).cpu() / (window_count * world_size)
                 elapsed = time.perf_counter() - window_start
+                steps_in_window = window.count
                 last_record = {
                     "step": done,
-                    "loss": averaged[0].item(),
-                    "accuracy": averaged[1 : steps + 1].tolist(),
-                    "mutual_information": averaged[steps + 1 :].tolist(),
+                    **window.summary(world_size),
                     "lr": scheduler.get_last_lr()[0],
-                    "samples_per_s": window_count * world_size * config.train.batch_size / elapsed,
+                    "samples_per_s": steps_in_window * world_size * config.train.batch_size / elapsed,
                 }
                 metrics.write(last_record)
+                valid_accuracy = [a for a in last_record["accuracy"] if a is not None]
                 progress.set_postfix(
-                    loss=f"{last_record['loss']:.3f}", acc1=f"{last_record['accuracy'][0]:.2f}",
-                    acc=f"{sum(last_record['accuracy']) / steps:.2f}", sps=f"{last_record['samples_per_s']:.1f}",
+                    loss=f"{last_record['loss']:.3f}", acc1=f"{valid_accuracy[0] if valid_accuracy else float('nan'):.2f}",
+                    acc=f"{sum(valid_accuracy) / max(1, len(valid_accuracy)):.2f}", sps=f"{last_record['samples_per_s']:.1f}",
                 )
-                window_sums.zero_()
-                window_count, window_start = 0, time.perf_counter()
+                window.reset()
+                window_start = time.perf_counter()
             if valid_loader is not None and (done % config.train.valid_every == 0 or done == config.train.max_steps):
                 result = validate(model, valid_loader, config, device, rank, world_size)
                 if result is not None:

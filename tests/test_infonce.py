@@ -79,3 +79,17 @@ def test_perfect_predictor_has_accuracy_one():
 def test_rejects_bad_shapes():
     with pytest.raises(ValueError, match=r"\(B, T, K, 1\+N\)"):
         info_nce(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_steps_without_pairs_do_not_enter_the_loss():
+    """A step k with no valid pair has no L_k: the loss is the mean over the other steps."""
+    scores = torch.randn(2, 5, 3, 9, requires_grad=True)
+    valid = torch.ones(2, 5, 3, dtype=torch.bool)
+    valid[..., 2] = False  # no pair for k = 3
+    out = info_nce(scores, valid)
+    assert out.num_pairs.tolist() == [10, 10, 0]
+    torch.testing.assert_close(out.loss, out.loss_per_step[:2].mean())
+    out.loss.backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad[..., 2, :].abs().sum() == 0
+    nothing = info_nce(scores.detach(), torch.zeros(2, 5, 3, dtype=torch.bool))
+    assert nothing.loss.item() == 0.0 and nothing.num_pairs.sum() == 0

@@ -58,18 +58,22 @@ def test_run_directory_and_checkpoint_round_trip(corpus_dir, tmp_path):
 def test_resume_equals_uninterrupted(corpus_dir, tmp_path):
     config = small_config(corpus_dir, **{"optim.warmup_steps": 2, "optim.schedule": "cosine", "train.keep_checkpoints": 5})
     train(config, tmp_path / "full")
-    # Restart a run from the step-3 checkpoint of the same run, as if it had been killed there.
+    # Restart a run from the step-3 checkpoint of the same run, as if it had been killed there
+    # (after it had logged steps 4 and its first validation: those lines are written again).
+    # Step 3 is inside a log window (log_every=2), so the step-4 line must still average steps 3 and 4.
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "full" / "checkpoints" / "step_3.pt", resumed / "checkpoints" / "last.pt")
+    shutil.copy(tmp_path / "full" / "metrics.jsonl", resumed / "metrics.jsonl")
     train(config, resumed, resume=True)
     full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     again = load_checkpoint(resumed / "checkpoints" / "last.pt")
     assert again["step"] == 6
     for name, tensor in full["model"].items():
         torch.testing.assert_close(again["model"][name], tensor, rtol=0, atol=0, msg=name)
-    # The same metrics from the resume on: step 6 (training, averaged over steps 5-6) and validation.
-    drop_speed = lambda records: [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records if r["step"] == 6]
+    # Every logged line, training and validation, as the uninterrupted run logged it, once.
+    drop_speed = lambda records: [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records]
+    assert [r["step"] for r in read_metrics(resumed)] == [2, 3, 4, 6, 6]
     assert drop_speed(read_metrics(resumed)) == drop_speed(read_metrics(tmp_path / "full"))
 
 
@@ -143,6 +147,56 @@ def test_bad_config_keys_and_types_are_named(tmp_path):
         load_config(None, ["train.max_steps"])
 
 
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("optim.schedule", "cosin", "[constant, cosine, linear]"),
+        ("model.loss.negative_scope", "batches", "[batch, sequence, other_sequences]"),
+        ("model.encoder.norm", "layer", "[none, batch, channel]"),
+        ("model.predictor.init", "zero", "[default, zeros]"),
+        ("train.logger", "tensorboard", "[none, wandb]"),
+        ("train.precision", "fp16", "[auto, fp32, bf16]"),
+        ("train.device", "tpu", "[auto, cpu, cuda]"),
+    ],
+)
+def test_choices_are_checked_when_the_config_loads(key, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        load_config("speech/tiny", [f"{key}={value}"])
+    assert key in str(error.value) and repr(value) in str(error.value) and allowed in str(error.value)
+
+
+@pytest.mark.parametrize("key, value", [("train.seed", -1), ("train.max_steps", 0), ("train.batch_size", 0), ("model.loss.num_negatives", 0)])
+def test_out_of_range_settings_are_named(key, value):
+    with pytest.raises(ConfigError, match=rf"{key}.*{value} is below the minimum"):
+        load_config("speech/tiny", [f"{key}={value}"])
+
+
+def test_any_non_negative_seed_trains_and_negatives_stay_reproducible(corpus_dir, tmp_path):
+    from cpc.train import TRAINING, VALIDATION, negative_generator
+
+    for seed in (20000, 2**63 + 12345):  # the old formula overflowed 64 bits from seed 18447 on
+        record = train(small_config(corpus_dir, **{"train.seed": seed, "train.max_steps": 2}), tmp_path / f"run{seed}")
+        assert np.isfinite(record["loss"])
+    draw = lambda *args, **kwargs: torch.rand(4, generator=negative_generator(*args, torch.device("cpu"), **kwargs))
+    assert torch.equal(draw(2**63, 1, 10**9), draw(2**63, 1, 10**9))
+    streams = [draw(5, 0, 7), draw(5, 1, 7), draw(5, 0, 8), draw(6, 0, 7), draw(5, 0, 7, stream=VALIDATION)]
+    assert TRAINING != VALIDATION and all(not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1 :])
+
+
+def test_a_step_without_pairs_is_left_out_of_loss_and_metrics(corpus_dir, tmp_path):
+    """Windows of 4 frames with K = 4: step 4 has no (t, t + 4) pair, so it must not count as a zero loss."""
+    config = small_config(corpus_dir, **{"data.window": 640, "train.max_steps": 2, "train.log_every": 1, "train.valid_every": 2})
+    train(config, tmp_path / "run")
+    records = read_metrics(tmp_path / "run")
+    for record in records:
+        assert record["accuracy"][3] is None and record["mutual_information"][3] is None
+        assert all(value is not None for value in record["accuracy"][:3])
+        assert np.isfinite(record["loss"])
+    assert [r.get("split") for r in records] == [None, None, "valid"]
+    # At initialisation every step's loss is near log(N + 1): a zero for step 4 would pull the mean to 3/4 of it.
+    assert abs(records[0]["loss"] - np.log(9)) < 0.1
+
+
 def run_cli(*args, env=None, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "cpc.cli", *args], cwd=REPO, capture_output=True, text=True,
@@ -168,8 +222,13 @@ def test_cli_end_to_end_on_the_tiny_recipe(corpus_dir, tmp_path):
 
 
 def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
+    from torch.utils.data import default_collate
+
+    from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+    from cpc.train import negative_generator
+
     run = tmp_path / "ddp"
-    config = small_config(corpus_dir)
+    config = small_config(corpus_dir, **{"train.log_every": 1, "train.keep_checkpoints": 2, "optim.lr": 0.02})  # a loss that moves
     recipe = tmp_path / "recipe.yaml"
     from omegaconf import OmegaConf
 
@@ -181,8 +240,25 @@ def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_metrics(run)
-    assert [r["step"] for r in records if "split" not in r] == [2, 4, 6]  # written once, by rank 0
+    assert [r["step"] for r in records if "split" not in r] == [1, 2, 3, 4, 5, 6]  # written once, by rank 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+    # Recompute step 4 on each rank's batch from the step-3 weights: the ranks saw different
+    # windows, and the logged metrics are the mean over the two ranks.
+    corpus = split_corpus(str(corpus_dir), config.data.window, valid_fraction=config.data.valid_fraction, seed=config.train.seed)
+    windows = SpeechWindows(corpus.train, config.data.window)
+    model = cpc.load(run / "checkpoints" / "step_3.pt").train()
+    batches, outputs = [], []
+    for rank in range(2):
+        items = WindowSampler(corpus.train, config.data.window, config.train.batch_size, seed=config.train.seed, rank=rank, world_size=2).batch(3)
+        batches.append(items)
+        with torch.no_grad():
+            outputs.append(model(default_collate([windows[item] for item in items]), generator=negative_generator(config.train.seed, rank, 3, torch.device("cpu"))))
+    assert set(batches[0]).isdisjoint(batches[1])
+    assert abs(outputs[0].loss.item() - outputs[1].loss.item()) > 1e-3
+    logged = next(r for r in records if r["step"] == 4 and "split" not in r)
+    assert logged["loss"] == pytest.approx((outputs[0].loss.item() + outputs[1].loss.item()) / 2, abs=1e-5)
+    mean_accuracy = ((outputs[0].accuracy_per_step + outputs[1].accuracy_per_step) / 2).tolist()
+    assert logged["accuracy"] == pytest.approx(mean_accuracy, abs=1e-6)
     # Two ranks of 4 windows each: the logged throughput counts both.
     assert all(np.isfinite(r["loss"]) for r in records)
 
@@ -198,6 +274,24 @@ def test_wandb_offline_logging(corpus_dir, tmp_path, monkeypatch):
     assert (run / "wandb_run_id").read_text().strip() in offline_runs[0].name
 
 
-def test_bf16_autocast_runs_and_scores_in_float32(corpus_dir, tmp_path):
+def test_bf16_autocast_runs_and_scores_in_float32(corpus_dir, tmp_path, monkeypatch):
+    import cpc.infonce
+    import cpc.predictors
+
+    seen = {"predictions": set(), "scores": set()}
+    predict, info_nce = cpc.predictors.LinearPredictors.forward, cpc.infonce.info_nce
+
+    def spy_predict(self, context):
+        predictions = predict(self, context)
+        seen["predictions"].add(predictions.dtype)
+        return predictions
+
+    def spy_info_nce(scores, valid):
+        seen["scores"].add(scores.dtype)
+        return info_nce(scores, valid)
+
+    monkeypatch.setattr(cpc.predictors.LinearPredictors, "forward", spy_predict)
+    monkeypatch.setattr(cpc.infonce, "info_nce", spy_info_nce)
     record = train(small_config(corpus_dir, **{"train.precision": "bf16", "train.max_steps": 2}), tmp_path / "run")
+    assert seen == {"predictions": {torch.bfloat16}, "scores": {torch.float32}}  # autocast was on; the scores were not in it
     assert np.isfinite(record["loss"]) and abs(record["loss"] - np.log(9)) < 0.05
