@@ -21,8 +21,9 @@ Baselines (no training)
 
 Two implementations of the spectrogram: torchaudio's transforms when torchaudio imports, and
 a fallback with ``torch.stft`` + ``librosa.filters.mel(htk=True, norm=None)`` + an explicit
-orthonormal DCT; ``tests/test_features.py`` checks that they agree. torchaudio is imported
-defensively: a CPU torch next to a CUDA torchaudio raises ``OSError``, not ``ImportError``.
+orthonormal DCT; ``tests/test_features.py`` checks that they agree. torchaudio is imported by
+:mod:`cpc._torchaudio` on the first spectrogram; any exception there (``OSError``,
+``RuntimeError`` from mismatched wheels) selects the fallback.
 
 CPC features
 ------------
@@ -63,18 +64,13 @@ from typing import Callable, Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
-try:  # see the module docstring for why OSError is caught too
-    import torchaudio.functional as _ta_functional
-    import torchaudio.transforms as _ta_transforms
-except (ImportError, OSError):  # pragma: no cover - depends on the installed wheels
-    _ta_functional = _ta_transforms = None
-
+from cpc import _torchaudio
 from cpc.data.audio import AudioFile, read_audio
 
 __all__ = [
     "SAMPLE_RATE",
     "FRAME_SAMPLES",
-    "HAVE_TORCHAUDIO",
+    "have_torchaudio",
     "BASELINES",
     "FeatureSet",
     "BaselineFeatures",
@@ -97,7 +93,6 @@ SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 160  # 10 ms hop: the label grid
 WINDOW_SAMPLES = 400  # 25 ms analysis window
 NUM_FFT = 400
-HAVE_TORCHAUDIO = _ta_transforms is not None
 FEATURE_CODE_VERSION = 1  # bump when baseline values change, so old cache entries are not reused
 
 
@@ -121,22 +116,25 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
+def have_torchaudio() -> bool:
+    """Whether torchaudio imports here (tried once per process, on first use; see :mod:`cpc._torchaudio`)."""
+    return _torchaudio.available()
+
+
 # ----------------------------------------------------------------------------- spectrograms
 
 
 def _backend(backend: str) -> str:
-    if backend == "auto":
-        return "torchaudio" if HAVE_TORCHAUDIO else "torch"
-    if backend == "torchaudio" and not HAVE_TORCHAUDIO:
-        raise RuntimeError("backend='torchaudio' asked for, but torchaudio does not import here")
-    if backend not in ("torchaudio", "torch"):
+    if backend not in ("auto", "torchaudio", "torch"):
         raise ValueError(f"unknown feature backend {backend!r}; expected 'auto', 'torchaudio' or 'torch'")
+    if backend == "auto":
+        return "torchaudio" if _torchaudio.available() else "torch"
     return backend
 
 
 @functools.lru_cache(maxsize=8)
 def _torchaudio_mel(num_mels: int):
-    return _ta_transforms.MelSpectrogram(
+    return _torchaudio.require().transforms.MelSpectrogram(
         sample_rate=SAMPLE_RATE, n_fft=NUM_FFT, win_length=WINDOW_SAMPLES, hop_length=FRAME_SAMPLES,
         n_mels=num_mels, power=2.0, center=True, pad_mode="reflect", norm=None, mel_scale="htk",
     )

@@ -10,7 +10,7 @@ from cpc import features as F
 from cpc.checkpoint import CheckpointError, save_checkpoint
 from cpc.data.audio import AudioFile
 
-needs_torchaudio = pytest.mark.skipif(not F.HAVE_TORCHAUDIO, reason="torchaudio does not import here")
+needs_torchaudio = pytest.mark.skipif(not F.have_torchaudio(), reason="torchaudio does not import here")
 
 
 def _wave(seconds: float = 1.03, seed: int = 0) -> np.ndarray:

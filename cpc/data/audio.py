@@ -5,8 +5,8 @@ Design notes
 * soundfile reads any format libsndfile knows (wav, flac, ogg/vorbis, opus, mp3); we never
   use ``torchaudio.load`` (it needs FFmpeg + torchcodec and is gone in torchaudio 2.11).
 * Resampling uses ``torchaudio.functional.resample`` when torchaudio imports, else librosa's
-  soxr resampler. torchaudio is imported defensively: a CPU torch wheel next to a CUDA
-  torchaudio wheel raises ``OSError`` (missing ``libc10_cuda.so``), not ``ImportError``.
+  soxr resampler. torchaudio is imported by :mod:`cpc._torchaudio` on the first resampling,
+  and any exception there (``OSError``, ``RuntimeError`` from mismatched wheels) means librosa.
 * A corpus is described by :class:`AudioFile` rows (path, number of samples at 16 kHz,
   speaker). ``list_audio`` builds them from a LibriSpeech-layout folder, a flat folder or a
   TSV manifest; unreadable files are skipped with a warning naming the file and counted.
@@ -24,17 +24,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from cpc import _torchaudio
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3")
-
-try:  # see the module docstring for why OSError is caught too
-    import torchaudio.functional as _ta_functional
-except (ImportError, OSError):  # pragma: no cover - depends on the installed wheels
-    _ta_functional = None
-
-HAVE_TORCHAUDIO = _ta_functional is not None
 
 
 class AudioError(RuntimeError):
@@ -59,17 +54,15 @@ class AudioFile:
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE, *, backend: str = "auto") -> np.ndarray:
-    """Resample a 1-D float32 signal. ``backend``: ``auto`` | ``torchaudio`` | ``librosa``."""
+    """Resample a 1-D float32 signal. ``backend``: ``auto`` (torchaudio if it imports, else librosa) | ``torchaudio`` | ``librosa``."""
     if orig_rate == target_rate:
         return wave
     if backend == "auto":
-        backend = "torchaudio" if HAVE_TORCHAUDIO else "librosa"
+        backend = "torchaudio" if _torchaudio.available() else "librosa"
     if backend == "torchaudio":
-        if not HAVE_TORCHAUDIO:
-            raise RuntimeError("backend='torchaudio' asked for, but torchaudio does not import here")
         import torch
 
-        return _ta_functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_rate, target_rate).numpy()
+        return _torchaudio.require().functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_rate, target_rate).numpy()
     if backend == "librosa":
         import librosa
 
