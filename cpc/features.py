@@ -33,6 +33,12 @@ valid lengths, so a padded batch gives each utterance's own features. ``random``
 with the same architecture, freshly initialised with a fixed seed: the paper's "random
 initialisation" row.
 
+Global state
+------------
+Library code leaves the caller's torch settings alone: :func:`torch_threads` limits intra-op
+threads only when asked (``threads=None``, the default everywhere, changes nothing), and
+:func:`seeded` draws a seeded initialisation without touching the caller's global RNG.
+
 Cache
 -----
 ``FeatureCache`` keeps one ``.npy`` per utterance under ``<cache>/<key>/``. The key names the
@@ -84,7 +90,8 @@ __all__ = [
     "extract",
     "align_to_labels",
     "FeatureError",
-    "single_thread",
+    "torch_threads",
+    "seeded",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,19 +108,36 @@ class FeatureError(ValueError):
 
 
 @contextlib.contextmanager
-def single_thread():
-    """Run torch on one intra-op thread inside the block, then restore the setting.
+def torch_threads(threads: int | None):
+    """Run torch on ``threads`` intra-op threads inside the block, then restore the caller's count.
 
-    Probes, DTW and feature extraction are many small or medium operations; on a shared 2-core
-    machine, intra-op threads waiting for a busy core cost far more than they gain (DTW: 14 s on one thread vs 90 s on
-    two for 550k token pairs; the tiny CPC recipe: 0.5 vs 7.5 s per step).
+    ``None`` does nothing: the caller's setting applies. The command line passes 1 (see
+    ``cpc.eval.cli.DEFAULT_THREADS`` for the measurement behind that choice).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads={threads}: expected a positive number of threads, or None for the caller's setting")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seed torch's global CPU generator inside the block and restore the caller's state after.
+
+    Code that draws from the global generator (``nn.Linear`` initialisation) gives the same
+    values as after ``torch.manual_seed(seed)``, but the caller's random stream, and the CUDA
+    generators ``torch.manual_seed`` would also reseed, are left as they were.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def have_torchaudio() -> bool:
@@ -251,16 +275,19 @@ BASELINES: dict[str, Callable[[], BaselineFeatures]] = {
 class ModelFeatures:
     """Features of a CPC model's ``layer`` ("context" c_t or "encoder" z_t), extracted in batches.
 
-    ``batch_samples`` bounds the padded samples per forward pass (memory), ``device`` where it runs.
+    ``batch_samples`` bounds the padded samples per forward pass (memory), ``device`` where it
+    runs, ``threads`` the torch intra-op threads during the forward passes (None: the caller's).
     """
 
-    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = 16000 * 80, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = 16000 * 80,
+                 device: str | torch.device = "cpu", threads: int | None = None) -> None:
         self.model = model.eval().to(device)
         self.layer = layer
         self.name = name
         self._fingerprint = fingerprint
         self.batch_samples = batch_samples
         self.device = torch.device(device)
+        self.threads = threads
         if model.downsample_rate != FRAME_SAMPLES:
             raise FeatureError(f"{name}: the model's frames are {model.downsample_rate} samples, the label grid is {FRAME_SAMPLES}")
 
@@ -281,7 +308,7 @@ class ModelFeatures:
             batch = torch.zeros(len(indices), int(lengths.max()))
             for row, i in enumerate(indices):
                 batch[row, : len(waves[i])] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
-            with torch.inference_mode(), single_thread():
+            with torch.inference_mode(), torch_threads(self.threads):
                 features, feature_lengths = self.model.extract_features(batch.to(self.device), lengths.to(self.device), layer=self.layer)
             features = features.float().cpu().numpy()  # (B, T, D)
             for row, i in enumerate(indices):
@@ -311,23 +338,21 @@ def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0
         config = load_config(architecture).model
     else:
         config = load_checkpoint(architecture)["config"]["model"]
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded(seed):
         model = build_model({"model": dict(config)} if isinstance(config, dict) else config)
-    finally:
-        torch.set_rng_state(state)
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(config, resolve=True) if not isinstance(config, dict) else config
     return model.eval(), f"random-init seed={seed} model={json.dumps(container, sort_keys=True)}"
 
 
-def feature_set(name: str, *, layer: str = "context", architecture: str | os.PathLike | None = None, device: str | torch.device = "cpu", seed: int = 0) -> FeatureSet:
+def feature_set(name: str, *, layer: str = "context", architecture: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                seed: int = 0, threads: int | None = None) -> FeatureSet:
     """Resolve a feature-set name: ``mfcc``, ``logmel``, ``logmel80``, ``random`` or a checkpoint path.
 
-    ``layer`` applies to CPC models (checkpoint, random); ``architecture`` gives the random
-    model's architecture (checkpoint or recipe; default the paper's). Raises
+    ``layer``, ``device`` and ``threads`` apply to CPC models (checkpoint, random; see
+    :class:`ModelFeatures`); ``architecture`` gives the random model's architecture
+    (checkpoint or recipe; default the paper's). Raises
     :class:`FeatureError` for an unknown name and ``cpc.checkpoint.CheckpointError`` for a
     checkpoint of another format version.
     """
@@ -335,13 +360,13 @@ def feature_set(name: str, *, layer: str = "context", architecture: str | os.Pat
         return BASELINES[name]()
     if name == "random":
         model, fingerprint = random_model(architecture, seed=seed)
-        return ModelFeatures(model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device)
+        return ModelFeatures(model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device, threads=threads)
     path = Path(name)
     if path.is_file():
         import cpc
 
         model = cpc.load(path)
-        return ModelFeatures(model, layer, name=f"cpc-{layer}", fingerprint=f"checkpoint {_file_fingerprint(path)}", device=device)
+        return ModelFeatures(model, layer, name=f"cpc-{layer}", fingerprint=f"checkpoint {_file_fingerprint(path)}", device=device, threads=threads)
     raise FeatureError(f"unknown feature set {name!r}: expected {', '.join(BASELINES)}, random, or an existing checkpoint file")
 
 

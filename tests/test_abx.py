@@ -134,6 +134,20 @@ def test_shuffled_labels_give_chance():
     assert abs(result["within"] - 50.0) < 5.0 and abs(result["across"] - 50.0) < 5.0
 
 
+
+@pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
+def test_abx_keeps_the_callers_thread_count_unless_asked(monkeypatch, threads, inside):
+    from cpc.eval import abx
+
+    seen = set()
+    dtw = abx.dtw_average_cost
+    monkeypatch.setattr(abx, "dtw_average_cost", lambda *args: seen.add(torch.get_num_threads()) or dtw(*args))
+    features, items = _hand_example()
+    torch.set_num_threads(2)  # the caller's setting
+    assert abx_error(features, items, threads=threads)["within"] == pytest.approx(62.5)
+    assert seen == {inside}
+    assert torch.get_num_threads() == 2
+
 def test_item_file_referencing_unknown_files_is_an_error():
     features, items = _hand_example()
     items.append(ItemRow("ghost", 0.0, 0.01, "a", "x", "y", "s1"))

@@ -86,6 +86,42 @@ def test_model_features_batched_equal_one_by_one(layer):
         assert abs(len(values) - len(wave) // 160) <= 1
 
 
+
+@pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
+def test_model_features_keep_the_callers_thread_count_unless_asked(threads, inside):
+    from cpc.model import build_model
+
+    model = build_model(_tiny_model_config())
+    seen = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: seen.append(torch.get_num_threads()))
+    features = F.ModelFeatures(model, "context", name="tiny", fingerprint="tiny", threads=threads)
+    torch.set_num_threads(2)  # the caller's setting (conftest sets 1 before each test)
+    features.compute([_wave(0.3), _wave(0.2, 1)])
+    assert seen == [inside]  # one batch
+    assert torch.get_num_threads() == 2
+
+
+def test_torch_threads_restores_the_count_and_rejects_zero():
+    torch.set_num_threads(2)
+    with F.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    with F.torch_threads(None):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads=0"):
+        with F.torch_threads(0):
+            pass
+
+
+def test_random_model_leaves_the_global_rng_alone():
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    model, _ = F.random_model(None)
+    assert torch.equal(torch.get_rng_state(), state)
+    with F.seeded(0):  # the same initialisation as after torch.manual_seed(0)
+        again = F.random_model(None)[0]
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in model.state_dict().items())
+
 def _write_waves(tmp_path, count=3):
     import soundfile as sf
 

@@ -150,6 +150,51 @@ def test_speaker_probe_on_speaker_encoding_features_and_on_noise():
     assert probes.speaker_probe(noise, speakers, train, test)["accuracy"] < 40.0  # chance 12.5 %, 32 test crops
 
 
+
+def _quick_probes(threads=None):
+    """The three probes on a small known-answer set, a few steps each: name -> () -> score."""
+    rng = np.random.default_rng(4)
+    labels = _random_labels(rng, utterances=6, frames=64)
+    features = _encoding_features(labels, rng, noise=0.5)
+    speakers = {utterance: f"s{index % 2}" for index, utterance in enumerate(labels)}
+    train, test = ["u0", "u1", "u2", "u3"], ["u4", "u5"]
+    quick = probes.ProbeSettings(epochs=1, min_steps=3, threads=threads)
+    return {
+        "phone": lambda: probes.phone_probe(features, labels, train, test, num_classes=NUM_PHONES, settings=quick)["accuracy"],
+        "ctc": lambda: probes.ctc_probe(features, labels, train, test, num_classes=NUM_PHONES, settings=quick)["per"],
+        "speaker": lambda: probes.speaker_probe(features, speakers, train, test, crop_frames=16, settings=quick)["accuracy"],
+    }
+
+
+def test_probes_leave_the_global_rng_alone_and_depend_on_their_seed_only():
+    import torch
+
+    for name, run in _quick_probes().items():
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        score = run()
+        assert torch.equal(torch.get_rng_state(), state), f"the {name} probe changed the global RNG"
+        torch.manual_seed(456)
+        assert run() == score, name
+
+
+@pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
+def test_probes_keep_the_callers_thread_count_unless_asked(threads, inside):
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    seen = set()
+    hook = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: seen.add(torch.get_num_threads()))
+    try:
+        for name, run in _quick_probes(threads).items():
+            seen.clear()
+            torch.set_num_threads(2)  # the caller's setting
+            run()
+            assert seen == {inside}, name
+            assert torch.get_num_threads() == 2, name
+    finally:
+        hook.remove()
+
 def test_pooled_crops_shapes():
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
     np.testing.assert_array_equal(probes.pooled_crops(x, 4), [[3, 4], [11, 12]])
@@ -203,3 +248,35 @@ def test_cli_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     code = _cli(["probe", "phone", "--features", str(checkpoint), "--data", str(corpus), "--json", str(tmp_path / "x.json"), "--no-cache"])
     assert code == 2
     assert "old.pt has checkpoint format version 0" in capsys.readouterr().err
+
+
+
+def test_evaluate_functions_and_cli_default_to_one_thread(tmp_path, monkeypatch):
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from cpc.corpus.formats import load_corpus
+    from cpc.eval import abx
+    from cpc.eval.cli import evaluate_phone
+
+    corpus = tmp_path / "corpus"
+    write_labelled_corpus(corpus)  # enough test tokens for ABX pairs
+    seen = set()
+    hook = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: seen.add(torch.get_num_threads()))
+    try:
+        for threads, options, inside in [("default", {}, 1), ("None", {"threads": None}, 2)]:  # the demo passes no threads
+            seen.clear()
+            torch.set_num_threads(2)
+            evaluate_phone(load_corpus(corpus), "mfcc", progress=False, settings=probes.ProbeSettings(epochs=1, min_steps=3), **options)
+            assert seen == {inside} and torch.get_num_threads() == 2, threads
+    finally:
+        hook.remove()
+    dtw = abx.dtw_average_cost
+    monkeypatch.setattr(abx, "dtw_average_cost", lambda *args: seen.add(torch.get_num_threads()) or dtw(*args))
+    command = ["abx", "--features", "logmel", "--data", str(corpus), "--json", str(tmp_path / "abx.json"), "--no-cache"]
+    for options, inside in [([], 1), (["--threads", "2"], 2)]:
+        seen.clear()
+        assert _cli([*command, *options]) == 0
+        assert seen == {inside}, options
+    with pytest.raises(SystemExit):
+        _cli([*command, "--threads", "0"])

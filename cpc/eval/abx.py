@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cpc.features import FeatureError, single_thread
+from cpc.features import FeatureError, torch_threads
 
 __all__ = ["angular_distances", "dtw_average_cost", "token_frames", "abx_error"]
 
@@ -221,11 +221,13 @@ def abx_error(
     seed: int = 0,
     max_cells: int = 4_000_000,
     tolerance: int = 2,
+    threads: int | None = None,
 ) -> dict:
     """Within- and across-speaker ABX error (%) of per-file features {file: (T, D)} on item rows.
 
     ``items``: rows with ``file, onset, offset, phone, prev_phone, next_phone, speaker``
-    (:func:`cpc.corpus.formats.read_item`). Raises :class:`FeatureError` listing item files with
+    (:func:`cpc.corpus.formats.read_item`). ``threads``: torch intra-op threads for the DTW
+    (None: leave the caller's setting). Raises :class:`FeatureError` listing item files with
     no features. Returns ``{"within", "across", ...counts}``; a score is None when the items
     allow no triplet of that kind (e.g. one speaker only).
     """
@@ -263,7 +265,7 @@ def abx_error(
                     need(a_tokens, x_tokens)
                     need(b_tokens, x_tokens)
 
-    with single_thread():
+    with torch_threads(threads):
         distance = _pair_distances(tokens, sorted(needed), max_cells)
 
     def table(first: list[int], second: list[int]) -> np.ndarray:

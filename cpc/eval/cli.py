@@ -3,6 +3,7 @@
     cpc probe phone   --features CHECKPOINT|mfcc|logmel|logmel80|random --data CORPUS_DIR --json OUT.json [--layer context|encoder] [--hidden 1] [--ctc]
     cpc probe speaker --features ... --data CORPUS_DIR --json OUT.json
     cpc abx           --features ... --data CORPUS_DIR [--item FILE] --json OUT.json
+    (all three: [--threads N], torch intra-op threads for CPC features, probe and DTW; default 1)
 
 The corpus folder is read with :func:`cpc.corpus.formats.load_corpus` (``alignments.txt``,
 ``phones.txt``, ``train_split.txt``, ``test_split.txt`` inside it, or explicit
@@ -13,11 +14,16 @@ Each command writes its JSON and a markdown table (``OUT.md``) with the paper's 
 
 The functions :func:`evaluate_phone`, :func:`evaluate_speaker` and :func:`evaluate_abx` do the
 work and are what the demo calls; the commands only parse arguments.
+
+Threads: the library functions leave torch's thread count alone unless given ``threads``;
+these entry points default to :data:`DEFAULT_THREADS` = 1, and ``threads=None`` keeps the
+caller's setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +35,15 @@ from cpc.features import FeatureCache, FeatureError, extract, feature_set
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cpc" / "features"
+
+DEFAULT_THREADS = 1
+"""Torch intra-op threads for CPC feature extraction, probe training and ABX's DTW.
+
+These are many small or medium operations; on a shared 2-core machine, intra-op threads
+waiting for a busy core cost far more than they gain, so one thread was measured faster
+(DTW: 14 s on one thread vs 90 s on two for 550k token pairs; the tiny CPC recipe: 0.5 vs
+7.5 s per step). Pass more (``--threads N``) on a machine of your own with idle cores.
+"""
 
 
 def _describe(name: str, layer: str) -> dict:
@@ -46,27 +61,34 @@ def _split(corpus, name: str) -> list[str]:
     return corpus.splits[name]
 
 
-def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool):
-    features = feature_set(name, layer=layer, architecture=architecture, device=device)
+def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None):
+    features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads)
     return extract(features, corpus.files, utterances, cache=cache, corpus_root=corpus.root, progress=progress)
 
 
 def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = False, hidden_layers: int = 0, architecture=None,
-                   cache: FeatureCache | None = None, device: str = "cpu", progress: bool = True, settings=None) -> dict:
-    """Phone probe (frame accuracy, or PER with ``ctc``) of feature set ``name`` on ``corpus``'s train/test splits."""
-    from cpc.eval.probes import ProbeSettings, ctc_probe, phone_probe
+                   cache: FeatureCache | None = None, device: str = "cpu", progress: bool = True, settings=None,
+                   threads: int | None = DEFAULT_THREADS) -> dict:
+    """Phone probe (frame accuracy, or PER with ``ctc``) of feature set ``name`` on ``corpus``'s train/test splits.
+
+    ``settings`` (:class:`cpc.eval.probes.ProbeSettings`) defaults to the probe's own with
+    ``hidden_layers``; ``threads`` applies to feature extraction and the probe (it replaces
+    ``settings.threads``; None: the caller's torch setting).
+    """
+    from cpc.eval.probes import CTC_SETTINGS, PHONE_SETTINGS, ctc_probe, phone_probe
 
     if not corpus.labels:
         raise FeatureError(f"corpus {corpus.root} has no phone alignments (alignments.txt or --alignments)")
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
-    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None), device=device, progress=progress)
+    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
+                         device=device, progress=progress, threads=threads)
     extracted = time.perf_counter()
+    defaults = CTC_SETTINGS if ctc else PHONE_SETTINGS
+    settings = dataclasses.replace(settings or dataclasses.replace(defaults, hidden_layers=hidden_layers), threads=threads)
     if ctc:
-        settings = settings or ProbeSettings(hidden_layers=hidden_layers, epochs=40, learning_rate=5e-3, min_steps=400)
         result = ctc_probe(features, corpus.labels, train, test, num_classes=corpus.num_phones, settings=settings)
     else:
-        settings = settings or ProbeSettings(hidden_layers=hidden_layers)
         result = phone_probe(features, corpus.labels, train, test, num_classes=corpus.num_phones, settings=settings)
     if result["trimmed_frames"]:
         log.info("phone probe: trimmed %d frame(s) at utterance ends to match labels and features", result["trimmed_frames"])
@@ -77,15 +99,20 @@ def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = Fal
 
 
 def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=None, cache: FeatureCache | None = None,
-                     device: str = "cpu", progress: bool = True, crop_frames: int = 128) -> dict:
-    """Speaker probe on mean-pooled ``crop_frames`` crops (train split -> test split, same speakers)."""
-    from cpc.eval.probes import speaker_probe
+                     device: str = "cpu", progress: bool = True, crop_frames: int = 128, threads: int | None = DEFAULT_THREADS) -> dict:
+    """Speaker probe on mean-pooled ``crop_frames`` crops (train split -> test split, same speakers).
+
+    ``threads``: torch intra-op threads for feature extraction and the probe (None: the caller's setting).
+    """
+    from cpc.eval.probes import SPEAKER_SETTINGS, speaker_probe
 
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
-    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None), device=device, progress=progress)
+    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
+                         device=device, progress=progress, threads=threads)
     extracted = time.perf_counter()
-    result = speaker_probe(features, corpus.speakers, train, test, crop_frames=crop_frames)
+    settings = dataclasses.replace(SPEAKER_SETTINGS, threads=threads)
+    result = speaker_probe(features, corpus.speakers, train, test, crop_frames=crop_frames, settings=settings)
     return {
         "task": "speaker", **_describe(name, layer), **result,
         "corpus": str(corpus.root), "extract_seconds": extracted - started, "probe_seconds": time.perf_counter() - extracted,
@@ -93,8 +120,12 @@ def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=
 
 
 def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", architecture=None, cache: FeatureCache | None = None,
-                 device: str = "cpu", progress: bool = True, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = 0) -> dict:
-    """Within/across-speaker ABX error (%) of feature set ``name`` on the tokens of an item file."""
+                 device: str = "cpu", progress: bool = True, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = 0,
+                 threads: int | None = DEFAULT_THREADS) -> dict:
+    """Within/across-speaker ABX error (%) of feature set ``name`` on the tokens of an item file.
+
+    ``threads``: torch intra-op threads for feature extraction and the DTW (None: the caller's setting).
+    """
     from cpc.corpus.formats import read_item
     from cpc.eval.abx import abx_error
 
@@ -105,9 +136,9 @@ def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", archit
         raise FeatureError(f"item file {item_path} references {len(unknown)} file(s) not in corpus {corpus.root}: {shown}")
     started = time.perf_counter()
     features = _features(corpus, name, sorted({row.file for row in items}), layer=layer, architecture=architecture,
-                         cache=cache or FeatureCache(None), device=device, progress=progress)
+                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads)
     extracted = time.perf_counter()
-    result = abx_error(features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed)
+    result = abx_error(features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed, threads=threads)
     return {
         "task": "abx", **_describe(name, layer), **result, "item_file": str(item_path),
         "corpus": str(corpus.root), "extract_seconds": extracted - started, "abx_seconds": time.perf_counter() - extracted,
@@ -130,6 +161,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"feature cache folder (default {DEFAULT_CACHE})")
     parser.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
     parser.add_argument("--device", default="cpu", help="where CPC features are extracted (cpu, cuda)")
+    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
+                        help=f"torch intra-op threads for CPC features, probe and DTW (default {DEFAULT_THREADS}: measured fastest on a shared 2-core machine)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text}")
+    return value
 
 
 def _load(args):
@@ -140,7 +180,7 @@ def _load(args):
 
 def _options(args) -> dict:
     return {
-        "layer": args.layer, "architecture": args.architecture, "device": args.device,
+        "layer": args.layer, "architecture": args.architecture, "device": args.device, "threads": args.threads,
         "cache": FeatureCache(None if args.no_cache else args.cache),
     }
 

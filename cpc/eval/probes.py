@@ -23,7 +23,11 @@ Protocols
 Training: inputs are standardised with the training set's per-dimension mean and standard
 deviation (so baselines with large raw scales, e.g. MFCC c0, train as well as CPC features);
 minibatch Adam with a cosine-decayed learning rate on torch tensors, a fixed number of
-epochs, everything seeded. A 1-hour corpus (~300k training frames) takes seconds per probe.
+epochs, everything seeded from ``ProbeSettings.seed`` (the initialisation inside
+:func:`cpc.features.seeded`, the shuffling from a local generator, so the caller's global RNG
+is left alone). ``ProbeSettings.threads`` limits torch's intra-op threads during training
+(None, the default: the caller's setting). A 1-hour corpus (~300k training frames) takes
+seconds per probe.
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cpc.features import FeatureError, align_to_labels, single_thread
+from cpc.features import FeatureError, align_to_labels, seeded, torch_threads
 
 __all__ = [
     "ProbeSettings",
+    "PHONE_SETTINGS",
+    "CTC_SETTINGS",
+    "SPEAKER_SETTINGS",
     "frame_dataset",
     "phone_probe",
     "ctc_probe",
@@ -56,9 +63,13 @@ log = logging.getLogger(__name__)
 SPEAKER_CROP_FRAMES = 128  # 1.28 s, the paper's window
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProbeSettings:
-    """Optimisation of a probe. ``hidden_layers`` 0 = linear, 1 = one ReLU hidden layer of ``hidden_size``."""
+    """Optimisation of a probe. ``hidden_layers`` 0 = linear, 1 = one ReLU hidden layer of ``hidden_size``.
+
+    ``threads``: torch intra-op threads while training (None: leave the caller's setting).
+    Change a field with ``dataclasses.replace(settings, threads=1)``.
+    """
 
     hidden_layers: int = 0
     hidden_size: int = 512
@@ -67,6 +78,13 @@ class ProbeSettings:
     learning_rate: float = 2e-3
     min_steps: int = 300  # small corpora still get this many optimizer steps
     seed: int = 0
+    threads: int | None = None
+
+
+# Each probe's defaults, used when no settings are given.
+PHONE_SETTINGS = ProbeSettings()
+CTC_SETTINGS = ProbeSettings(epochs=40, learning_rate=5e-3, min_steps=400)
+SPEAKER_SETTINGS = ProbeSettings(epochs=100, batch_size=1024, learning_rate=5e-3)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -114,14 +132,14 @@ def _cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.l
 
 def _train_classifier(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSettings) -> nn.Module:
     """Minibatch Adam on standardised inputs (N, D), targets (N,) -> classifier (input already standardised)."""
-    with single_thread():
+    with torch_threads(settings.threads):
         return _fit(inputs, targets, num_classes, settings)
 
 
 def _fit(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSettings) -> nn.Module:
-    torch.manual_seed(settings.seed)
+    with seeded(settings.seed):
+        model = _classifier(inputs.shape[1], num_classes, settings)
     generator = torch.Generator().manual_seed(settings.seed)
-    model = _classifier(inputs.shape[1], num_classes, settings)
     batch_size = min(settings.batch_size, len(inputs))
     batches_per_epoch = math.ceil(len(inputs) / batch_size)
     epochs = max(settings.epochs, math.ceil(settings.min_steps / batches_per_epoch))
@@ -160,7 +178,7 @@ def phone_probe(
     tolerance: int = 2,
 ) -> dict:
     """Frame phone classification. -> {"accuracy" (test, %), "train_accuracy", sizes, "trimmed_frames", ...}."""
-    settings = settings or ProbeSettings()
+    settings = settings or PHONE_SETTINGS
     train_x, train_y, train_trimmed = frame_dataset(features, labels, train, tolerance=tolerance)
     test_x, test_y, test_trimmed = frame_dataset(features, labels, test, tolerance=tolerance)
     mean, std = _standardiser(train_x)
@@ -250,7 +268,7 @@ def ctc_probe(
     tolerance: int = 2,
 ) -> dict:
     """CTC phone recognition with greedy decoding. -> {"per" (test, %), "train_per", sizes, ...}."""
-    settings = settings or ProbeSettings(epochs=40, learning_rate=5e-3, min_steps=400)
+    settings = settings or CTC_SETTINGS
     blank = num_classes
     stacked, _, _ = frame_dataset(features, labels, train, tolerance=tolerance)
     mean, std = _standardiser(stacked)
@@ -261,9 +279,9 @@ def ctc_probe(
     if too_short:
         raise FeatureError(f"utterance(s) with fewer frames than phones, CTC cannot align them: {', '.join(too_short[:10])}")
 
-    torch.manual_seed(settings.seed)
+    with seeded(settings.seed):
+        model = _classifier(train_items[0][0].shape[1], num_classes + 1, settings)
     generator = torch.Generator().manual_seed(settings.seed)
-    model = _classifier(train_items[0][0].shape[1], num_classes + 1, settings)
     # Sort by length, cut into batches once (little padding), shuffle the batch order each epoch.
     order = sorted(range(len(train_items)), key=lambda i: train_items[i][2])
     batches = [_batch([train_items[i] for i in order[s : s + utterances_per_batch]]) for s in range(0, len(order), utterances_per_batch)]
@@ -272,7 +290,7 @@ def ctc_probe(
     scheduler = _cosine(optimizer, epochs * len(batches))
     criterion = nn.CTCLoss(blank=blank, zero_infinity=True)
     model.train()
-    with single_thread():
+    with torch_threads(settings.threads):
         for _ in range(epochs):
             for index in torch.randperm(len(batches), generator=generator).tolist():
                 inputs, input_lengths, targets, target_lengths = batches[index]
@@ -328,7 +346,7 @@ def speaker_probe(
 
     Test utterances of speakers absent from the train split are left out (counted).
     """
-    settings = settings or ProbeSettings(epochs=100, batch_size=1024, learning_rate=5e-3)
+    settings = settings or SPEAKER_SETTINGS
 
     def crops(utterances):
         inputs, names, short = [], [], []
