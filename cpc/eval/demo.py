@@ -1,12 +1,14 @@
 """``cpc demo``: corpus -> CPC training on CPU -> probes and ABX against baselines -> report.
 
-    cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe recipes/speech/tiny.yaml] [--ctc] [key=value ...]
+    cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe speech/tiny] [--ctc] [key=value ...]
 
 Stages (each logs what it does; feature extraction and training show progress bars):
 
 1. Corpus: ``--corpus`` if given; else a ``--hours`` synthetic corpus built once with
    :func:`cpc.corpus.synth.build_corpus` into ``~/.cache/cpc/corpora/`` when festival,
-   espeak-ng and bible-kjv are installed; else the committed sample ``data/sample``.
+   espeak-ng and bible-kjv are installed; else the committed 6-minute sample (shipped with cpc,
+   :func:`cpc.resources.sample_corpus`), with a warning in the log and at the top of the report:
+   its numbers are not meaningful.
 2. Training: the tiny CPU recipe on the corpus' train split (``RUN_DIR/metrics.jsonl``,
    ``RUN_DIR/checkpoints/last.pt``). A run directory that already holds a finished
    checkpoint is reused; an unfinished one is resumed.
@@ -30,49 +32,55 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_RECIPE = REPO_ROOT / "recipes" / "speech" / "tiny.yaml"
-SAMPLE_CORPUS = REPO_ROOT / "data" / "sample"
+DEFAULT_RECIPE = "speech/tiny"  # a shipped recipe (cpc.resources)
 CORPUS_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cpc" / "corpora"
 BASELINE_SETS = ("mfcc", "logmel")
 
 
-def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path = CORPUS_CACHE) -> Path:
-    """The corpus the demo uses (see the module docstring, stage 1)."""
+def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path = CORPUS_CACHE) -> tuple[Path, str | None]:
+    """The corpus the demo uses (see the module docstring, stage 1) and, when it is the sample
+    fallback, the warning to put at the top of the report (else None)."""
     if corpus is not None:
-        return Path(corpus)
+        return Path(corpus), None
     from cpc.corpus import synth
+    from cpc.resources import sample_corpus
 
     try:
         synth.check_tools()
     except synth.MissingToolError as error:
-        if not SAMPLE_CORPUS.is_dir():
-            raise FileNotFoundError(f"no corpus: {error}, and the committed sample {SAMPLE_CORPUS} is missing") from None
-        log.warning("%s; using the committed sample corpus %s instead", error, SAMPLE_CORPUS)
-        return SAMPLE_CORPUS
+        sample = sample_corpus()
+        if not sample.is_dir():
+            raise FileNotFoundError(f"no corpus: {error}, and the committed sample {sample} is missing") from None
+        reason = str(error).split(";")[0]  # check_tools' message: "<what> not found; install ... `<apt line>`"
+        warning = (f"**sample corpus: numbers not meaningful** — the 6-minute committed sample was used because {reason}; "
+                   f"install the engines (`{synth.APT_INSTALL}`) for the {hours:g}-hour corpus.")
+        log.warning("SAMPLE CORPUS, NUMBERS NOT MEANINGFUL: %s, so the demo falls back to the 6-minute committed sample %s. "
+                    "Install the engines (%s) for the %g-hour corpus.", reason, sample, synth.APT_INSTALL, hours)
+        return sample, warning
     folder = cache / f"synth-{hours:g}h-seed0"
     if (folder / "summary.json").is_file():
         log.info("corpus: reusing %s", folder)
-        return folder
+        return folder, None
     if folder.exists():  # an interrupted build: start again
         import shutil
 
         shutil.rmtree(folder)
     log.info("corpus: building %g h of synthetic speech into %s (once; reused by later demos)", hours, folder)
     synth.build_corpus(folder, hours, seed=0, workers=2)
-    return folder
+    return folder, None
 
 
 def train_model(run_dir: Path, corpus: Path, recipe: str | os.PathLike, overrides: list[str]) -> Path:
     """Train (or reuse / resume) the recipe on the corpus' train split; -> the checkpoint path."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
+    from cpc.resources import recipe_path
     from cpc.train import train
 
     settings = [f"data.root={corpus}"]
     if (corpus / "train_split.txt").is_file():
         settings.append(f"data.train_split={corpus / 'train_split.txt'}")
-    config = load_config(recipe, settings + list(overrides))
+    config = load_config(recipe_path(recipe), settings + list(overrides))
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if checkpoint.exists():
         step = load_checkpoint(checkpoint)["step"]
@@ -105,7 +113,8 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
         overrides.append("train.progress=false")
 
     log.info("[1/4] corpus")
-    corpus_root = find_corpus(corpus, hours)
+    corpus_root, sample_warning = find_corpus(corpus, hours)
+    warnings = [sample_warning] if sample_warning else []
     data = load_corpus(corpus_root)
     log.info("corpus %s: %d utterances, %d speakers, splits %s", corpus_root, len(data.files), len(set(data.speakers.values())),
              {name: len(ids) for name, ids in data.splits.items()})
@@ -170,10 +179,12 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
         "evaluation_seconds": round(evaluation_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    markdown, _ = write_report(run_dir, results, summary=summary, plots=plots)
-    log.info("wrote %s (%.0f s in all)", markdown, summary["total_seconds"])
+    markdown, _ = write_report(run_dir, results, summary=summary, plots=plots, warnings=warnings)
     print(markdown.read_text())
-    return {"summary": summary, "results": results}
+    log.info("wrote %s (%.0f s in all)", markdown, summary["total_seconds"])
+    for warning in warnings:  # again after the report, where it is not scrolled away
+        log.warning("%s", warning.replace("**", ""))
+    return {"summary": {**summary, "warnings": warnings}, "results": results}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -183,7 +194,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
     parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help=f"training recipe (default {DEFAULT_RECIPE})")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE})")
     parser.add_argument("--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
     parser.set_defaults(func=_main)

@@ -168,12 +168,18 @@ def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarra
     plt.close(figure)
 
 
-def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary: dict, plots: Sequence[tuple[str, str]]) -> tuple[Path, Path]:
-    """report.json (summary + every result) and report.md (summary, table, plot links) in ``run_dir``."""
+def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary: dict, plots: Sequence[tuple[str, str]],
+                 warnings: Sequence[str] = ()) -> tuple[Path, Path]:
+    """report.json (summary + every result) and report.md (summary, table, plot links) in ``run_dir``.
+
+    ``warnings`` (markdown, e.g. "the sample corpus was used") open report.md as quoted lines,
+    above the title, and go into report.json's summary as ``warnings``.
+    """
     run_dir = Path(run_dir)
     json_path, markdown_path = run_dir / "report.json", run_dir / "report.md"
-    json_path.write_text(json.dumps({"summary": summary, "results": list(results)}, indent=2) + "\n")
-    lines = ["# CPC evaluation report", ""]
+    json_path.write_text(json.dumps({"summary": {**summary, "warnings": list(warnings)}, "results": list(results)}, indent=2) + "\n")
+    lines = [line for warning in warnings for line in (f"> {warning}", "")]
+    lines += ["# CPC evaluation report", ""]
     lines += [f"- **{key}**: {value}" for key, value in summary.items()]
     lines += ["", "## Probes and ABX", "", results_table(results)]
     lines += [
