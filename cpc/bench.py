@@ -1,15 +1,16 @@
 """Benchmarks (``cpc bench``): measured, not asserted. Prints a table and writes JSON.
 
-    cpc bench train [--recipe recipes/speech/paper.yaml --recipe recipes/speech/tiny.yaml] --json bench.json
+    cpc bench train [--recipe speech/paper --recipe speech/tiny] --json bench.json
 
 For each recipe, times full training steps (forward, InfoNCE, backward, Adam) on a random
 batch of the recipe's size (batch_size x window samples, the recipe's negatives), reporting
 the median of ``--steps`` steps after ``--warmup`` untimed ones, and the peak memory: the
 process's peak resident set size on CPU, ``torch.cuda.max_memory_allocated`` on GPU. The same
 step with the negatives *copied* into a (B, T, K, 1+N, C) tensor (as CPC_audio does) is timed
-beside it. Each measurement runs in a fresh process so that peak memory is its own.
+beside it. Each measurement runs in a fresh process so that peak memory is its own. A recipe
+is a shipped name (``speech/tiny``, see :mod:`cpc.resources`) or a YAML file.
 
-    cpc bench data --recipe recipes/speech/tiny.yaml data.root=PATH
+    cpc bench data --recipe speech/tiny data.root=PATH
 
 times the training DataLoader alone (windows per second), to check it keeps up with the model.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_RECIPES = ["recipes/speech/paper.yaml", "recipes/speech/tiny.yaml"]
+DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
 
 
 def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup: int, device: str, overrides: list[str]) -> dict:
@@ -37,8 +38,9 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
     from cpc.config import load_config
     from cpc.infonce import InfoNCE
     from cpc.model import build_model
+    from cpc.resources import recipe_path
 
-    config = load_config(recipe, overrides)
+    config = load_config(recipe_path(recipe), overrides)
     torch.manual_seed(0)
     model = build_model(config)
     if copy_negatives:
@@ -143,8 +145,10 @@ def bench_data(args: argparse.Namespace) -> dict:
 
     from cpc.config import load_config
     from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+    from cpc.resources import recipe_path, resolve_data_root
 
-    config = load_config(args.recipe, args.overrides)
+    config = load_config(recipe_path(args.recipe), args.overrides)
+    config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     corpus = split_corpus(config.data.root, config.data.window, valid_fraction=0.0)
     sampler = WindowSampler(corpus.train, config.data.window, config.train.batch_size)
     loader = DataLoader(SpeechWindows(corpus.train, config.data.window), batch_sampler=sampler, num_workers=config.data.num_workers)
@@ -166,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks (print a table, write JSON)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     train = which.add_parser("train", help="time training steps and peak memory per recipe")
-    train.add_argument("--recipe", action="append", help=f"recipe YAML (repeatable; default: {' and '.join(DEFAULT_RECIPES)})")
+    train.add_argument("--recipe", action="append", help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})")
     train.add_argument("--json", type=Path, help="write the results here")
     train.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     train.add_argument("--warmup", type=int, default=2, help="untimed steps first")
@@ -175,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every recipe")
     train.set_defaults(func=_main)
     data = which.add_parser("data", help="windows per second through the training data loader")
-    data.add_argument("--recipe", default="recipes/speech/tiny.yaml", help="recipe YAML (its data section and batch size)")
+    data.add_argument("--recipe", default="speech/tiny", help="shipped recipe name or YAML file (its data section and batch size)")
     data.add_argument("--json", type=Path, help="write the results here")
     data.add_argument("--batches", type=int, default=200, help="timed batches")
     data.add_argument("--warmup", type=int, default=5, help="untimed batches first (worker start-up)")

@@ -34,3 +34,18 @@ def test_bench_data_writes_json(corpus_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["windows_per_s"] > 0
+
+
+def test_bench_data_default_recipe_reads_the_sample_from_any_directory(tmp_path):
+    """`cpc bench data` defaults to speech/tiny, whose data.root (data/sample) is the shipped sample outside the checkout."""
+    from cpc.resources import sample_corpus
+
+    out = tmp_path / "data.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cpc.cli", "bench", "data", "--batches", "2", "--warmup", "1", "--json", str(out),
+         "data.window=4096", "data.num_workers=0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["recipe"] == "speech/tiny" and report["data"] == str(sample_corpus()) and report["windows_per_s"] > 0
