@@ -230,6 +230,9 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | 
             config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as error:
             raise _wrap(error, f"override {override!r}") from None
+    from cpc.resources import resolve_data_root
+
+    config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     return _check(config, where)
 
 

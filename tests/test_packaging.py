@@ -128,9 +128,9 @@ def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
 def test_installed_train_by_recipe_name(site, tmp_path):
     run_dir = tmp_path / "run"
     _run_installed(site, tmp_path, ["train", "speech/tiny", "--run-dir", str(run_dir), "train.max_steps=2", "data.window=8000",
-                                    "train.valid_every=1000", "data.num_workers=0", "train.progress=false",
-                                    f"data.root={site / 'cpc' / 'sample'}"])
+                                    "train.valid_every=1000", "data.num_workers=0", "train.progress=false"])
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert f"root: {site / 'cpc' / 'sample'}" in (run_dir / "config.yaml").read_text()  # the recipe's data/sample, shipped
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert steps and max(steps) == 2
 
