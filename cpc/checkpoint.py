@@ -11,14 +11,17 @@ A checkpoint is one ``torch.save`` dict:
     log_window      dict    metric sums of the log window open at ``step`` (training checkpoints)
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed over
-the target (``os.replace`` is atomic on POSIX), so a run killed mid-write leaves the
-previous checkpoint intact.
+the target (``os.replace`` is atomic on POSIX), so a run killed mid-write, or one that fills
+the disk, leaves the previous checkpoint intact. The file gets the mode any new file gets
+under the process umask (0644 under the usual 022), like the rest of a run directory.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +37,74 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Atomically write ``state`` (plus the format version) to ``path``."""
+    """Atomically write ``state`` (plus the format version) to ``path``.
+
+    Raises :class:`CheckpointError` naming the file when the device is full; the temporary
+    file is removed and an existing ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
+        descriptor, temporary = _create_temporary(path)
         with os.fdopen(descriptor, "wb") as handle:
             torch.save({"format_version": FORMAT_VERSION, **state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        full = isinstance(error, (OSError, RuntimeError)) and _device_full(error, path.parent, state)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if full:
+            free = shutil.disk_usage(path.parent).free
+            raise CheckpointError(
+                f"cannot write checkpoint {path}: no space left on device "
+                f"({free / 2**20:.1f} MiB free, the checkpoint needs about {_tensor_bytes(state) / 2**20:.1f} MiB)"
+            ) from error
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file next to ``path``, created with mode 0666 so that the umask applies (``mkstemp`` gives 0600)."""
+    for _ in range(100):
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
+
+
+def _device_full(error: BaseException, folder: Path, state: dict[str, Any]) -> bool:
+    """Whether a failed write ran out of space.
+
+    ``torch.save`` reports a failed write as ``RuntimeError: ... unexpected pos ...``; the
+    ``OSError`` (ENOSPC) behind it is in the exception chain when it wrote to a Python file.
+    Failing that, the free space left (temporary file still there) decides.
+    """
+    chain = [error]
+    while chain[-1] is not None and len(chain) < 20:
+        if isinstance(chain[-1], OSError) and chain[-1].errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    if not isinstance(error, RuntimeError):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < _tensor_bytes(state)
+    except OSError:
+        return False
+
+
+def _tensor_bytes(state: Any) -> int:
+    """Bytes of the tensors in a nested dict/list state: about the size of its checkpoint."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_tensor_bytes(value) for value in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_tensor_bytes(value) for value in state)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
