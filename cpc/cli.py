@@ -47,11 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     from cpc.data.audio import AudioError
     from cpc.train import TrainingError
 
+    # Bad input, a full disk, a folder we may not write, Ctrl-C: one line, no traceback.
+    # Anything else is a bug and keeps its traceback.
     try:
         return args.func(args) or 0
-    except (CommandError, FileNotFoundError, ValueError, AudioError, TrainingError) as error:
+    except (CommandError, OSError, ValueError, AudioError, TrainingError) as error:
         print(f"cpc {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"cpc {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -197,7 +198,7 @@ def _check(config: DictConfig, where: str) -> DictConfig:
         "train.seed": 0, "train.max_steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.valid_every": 1, "train.checkpoint_every": 1,
         "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0, "data.num_workers": 0,
         "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1, "model.context.hidden_size": 1,
-        "model.context.num_layers": 1, "optim.warmup_steps": 0,
+        "model.context.num_layers": 1, "optim.warmup_steps": 0, "data.window": 1,
     }
     for key, minimum in at_least.items():
         value = OmegaConf.select(config, key)
@@ -223,6 +224,11 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | 
             config = OmegaConf.merge(config, OmegaConf.load(path))
         except OmegaConfBaseException as error:
             raise _wrap(error, where) from None
+        except yaml.YAMLError as error:  # a syntax error: say where, in one line
+            mark = getattr(error, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} is not of the form key=value")
@@ -247,3 +253,40 @@ def from_container(data: dict[str, Any]) -> DictConfig:
 def to_container(config: DictConfig) -> dict[str, Any]:
     """Plain Python containers (enums as their string values), e.g. for checkpoints and JSON."""
     return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
+
+
+def describe_keys() -> str:
+    """Every config key with its type and default, one per line (``cpc train --help``)."""
+    import dataclasses
+    import typing
+
+    def type_name(hint) -> str:
+        if isinstance(hint, type) and issubclass(hint, Enum):
+            return "|".join(member.value for member in hint)
+        if typing.get_origin(hint) is typing.Union:
+            return " or ".join("null" if arg is type(None) else type_name(arg) for arg in typing.get_args(hint))
+        if typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint)
+            if dataclasses.is_dataclass(item):
+                return "list of {" + ", ".join(f.name for f in dataclasses.fields(item)) + "}"
+            return f"list of {type_name(item)}"
+        return getattr(hint, "__name__", str(hint))
+
+    def show(value) -> str:
+        if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            return "[" + ", ".join("(" + ", ".join(str(v) for v in dataclasses.astuple(item)) + ")" for item in value) + "]"
+        return str(getattr(value, "value", value))
+
+    lines = []
+
+    def walk(schema, prefix: str) -> None:
+        hints = typing.get_type_hints(schema)
+        for item in dataclasses.fields(schema):
+            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+            if dataclasses.is_dataclass(hints[item.name]):
+                walk(hints[item.name], f"{prefix}{item.name}.")
+            else:
+                lines.append(f"  {prefix}{item.name}: {type_name(hints[item.name])} = {show(default)}")
+
+    walk(Config, "")
+    return "\n".join(lines)

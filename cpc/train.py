@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cpc.checkpoint import load_checkpoint, save_checkpoint
-from cpc.config import load_config, to_container
+from cpc.config import ConfigError, load_config, to_container
 from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus, validation_windows
 from cpc.model import build_model
 
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says which checkpoint ``--resume`` continues from."""
 
 
 # ----------------------------------------------------------------------------- setup
@@ -63,6 +68,8 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _device(config: DictConfig, local_rank: int) -> torch.device:
+    if config.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda, but torch sees no CUDA device here; use train.device=auto or cpu")
     if config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available()):
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
@@ -237,8 +244,72 @@ def validate(model, loader, config, device, rank: int, world_size: int) -> dict[
 # ----------------------------------------------------------------------------- the loop
 
 
+# Settings a resumed run may change: how long it runs, how it logs, validates and checkpoints,
+# and where and how fast it computes. Anything else (model, optimiser, schedule, data
+# windows, seed) would make the resumed run a different run than its checkpoint describes.
+RESUMABLE_KEYS = (
+    "train.max_steps", "train.log_every", "train.valid_every", "train.valid_batches", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.progress", "train.threads", "train.device", "train.logger", "train.wandb_project",
+    "data.num_workers", "data.root",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Path) -> None:
+    """Refuse a resume whose config differs from the checkpoint's outside RESUMABLE_KEYS, naming the keys."""
+    before, after = _flatten(saved), _flatten(to_container(config))
+    changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    refused = [key for key in changed if key not in RESUMABLE_KEYS]
+    if refused:
+        shown = "; ".join(f"{key}: {before.get(key)!r} in the checkpoint, {after.get(key)!r} now" for key in refused)
+        raise ConfigError(
+            f"--resume cannot change {', '.join(refused)} ({shown}). A resume may change only {', '.join(RESUMABLE_KEYS)}; "
+            f"start a new --run-dir to train with other settings"
+        )
+    if config.train.max_steps < step:
+        raise ConfigError(f"--resume: train.max_steps={config.train.max_steps} is below the step of {path} ({step})")
+    for key in changed:
+        log.info("--resume: %s changed from %r to %r", key, before.get(key), after.get(key))
+
+
+def check_window(model, config: DictConfig) -> None:
+    """A training window must give at least K + 1 frames: otherwise some step k has no (t, t + k) pair."""
+    steps = config.model.predictor.prediction_steps
+    frames = int(model.output_lengths(torch.tensor(config.data.window)))
+    if frames < steps + 1:
+        minimum = config.data.window
+        while int(model.output_lengths(torch.tensor(minimum))) < steps + 1:
+            minimum += 1
+        raise ConfigError(
+            f"data.window={config.data.window} samples gives {frames} frames, but predicting "
+            f"model.predictor.prediction_steps={steps} steps ahead needs at least {steps + 1}: use data.window >= {minimum}"
+        )
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
+    if resume and not last_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+    if not resume and last_path.exists():
+        raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir")
+
+
 def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
-    """Train CPC as ``config`` says, writing into ``run_dir``. Returns the last logged metrics."""
+    """Train CPC as ``config`` says, writing into ``run_dir``. Returns the last logged metrics.
+
+    Everything is checked (run folder, resume, corpus, window) before anything is written.
+    """
     rank, world_size, local_rank = _distributed()
     device = _device(config, local_rank)
     if config.train.threads > 0:
@@ -246,10 +317,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoints"
     last_path = checkpoint_dir / "last.pt"
-    if resume and not last_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-    if not resume and last_path.exists():
-        raise ValueError(f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir")
+    _check_run_dir(run_dir, resume)
 
     # --- data: every rank lists the corpus the same way, then takes its own batches.
     data = config.data
@@ -261,6 +329,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
+    check_window(model, config)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
     )
@@ -268,8 +337,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     start_step = 0
     if resume:
         state = load_checkpoint(last_path, map_location=device)
-        if state["config"]["model"] != to_container(config)["model"]:
-            raise ValueError(f"--resume: the model config differs from the checkpoint's in {last_path}")
+        check_resume(state["config"], config, state["step"], last_path)
         model.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -303,8 +371,11 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     if resume and "log_window" in state:
         window.load_state_dict(state["log_window"], rank)
 
+    saved_step = [start_step if resume else None]  # the step of last.pt, for the Ctrl-C message
+
     def checkpoint(step: int) -> None:
         log_window = window.state_dict(world_size)  # every rank takes part in the reduction
+        saved_step[0] = step
         if rank != 0:
             return
         state = {
@@ -327,10 +398,13 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     # --- the loop
     window_start = time.perf_counter()
     last_record: dict[str, Any] = {}
+    # A progress bar on a terminal; in a log file (not a TTY) plain lines at every log step instead.
+    show_bar = rank == 0 and config.train.progress and sys.stderr.isatty()
     progress = tqdm(
-        total=config.train.max_steps, initial=start_step, disable=rank != 0 or not config.train.progress,
-        desc="train", unit="step", dynamic_ncols=True,
+        total=config.train.max_steps, initial=start_step, disable=not show_bar, desc="train", unit="step", dynamic_ncols=True,
     )
+    if start_step >= config.train.max_steps:
+        log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, start_step)
     model.train()
     batches = iter(train_loader)
     try:
@@ -367,10 +441,13 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                 }
                 metrics.write(last_record)
                 valid_accuracy = [a for a in last_record["accuracy"] if a is not None]
-                progress.set_postfix(
-                    loss=f"{last_record['loss']:.3f}", acc1=f"{valid_accuracy[0] if valid_accuracy else float('nan'):.2f}",
-                    acc=f"{sum(valid_accuracy) / max(1, len(valid_accuracy)):.2f}", sps=f"{last_record['samples_per_s']:.1f}",
-                )
+                first, mean = (valid_accuracy[0], sum(valid_accuracy) / len(valid_accuracy)) if valid_accuracy else (math.nan, math.nan)
+                progress.set_postfix(loss=f"{last_record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{last_record['samples_per_s']:.1f}")
+                if rank == 0 and not show_bar:
+                    log.info(
+                        "step %d/%d | loss %.4f | acc k=1 %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
+                        done, config.train.max_steps, last_record["loss"], first, mean, last_record["lr"], last_record["samples_per_s"],
+                    )
                 window.reset()
                 window_start = time.perf_counter()
             if valid_loader is not None and (done % config.train.valid_every == 0 or done == config.train.max_steps):
@@ -378,9 +455,16 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                 if result is not None:
                     metrics.write({"step": done, "split": "valid", **result})
                     if rank == 0:
-                        progress.write(f"step {done}: valid loss {result['loss']:.4f}, accuracy k=1 {result['accuracy'][0]:.3f}")
+                        message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k=1 {result['accuracy'][0]:.3f}"
+                        progress.write(message) if show_bar else log.info("%s", message)
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 checkpoint(done)
+    except KeyboardInterrupt:
+        saved = saved_step[0]
+        raise Interrupted(
+            f"interrupted; --resume continues from {last_path} (step {saved})" if saved is not None
+            else "interrupted before the first checkpoint; nothing to resume from"
+        ) from None
     finally:
         progress.close()
         metrics.close()
@@ -404,16 +488,31 @@ class _Items(torch.utils.data.Dataset):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a CPC model from a recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/speech/tiny.yaml")
-    parser.add_argument("--run-dir", required=True, help="output folder (config, metrics, checkpoints)")
+    from cpc.config import describe_keys
+    from cpc.resources import list_recipes
+
+    parser = subparsers.add_parser(
+        "train", help="train a CPC model from a recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train CPC from a recipe (a YAML file or a shipped name: " + ", ".join(list_recipes()) + "), with\n"
+        "key=value overrides. Writes RUN_DIR/config.yaml, metrics.jsonl and checkpoints/last.pt.\n"
+        "Distributed: torchrun --nproc_per_node=N $(which cpc) train ...",
+        epilog="config keys (key: type = default):\n" + describe_keys() + "\n\nA --resume may change only: " + ", ".join(RESUMABLE_KEYS),
+    )
+    parser.add_argument("recipe", help="recipe YAML or shipped recipe name, e.g. speech/tiny")
+    parser.add_argument("--run-dir", help="output folder (config, metrics, checkpoints); required unless --print-config")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config (recipe + overrides) as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=200")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     config = load_config(args.recipe, args.overrides)
+    if args.print_config:
+        print(OmegaConf.to_yaml(OmegaConf.create(to_container(config))), end="")
+        return 0
+    if not args.run_dir:
+        raise ConfigError("cpc train needs --run-dir (or --print-config)")
     try:
         train(config, args.run_dir, resume=args.resume)
     finally:

@@ -183,18 +183,47 @@ def test_any_non_negative_seed_trains_and_negatives_stay_reproducible(corpus_dir
     assert TRAINING != VALIDATION and all(not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1 :])
 
 
-def test_a_step_without_pairs_is_left_out_of_loss_and_metrics(corpus_dir, tmp_path):
-    """Windows of 4 frames with K = 4: step 4 has no (t, t + 4) pair, so it must not count as a zero loss."""
-    config = small_config(corpus_dir, **{"data.window": 640, "train.max_steps": 2, "train.log_every": 1, "train.valid_every": 2})
-    train(config, tmp_path / "run")
-    records = read_metrics(tmp_path / "run")
-    for record in records:
-        assert record["accuracy"][3] is None and record["mutual_information"][3] is None
-        assert all(value is not None for value in record["accuracy"][:3])
-        assert np.isfinite(record["loss"])
-    assert [r.get("split") for r in records] == [None, None, "valid"]
-    # At initialisation every step's loss is near log(N + 1): a zero for step 4 would pull the mean to 3/4 of it.
-    assert abs(records[0]["loss"] - np.log(9)) < 0.1
+def test_a_step_without_pairs_is_left_out_of_the_metrics():
+    """Per-step metrics are averaged over pairs: a batch where step k has none does not count as 0 for k."""
+    from cpc.infonce import InfoNCEOutput
+    from cpc.train import StepMetrics
+
+    def output(loss, accuracy, pairs):
+        accuracy, pairs = torch.tensor(accuracy), torch.tensor(pairs, dtype=torch.float)
+        return InfoNCEOutput(torch.tensor(loss), torch.zeros(2), accuracy, 1 - accuracy, pairs)
+
+    metrics = StepMetrics(2, torch.device("cpu"))
+    metrics.add(output(2.0, [0.5, 0.0], [10, 0]))  # step 2 had no pair in this batch
+    metrics.add(output(4.0, [1.0, 0.25], [30, 20]))
+    summary = metrics.summary(world_size=1)
+    assert summary["loss"] == 3.0
+    assert summary["accuracy"] == pytest.approx([(0.5 * 10 + 1.0 * 30) / 40, 0.25])
+    metrics.reset()
+    metrics.add(output(2.0, [0.5, 0.0], [10, 0]))
+    assert metrics.summary(world_size=1)["accuracy"][1] is None
+
+
+def test_a_window_too_short_for_every_step_is_refused_before_anything_is_written(corpus_dir, tmp_path):
+    """Windows of 4 frames with K = 4 would leave step 4 without any (t, t + 4) pair."""
+    with pytest.raises(ConfigError, match=r"data.window=640 samples gives 4 frames.*prediction_steps=4.*data.window >= 799"):
+        train(small_config(corpus_dir, **{"data.window": 640}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="data.window.*0 is below the minimum 1"):
+        small_config(corpus_dir, **{"data.window": 0})
+
+
+def test_resume_may_change_only_how_long_and_how_it_logs(corpus_dir, tmp_path):
+    run = tmp_path / "run"
+    train(small_config(corpus_dir, **{"train.max_steps": 4}), run)
+    with pytest.raises(ConfigError, match=r"--resume cannot change optim.lr \(optim.lr: 0.0002 in the checkpoint, 0.5 now\)"):
+        train(small_config(corpus_dir, **{"train.max_steps": 6, "optim.lr": 0.5}), run, resume=True)
+    with pytest.raises(ConfigError, match=r"train.max_steps=2 is below the step of .*last.pt \(4\)"):
+        train(small_config(corpus_dir, **{"train.max_steps": 2}), run, resume=True)
+    assert load_config(run / "config.yaml").train.max_steps == 4  # the refused resumes changed nothing
+    train(small_config(corpus_dir, **{"train.max_steps": 6, "train.log_every": 3}), run, resume=True)
+    saved = load_config(run / "config.yaml")
+    assert saved.train.max_steps == 6 and saved.train.log_every == 3 and saved.optim.lr == 2e-4
+    assert [r["step"] for r in read_metrics(run) if "split" not in r] == [2, 4, 6]
 
 
 def run_cli(*args, env=None, **kwargs):
@@ -219,6 +248,56 @@ def test_cli_end_to_end_on_the_tiny_recipe(corpus_dir, tmp_path):
     assert bad.returncode == 2 and "model.encoder.widht" in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("train", "recipes/speech/tiny.yaml", "--run-dir", str(tmp_path / "y"), f"data.root={tmp_path / 'nowhere'}")
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "does not exist" in missing.stderr
+
+
+def test_cli_one_line_errors(corpus_dir, tmp_path):
+    def one_line(result, *needles):
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert any(all(needle in line for needle in needles) for line in lines), result.stderr
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  encoder: {norm: channel\n")
+    one_line(run_cli("train", str(broken), "--run-dir", str(tmp_path / "a")), "broken.yaml", "not valid YAML at line")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    one_line(run_cli("train", "speech/tiny", "--run-dir", str(a_file), f"data.root={corpus_dir}"), "is a file")
+    one_line(run_cli("train", "speech/tiny", "--run-dir", "/proc/cpc-run", f"data.root={corpus_dir}", "data.window=8000"), "/proc/cpc-run")
+    one_line(run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "b"), "optim.schedule=cosin"), "optim.schedule", "cosin", "[constant, cosine, linear]")
+    one_line(run_cli("train", "speech/nowhere", "--run-dir", str(tmp_path / "c")), "speech/nowhere", "speech/tiny")
+    if not torch.cuda.is_available():
+        one_line(run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "d"), "train.device=cuda"), "train.device=cuda", "no CUDA device")
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_cli_prints_the_resolved_config_and_lists_keys(tmp_path):
+    printed = run_cli("train", "speech/tiny", "--print-config", "optim.lr=0.01")
+    assert printed.returncode == 0, printed.stderr
+    config = load_config(None, [])
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.merge(config, OmegaConf.create(printed.stdout))
+    assert resolved.optim.lr == 0.01 and resolved.model.encoder.norm == "channel"
+    helped = run_cli("train", "--help")
+    assert "optim.schedule: constant|cosine|linear = constant" in helped.stdout and "A --resume may change only" in helped.stdout
+
+
+def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "cpc.cli", "train", "speech/tiny", "--run-dir", str(run), f"data.root={corpus_dir}",
+               "data.window=8000", "data.num_workers=1", "train.max_steps=100000", "train.log_every=2", "train.checkpoint_every=2"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists():
+        assert process.poll() is None and time.time() < deadline, process.stderr.read()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert f"interrupted; --resume continues from {run / 'checkpoints' / 'last.pt'} (step {step})" in stderr.splitlines()[-1]
+    assert "\r" not in stderr and "step 2/100000 | loss " in stderr  # not a terminal: plain log lines, no progress bar
 
 
 def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
