@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -30,7 +31,16 @@ from pathlib import Path
 
 import torch
 
+log = logging.getLogger(__name__)
+
 DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
+
+
+def _check_counts(**counts: tuple[int, int]) -> None:
+    """Raise ValueError naming the option whose value is below its minimum (``name=(value, minimum)``)."""
+    for name, (value, minimum) in counts.items():
+        if value < minimum:
+            raise ValueError(f"--{name} must be at least {minimum}, got {value}")
 
 
 def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup: int, device: str, overrides: list[str]) -> dict:
@@ -83,12 +93,18 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
 
 
 def _measure_in_fresh_process(recipe: str, copy_negatives: bool, args: argparse.Namespace) -> dict:
+    from cpc.cli import CommandError
+
     request = {"recipe": recipe, "copy_negatives": copy_negatives, "steps": args.steps, "warmup": args.warmup, "device": args.device, "overrides": args.overrides}
     result = subprocess.run(
         [sys.executable, "-m", "cpc.bench", "--child", json.dumps(request)], capture_output=True, text=True,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"benchmark of {recipe} (copy_negatives={copy_negatives}) failed:\n{result.stderr[-2000:]}")
+        # Inputs were checked in this process, so this is a failure of the measurement itself
+        # (out of memory, a bug): one line here, the child's traceback with --verbose.
+        log.debug("measuring process for %s failed:\n%s", recipe, result.stderr)
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit code {result.returncode}"
+        raise CommandError(f"benchmark of {recipe} (copy_negatives={copy_negatives}) failed: {last} (rerun with -v for its traceback)")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -108,7 +124,15 @@ def machine_info(device: str) -> dict:
 
 
 def bench_train(args: argparse.Namespace) -> dict:
+    from cpc.config import load_config
+    from cpc.resources import recipe_path
+
     recipes = args.recipe or DEFAULT_RECIPES
+    _check_counts(steps=(args.steps, 1), warmup=(args.warmup, 0))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
+    for recipe in recipes:  # a missing recipe or a bad override fails here, before any timing
+        load_config(recipe_path(recipe), args.overrides)
     report = {"benchmark": "train_step", "machine": machine_info(args.device), "recipes": {}}
     for recipe in recipes:
         print(f"timing {recipe} ...", file=sys.stderr, flush=True)
@@ -147,6 +171,7 @@ def bench_data(args: argparse.Namespace) -> dict:
     from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
     from cpc.resources import recipe_path, resolve_data_root
 
+    _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
     config = load_config(recipe_path(args.recipe), args.overrides)
     config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     corpus = split_corpus(config.data.root, config.data.window, valid_fraction=0.0)
