@@ -41,11 +41,16 @@ threads only when asked (``threads=None``, the default everywhere, changes nothi
 
 Cache
 -----
-``FeatureCache`` keeps one ``.npy`` per utterance under ``<cache>/<key>/``. The key names the
-feature set and fingerprints everything its values depend on: for a checkpoint, its resolved
-path, size and modification time plus the layer; for a random model, its architecture and
-seed; always the corpus root, so two corpora with the same utterance ids never share
-entries. Several probes (phone, CTC, speaker, ABX) therefore extract each set once.
+``FeatureCache`` keeps one ``.npz`` per utterance under ``<cache>/<key>/``. The folder's key
+names the feature set and fingerprints everything its values depend on: for a checkpoint, its
+resolved path, size and modification time plus the layer; for a random model, its
+architecture and seed; always the corpus root, so two corpora with the same utterance ids
+never share entries. Each entry also stores the fingerprint of the audio file it was computed
+from (size and ``mtime_ns``, taken before the file is read): an entry whose audio file has
+changed since is recomputed and replaced, the others are reused. Several probes (phone, CTC,
+speaker, ABX) therefore extract each set once, and editing or replacing audio in place is
+never served stale features (unless a rewrite keeps both the size and the modification time,
+as ``cp -p`` of a same-size file would).
 
 Labels vs features
 ------------------
@@ -82,6 +87,7 @@ __all__ = [
     "BaselineFeatures",
     "ModelFeatures",
     "FeatureCache",
+    "source_fingerprint",
     "log_mel_spectrogram",
     "mfcc",
     "deltas",
@@ -101,6 +107,7 @@ FRAME_SAMPLES = 160  # 10 ms hop: the label grid
 WINDOW_SAMPLES = 400  # 25 ms analysis window
 NUM_FFT = 400
 FEATURE_CODE_VERSION = 1  # bump when baseline values change, so old cache entries are not reused
+CACHE_FORMAT = 2  # 2: one .npz per utterance holding its features and its audio file's fingerprint
 
 
 class FeatureError(ValueError):
@@ -374,15 +381,20 @@ def feature_set(name: str, *, layer: str = "context", architecture: str | os.Pat
 
 
 class FeatureCache:
-    """One ``.npy`` per utterance under ``<root>/<key>/``; ``root=None`` disables caching."""
+    """One ``.npz`` per utterance under ``<root>/<key>/``; ``root=None`` disables caching.
+
+    An entry holds ``features`` (T, D) and ``source``, the fingerprint of the audio file it was
+    computed from (:func:`source_fingerprint`); :meth:`load` returns None when that file has
+    changed since, so the caller recomputes and :meth:`save` replaces the entry.
+    """
 
     def __init__(self, root: str | os.PathLike | None) -> None:
         self.root = Path(root) if root is not None else None
 
     @staticmethod
     def key(features: FeatureSet, corpus_root: str | os.PathLike) -> str:
-        digest = hashlib.sha1(f"{features.fingerprint()} corpus={Path(corpus_root).resolve()}".encode()).hexdigest()[:16]
-        return f"{features.name}-{digest}"
+        description = f"{features.fingerprint()} corpus={Path(corpus_root).resolve()} cache-format={CACHE_FORMAT}"
+        return f"{features.name}-{hashlib.sha1(description.encode()).hexdigest()[:16]}"
 
     def folder(self, features: FeatureSet, corpus_root: str | os.PathLike) -> Path | None:
         if self.root is None:
@@ -393,6 +405,32 @@ class FeatureCache:
         if not info.exists():
             info.write_text(json.dumps({"name": features.name, "fingerprint": features.fingerprint(), "corpus": str(Path(corpus_root).resolve())}, indent=1))
         return folder
+
+    @staticmethod
+    def load(folder: Path, utterance: str, source: str) -> np.ndarray | None:
+        """The cached (T, D) features of ``utterance`` if they were computed from ``source``, else None."""
+        path = folder / f"{utterance}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as entry:
+                if str(entry["source"]) != source:
+                    return None
+                return entry["features"]
+        except (OSError, ValueError, KeyError):  # unreadable (e.g. written by another version): recompute
+            return None
+
+    @staticmethod
+    def save(folder: Path, utterance: str, source: str, values: np.ndarray) -> None:
+        temporary = folder / f".{utterance}.tmp.npz"
+        np.savez(temporary, features=values, source=np.array(source))
+        os.replace(temporary, folder / f"{utterance}.npz")  # atomic: a killed run leaves no half entry
+
+
+def source_fingerprint(path: str | os.PathLike) -> str:
+    """What a cache entry was computed from: the audio file's size and modification time (ns)."""
+    stat = os.stat(path)
+    return f"size={stat.st_size} mtime_ns={stat.st_mtime_ns}"
 
 
 def extract(
@@ -407,7 +445,8 @@ def extract(
 ) -> dict[str, np.ndarray]:
     """Features of ``utterances`` (ids into ``files``) -> {utt_id: (T, D) float32}, read from or written to ``cache``.
 
-    Raises :class:`FeatureError` listing ids with no audio file.
+    A cached utterance whose audio file changed (size or modification time) since it was
+    cached is recomputed. Raises :class:`FeatureError` listing ids with no audio file.
     """
     from tqdm import tqdm
 
@@ -418,15 +457,23 @@ def extract(
         raise FeatureError(f"no audio file for utterance(s): {shown}")
     folder = (cache or FeatureCache(None)).folder(features, corpus_root)
     result: dict[str, np.ndarray] = {}
-    todo = []
+    sources: dict[str, str] = {}
+    todo, stale = [], 0
     for utterance in utterances:
-        path = folder / f"{utterance}.npy" if folder is not None else None
-        if path is not None and path.exists():
-            result[utterance] = np.load(path)
+        if folder is None:
+            todo.append(utterance)
+            continue
+        # Stat before reading: a file changed while it is read is cached under its old fingerprint, so recomputed next time.
+        sources[utterance] = source_fingerprint(files[utterance].path)
+        cached = FeatureCache.load(folder, utterance, sources[utterance])
+        if cached is not None:
+            result[utterance] = cached
         else:
             todo.append(utterance)
+            stale += (folder / f"{utterance}.npz").exists()
     if todo:
-        log.info("extracting %s features for %d utterance(s) (%d cached)", features.name, len(todo), len(utterances) - len(todo))
+        log.info("extracting %s features for %d utterance(s) (%d cached%s)", features.name, len(todo), len(utterances) - len(todo),
+                 f"; {stale} recomputed because the audio file changed" if stale else "")
     bar = tqdm(total=len(todo), desc=f"features {features.name}", unit="utt", disable=not progress or not todo, dynamic_ncols=True)
     for start in range(0, len(todo), batch_utterances):
         chunk = todo[start : start + batch_utterances]
@@ -435,9 +482,7 @@ def extract(
             values = np.asarray(values, dtype=np.float32)
             result[utterance] = values
             if folder is not None:
-                temporary = folder / f".{utterance}.tmp.npy"
-                np.save(temporary, values)
-                os.replace(temporary, folder / f"{utterance}.npy")  # atomic: a killed run leaves no half file
+                FeatureCache.save(folder, utterance, sources[utterance], values)
         bar.update(len(chunk))
     bar.close()
     return {u: result[u] for u in utterances}

@@ -147,6 +147,38 @@ def test_cache_is_reused_and_keyed_by_corpus(tmp_path, monkeypatch):
     assert F.FeatureCache.key(mfcc, tmp_path) != F.FeatureCache.key(F.feature_set("logmel"), tmp_path)
 
 
+def test_cache_recomputes_an_utterance_whose_audio_changed_and_reuses_the_others(tmp_path, monkeypatch):
+    import os
+
+    import soundfile as sf
+
+    files = _write_waves(tmp_path)
+    cache = F.FeatureCache(tmp_path / "cache")
+    mfcc = F.feature_set("mfcc")
+    first = F.extract(mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False)
+    changed = "spk-1-1"
+    noise = np.random.default_rng(9).standard_normal(files[changed].num_samples).astype(np.float32) * 0.1
+    sf.write(files[changed].path, noise, 16000)  # same path, same length: only the content differs
+    stat = os.stat(files[changed].path)
+    os.utime(files[changed].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a coarse clock could repeat the mtime
+    computed = []
+    compute = type(mfcc).compute
+    monkeypatch.setattr(type(mfcc), "compute", lambda self, waves: computed.append(len(waves)) or compute(self, waves))
+    again = F.extract(mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False)
+    assert computed == [1]  # only the changed file
+    from cpc.data.audio import read_audio
+
+    (fresh,) = compute(mfcc, [read_audio(files[changed].path)])  # FLAC stores 16-bit samples: compare with what it reads back
+    np.testing.assert_allclose(again[changed], fresh, atol=1e-5)
+    assert not np.allclose(again[changed], first[changed])
+    for utterance in set(files) - {changed}:
+        np.testing.assert_array_equal(first[utterance], again[utterance])
+    computed.clear()
+    F.extract(mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False)  # the replaced entry is used from now on
+    assert computed == []
+    assert sorted(p.name for p in next((tmp_path / "cache").iterdir()).glob("*.npz")) == sorted(f"{u}.npz" for u in files)
+
+
 def test_checkpoint_cache_key_follows_the_file(tmp_path):
     from cpc.config import load_config, to_container
     from cpc.model import build_model
