@@ -53,12 +53,13 @@ def test_results_table_puts_paper_numbers_beside():
     table = results_table([
         {"task": "phone", "features": "mfcc", "layer": None, "accuracy": 55.0},
         {"task": "speaker", "features": "mfcc", "layer": None, "accuracy": 80.0},
-        {"task": "abx", "features": "cpc", "layer": "context", "within": 10.0, "across": 20.0},
+        {"task": "abx", "features": "cpc", "layer": "context", "within": 10.0, "across": 20.0, "within_cells": 2, "across_cells": 40},
     ])
     lines = table.splitlines()
     assert lines[0].startswith("| features | phone acc. % ↑ | phone (paper, LS-100) | speaker acc. % ↑ | speaker (paper, LS-100) | ABX within")
-    assert lines[2] == "| mfcc | 55.0 | 39.7 | 80.0 | 17.6 | – | – |"
-    assert lines[3] == "| cpc (context) | – | 64.6 | – | 97.4 | 10.0 | 20.0 |"
+    assert lines[0].endswith("| ABX cells within / across |")  # a score over 2 cells is no measurement: the table says so
+    assert lines[2] == "| mfcc | 55.0 | 39.7 | 80.0 | 17.6 | – | – | – |"
+    assert lines[3] == "| cpc (context) | – | 64.6 | – | 97.4 | 10.0 | 20.0 | 2 / 40 |"
 
 
 def test_demo_falls_back_to_the_sample_corpus_loudly(tmp_path, monkeypatch, caplog):

@@ -58,3 +58,28 @@ def test_probe_with_a_cache_sees_audio_replaced_in_place(corpus, tmp_path, capsy
     assert _cli([*command, "--json", str(tmp_path / "b.json")]) == 0
     before, after = (json.loads((tmp_path / name).read_text())["accuracy"] for name in ("a.json", "b.json"))
     assert before > 80.0 and after < before - 30.0  # noise carries no phone information
+
+
+# ----------------------------------------------------------------------------- ABX: few cells, rows outside the audio
+
+
+def test_abx_without_warnings_on_enough_cells():
+    rng = np.random.default_rng(1)
+    features, items = {}, []
+    for file_index in range(8):
+        features[f"f{file_index}"] = rng.standard_normal((200, 4)).astype(np.float32)
+        for k in range(40):
+            items.append(ItemRow(f"f{file_index}", 0.05 * k, 0.05 * (k + 1), "abcd"[k % 4], "c", "ce"[k // 4 % 2], f"s{file_index % 2}"))
+    result = abx.abx_error(features, items)
+    assert result["within_cells"] >= abx.MIN_CELLS and result["across_cells"] >= abx.MIN_CELLS
+    assert result["warnings"] == []
+
+
+def test_abx_error_rejects_rows_outside_the_features():
+    features = {"f": np.ones((50, 3), np.float32)}
+    good = [ItemRow("f", 0.1 * k, 0.1 * (k + 1), "ab"[k % 2], "x", "y", "s") for k in range(4)]
+    with pytest.raises(FeatureError, match=r"item row 5: onset -0.01 s is before the start of f"):
+        abx.abx_error(features, [*good, ItemRow("f", -0.01, 0.05, "a", "x", "y", "s")])
+    with pytest.raises(FeatureError, match=r"item row 5: offset 0.6 s is past the end of f \(0.5 s\)"):
+        abx.abx_error(features, [*good, ItemRow("f", 0.4, 0.6, "a", "x", "y", "s")])
+    abx.abx_error(features, [*good, ItemRow("f", 0.45, 0.52, "a", "x", "y", "s")])  # within the 2-frame tolerance

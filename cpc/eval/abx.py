@@ -22,6 +22,19 @@ Protocol (ZeroSpeech 2017 track 1, Dunbar et al. 2017; ZeroSpeech 2021 / libri-l
   mean over its triplets. Scores are averaged over contexts, then over speakers (within: s;
   across: (s, s')), then over ordered phone pairs (a, b), and reported in percent.
 
+Checks on the input
+-------------------
+* Item rows must lie inside their file: an onset before 0, or an offset more than
+  ``tolerance`` frames (default 2 = 20 ms, rounding and conv arithmetic at the end) past the
+  file's last frame, raises :class:`cpc.features.FeatureError` naming the row, its file and
+  the value (``cpc abx`` checks against the audio before extracting features, and names the
+  item file's line). Such rows are errors rather than clipped: a token moved to frame 0 or
+  to the file's end is another token, scored silently.
+* Few cells: a score averages cell scores, each in [0, 1]; with a handful of cells it moves in
+  large steps (2 cells give 0, 25, 50, 75 or 100 %) and says little. The result counts the
+  cells (``within_cells``, ``across_cells``), and below :data:`MIN_CELLS` (30) of a kind
+  :func:`abx_error` logs a WARNING and adds it to the result's ``warnings``.
+
 Vectorisation: every needed token pair is listed once, pairs are sorted by length and cut into
 batches of bounded size; each batch gathers its frames with one index (``flat[offset + t]``),
 computes all frame distances with one ``bmm`` and runs DTW over anti-diagonals (N + M steps
@@ -43,11 +56,19 @@ from torch import Tensor
 
 from cpc.features import FeatureError, torch_threads
 
-__all__ = ["angular_distances", "dtw_average_cost", "token_frames", "abx_error"]
+__all__ = ["MIN_CELLS", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 100  # the 10 ms grid
+
+MIN_CELLS = 30
+"""Fewer (within or across) cells than this and :func:`abx_error` warns that its score is not a measurement.
+
+With n cells the score is a mean of n numbers in [0, 1]; 30 is the usual rule of thumb for a
+mean of that many to be stable to a few percent. The committed 6-minute sample gives a few
+hundred; an item file with a couple of tokens per phone gives 2 and a score of 50.0 or 100.0.
+"""
 
 
 def angular_distances(first: Tensor, second: Tensor, *, normalized: bool = False) -> Tensor:
@@ -121,6 +142,26 @@ def token_frames(onset: float, offset: float, num_frames: int) -> tuple[int, int
     return start, stop
 
 
+def check_item_times(items: Sequence, durations: dict[str, float], *, tolerance: float = 0.02, rows: str = "item",
+                     line_numbers: Sequence[int] | None = None) -> None:
+    """Reject item rows that do not lie inside their file: onset before 0, or offset more than ``tolerance`` s past its end.
+
+    ``durations``: {file: seconds}; files not in it are not checked. ``rows`` names the rows in
+    the message (e.g. the item file's path) and ``line_numbers`` (one per row) their lines; by
+    default rows are numbered from 1. Raises :class:`FeatureError` listing the first bad rows.
+    """
+    problems = []
+    for index, row in enumerate(items):
+        where = f"{rows}:{line_numbers[index]}" if line_numbers is not None else f"{rows} row {index + 1}"
+        if row.onset < 0:
+            problems.append(f"{where}: onset {row.onset:g} s is before the start of {row.file}")
+        elif row.file in durations and row.offset > durations[row.file] + tolerance:
+            problems.append(f"{where}: offset {row.offset:g} s is past the end of {row.file} ({durations[row.file]:g} s)")
+    if problems:
+        more = f" ... ({len(problems)} rows in all)" if len(problems) > 5 else ""
+        raise FeatureError(f"{len(problems)} ABX item row(s) outside their file: " + "; ".join(problems[:5]) + more)
+
+
 @dataclass
 class _Tokens:
     """Subsampled tokens: frames of token k are flat[offsets[k] : offsets[k] + lengths[k]]."""
@@ -131,11 +172,7 @@ class _Tokens:
     groups: dict[tuple, list[int]]  # (context, phone, speaker) -> token indices
 
 
-def _tokens(features: dict[str, np.ndarray], items: Sequence, max_per_group: int, rng: np.random.Generator, tolerance: int) -> _Tokens:
-    missing = sorted({row.file for row in items} - features.keys())
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
+def _tokens(features: dict[str, np.ndarray], items: Sequence, max_per_group: int, rng: np.random.Generator) -> _Tokens:
     by_group: dict[tuple, list] = defaultdict(list)
     for row in items:
         by_group[((row.prev_phone, row.next_phone), row.phone, row.speaker)].append(row)
@@ -147,10 +184,6 @@ def _tokens(features: dict[str, np.ndarray], items: Sequence, max_per_group: int
         groups[key] = []
         for row in rows:
             values = features[row.file]
-            if FRAMES_PER_SECOND * row.onset > len(values) + tolerance:
-                raise FeatureError(
-                    f"item {row.file} {row.onset} {row.offset}: starts after the {len(values)} feature frames of {row.file}"
-                )
             start, stop = token_frames(row.onset, row.offset, len(values))
             groups[key].append(len(offsets))
             pieces.append(torch.from_numpy(np.asarray(values[start:stop], dtype=np.float32)))
@@ -227,12 +260,26 @@ def abx_error(
 
     ``items``: rows with ``file, onset, offset, phone, prev_phone, next_phone, speaker``
     (:func:`cpc.corpus.formats.read_item`). ``threads``: torch intra-op threads for the DTW
-    (None: leave the caller's setting). Raises :class:`FeatureError` listing item files with
-    no features. Returns ``{"within", "across", ...counts}``; a score is None when the items
-    allow no triplet of that kind (e.g. one speaker only).
+    (None: leave the caller's setting). ``max_x_speakers=0`` scores within speaker only.
+    Raises :class:`FeatureError` listing item files with no features, or rows outside their
+    file (by more than ``tolerance`` frames at the end; see the module docstring). Returns
+    ``{"within", "across", "within_cells", "across_cells", ..., "warnings"}``; a score is None
+    when the items allow no triplet of that kind (e.g. one speaker only), and ``warnings``
+    says when a score rests on fewer than :data:`MIN_CELLS` cells.
     """
+    if max_per_group < 1:
+        raise ValueError(f"max_per_group={max_per_group}: expected at least 1 token per (context, phone, speaker) group")
+    if max_x_speakers < 0:
+        raise ValueError(f"max_x_speakers={max_x_speakers}: expected 0 (within speaker only) or more")
+    if not items:
+        raise FeatureError("no ABX item rows to score")
+    missing = sorted({row.file for row in items} - features.keys())
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
+    check_item_times(items, {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()}, tolerance=tolerance / FRAMES_PER_SECOND)
     rng = np.random.default_rng(seed)
-    tokens = _tokens(features, items, max_per_group, rng, tolerance)
+    tokens = _tokens(features, items, max_per_group, rng)
     by_context: dict[tuple, dict[tuple, list[int]]] = defaultdict(dict)  # context -> (phone, speaker) -> tokens
     for (context, phone, speaker), members in tokens.groups.items():
         by_context[context][(phone, speaker)] = members
@@ -288,6 +335,16 @@ def abx_error(
     for context, speakers, phone_a, phone_b, a_tokens, b_tokens, x_tokens in across_cells:
         across_scores[(phone_a, phone_b, speakers)].append(_score(table(a_tokens, x_tokens), table(b_tokens, x_tokens), exclude_same=False))
 
+    warnings = []
+    for kind, count in (("within", len(within_cells)), ("across", len(across_cells))):
+        if kind == "across" and max_x_speakers == 0:
+            continue
+        if count == 0:
+            warnings.append(f"no {kind}-speaker cells: the items allow no {kind}-speaker triplet, the {kind} score is None")
+        elif count < MIN_CELLS:
+            warnings.append(f"the {kind}-speaker score rests on {count} cell(s) only (fewer than {MIN_CELLS}): not a meaningful measurement")
+    for warning in warnings:
+        log.warning("ABX: %s", warning)
     return {
         "within": aggregate(within_scores),
         "across": aggregate(across_scores),
@@ -299,4 +356,6 @@ def abx_error(
         "max_per_group": max_per_group,
         "max_x_speakers": max_x_speakers,
         "seed": seed,
+        "min_cells": MIN_CELLS,
+        "warnings": warnings,
     }

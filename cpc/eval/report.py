@@ -1,7 +1,8 @@
 """Reports: a markdown table beside the paper's numbers, JSON, and matplotlib plots.
 
 * :func:`results_table` turns result dicts (from :mod:`cpc.eval.cli`'s ``evaluate_*``) into
-  one markdown row per feature set, with the CPC paper's LibriSpeech-100 numbers (table 1 and
+  one markdown row per feature set (ABX rows also give the number of cells behind each
+  score), with the CPC paper's LibriSpeech-100 numbers (table 1 and
   section 3.1: phone 64.6 / 39.7 / 27.6 %, speaker 97.4 / 17.6 / 1.87 % for CPC / MFCC /
   random init) beside the measured ones. The paper's corpus is 100 h of real read speech with
   251 speakers, ours is usually a small synthetic one: the columns are there for scale, not
@@ -30,14 +31,26 @@ PAPER_LIBRISPEECH_100 = {
     "speaker": {"cpc": 97.4, "mfcc": 17.6, "random": 1.87},
 }
 
-# (task, key in the result, column title, paper column?) in table order.
+def _percent(key: str):
+    return lambda result: None if result.get(key) is None else f"{result[key]:.1f}"
+
+
+def _abx_cells(result: dict) -> str | None:
+    """How many cells each ABX score averages: a score over a handful of cells is no measurement (cpc.eval.abx.MIN_CELLS)."""
+    if "within_cells" not in result:
+        return None
+    return f"{result['within_cells']} / {result['across_cells']}"
+
+
+# (task, cell text from the result, column title, paper column?) in table order.
 _COLUMNS = [
-    ("phone", "accuracy", "phone acc. % ↑", True),
-    ("phone_hidden", "accuracy", "phone acc. 1-hidden % ↑", False),
-    ("phone_ctc", "per", "phone PER % ↓", False),
-    ("speaker", "accuracy", "speaker acc. % ↑", True),
-    ("abx", "within", "ABX within % ↓", False),
-    ("abx", "across", "ABX across % ↓", False),
+    ("phone", _percent("accuracy"), "phone acc. % ↑", True),
+    ("phone_hidden", _percent("accuracy"), "phone acc. 1-hidden % ↑", False),
+    ("phone_ctc", _percent("per"), "phone PER % ↓", False),
+    ("speaker", _percent("accuracy"), "speaker acc. % ↑", True),
+    ("abx", _percent("within"), "ABX within % ↓", False),
+    ("abx", _percent("across"), "ABX across % ↓", False),
+    ("abx", _abx_cells, "ABX cells within / across", False),
 ]
 
 
@@ -66,9 +79,9 @@ def results_table(results: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     for name, row in rows.items():
         cells = [name]
-        for task, key, _, with_paper in present:
-            value = row.get(task, {}).get(key)
-            cells.append("–" if value is None else f"{value:.1f}")
+        for task, text, _, with_paper in present:
+            value = text(row[task]) if task in row else None
+            cells.append("–" if value is None else value)
             if with_paper:
                 paper = PAPER_LIBRISPEECH_100[task].get(row["features"])
                 cells.append("–" if paper is None else f"{paper:g}")
@@ -184,7 +197,8 @@ def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary
     lines += ["", "## Probes and ABX", "", results_table(results)]
     lines += [
         "Phone: linear softmax on single 10 ms frames, test-split frame accuracy. PER: linear CTC, greedy decoding. "
-        "Speaker: linear classifier on mean-pooled 1.28 s crops. ABX: ZeroSpeech protocol, angular distance + DTW. "
+        "Speaker: linear classifier on mean-pooled 1.28 s crops. ABX: ZeroSpeech protocol, angular distance + DTW; "
+        "cells: the (context, speaker(s), phone pair) scores each ABX number averages (fewer than 30: not a measurement). "
         "Paper numbers: van den Oord et al. 2018, LibriSpeech-100 (real speech, 251 speakers), for scale only.",
         "",
         "## Plots",
