@@ -97,6 +97,7 @@ __all__ = [
     "align_to_labels",
     "FeatureError",
     "torch_threads",
+    "check_device",
     "seeded",
 ]
 
@@ -145,6 +146,26 @@ def seeded(seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         yield
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; a ValueError saying why when it cannot be used here.
+
+    Checked before any work, so that asking for a GPU on a machine without one fails at once
+    with one line instead of a CUDA traceback after the corpus has been read.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {str(device)!r} is not a torch device name (cpu, cuda, cuda:1, mps)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {resolved}: no CUDA device is available on this machine (torch {torch.__version__}); use cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {resolved}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {resolved}: no MPS (Apple GPU) device is available on this machine; use cpu")
+    return resolved
 
 
 def have_torchaudio() -> bool:
@@ -288,7 +309,7 @@ class ModelFeatures:
 
     def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = 16000 * 80,
                  device: str | torch.device = "cpu", threads: int | None = None) -> None:
-        self.model = model.eval().to(device)
+        self.model = model.eval().to(check_device(device))
         self.layer = layer
         self.name = name
         self._fingerprint = fingerprint

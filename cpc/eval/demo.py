@@ -144,7 +144,7 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
         if item_file.is_file():
             log.info("evaluating %s: ABX", label)
             results.append(evaluate_abx(data, name, item_file, **options))
-        log.info("%s: %s", label, ", ".join(f"{r['task']} {r.get('accuracy', r.get('per', r.get('within')))}" for r in results if r["features"] == results[-1]["features"]))
+        log.info("%s: %s", label, ", ".join(_scores(r) for r in results if r["features"] == results[-1]["features"]))
     evaluation_seconds = time.perf_counter() - evaluation_started
 
     log.info("[4/4] report")
@@ -187,8 +187,36 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
     return {"summary": {**summary, "warnings": warnings}, "results": results}
 
 
+def _scores(result: dict) -> str:
+    """One result for the log, percentages to one decimal: "phone 28.2 %", "abx within 12.3 % / across 20.1 % (40 / 95 cells)"."""
+
+    def percent(key: str) -> str:
+        return "–" if result.get(key) is None else f"{result[key]:.1f} %"
+
+    if result["task"] == "abx":
+        return f"abx within {percent('within')} / across {percent('across')} ({result['within_cells']} / {result['across_cells']} cells)"
+    if result["task"] == "phone_ctc":
+        return f"phone_ctc PER {percent('per')}"
+    return f"{result['task']} {percent('accuracy')}"
+
+
+DESCRIPTION = """\
+Train a tiny CPC model on CPU, then compare its features with MFCC, log-mel and a randomly
+initialised CPC: linear phone probe, speaker probe on 1.28 s crops, ABX (and with --ctc
+the CTC phone probe). Writes RUN_DIR/report.md and report.json with the table and plots.
+
+Corpus: --corpus if given; else a synthetic --hours corpus built once into
+~/.cache/cpc/corpora when festival, espeak-ng and bible-kjv are installed; else the
+committed 6-minute sample, with a warning: its numbers are not meaningful.
+A run directory that holds a finished checkpoint is reused, an unfinished one resumed.
+
+Example:
+  cpc demo --run-dir runs/demo --steps 200
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=__doc__,
+    parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
     parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")

@@ -329,6 +329,8 @@ def ctc_probe(
 
 def pooled_crops(features: np.ndarray, crop_frames: int = SPEAKER_CROP_FRAMES) -> np.ndarray:
     """Non-overlapping crops of (T, D) features, mean-pooled over time -> (floor(T / crop_frames), D)."""
+    if crop_frames < 1:
+        raise ValueError(f"crop_frames={crop_frames}: expected a positive crop length in frames")
     count = len(features) // crop_frames
     return features[: count * crop_frames].reshape(count, crop_frames, features.shape[1]).mean(1)
 
@@ -347,6 +349,8 @@ def speaker_probe(
     Test utterances of speakers absent from the train split are left out (counted).
     """
     settings = settings or SPEAKER_SETTINGS
+    if crop_frames < 1:
+        raise ValueError(f"crop_frames={crop_frames}: expected a positive crop length in frames")
 
     def crops(utterances):
         inputs, names, short = [], [], []
