@@ -60,4 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: its CommandError is the class
+    # that other modules raise (python -m would otherwise define a second one).
+    from cpc.cli import main as _main
+
+    sys.exit(_main())
