@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -30,6 +36,7 @@ except synth.MissingToolError as error:
 needs_engines = pytest.mark.skipif(MISSING is not None, reason=f"{MISSING}")
 
 SHIFT_FRAMES = 10  # 100 ms
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _checksums(root: Path) -> dict[str, str]:
@@ -128,3 +135,68 @@ def test_cli_reports_missing_tools_and_bad_output_on_one_line(monkeypatch, tmp_p
     monkeypatch.setenv("PATH", "")
     assert main(["synth", "--out", str(tmp_path / "new"), "--hours", "0.01"]) == 2
     assert "apt-get install festival" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hours", ["inf", "nan", "0", "-1"])
+def test_hours_that_are_not_a_positive_number_are_one_line(hours, tmp_path, capsys):
+    from cpc.corpus.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "out"), "--hours", hours]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"cpc data: error: hours must be a positive number, got {float(hours)}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_build(tmp_path, capsys):
+    from cpc.corpus.cli import main
+
+    (tmp_path / "mine" / "100").mkdir(parents=True)
+    (tmp_path / "mine" / "100" / "notes.txt").write_text("keep me")
+    assert main(["synth", "--out", str(tmp_path / "mine"), "--hours", "0.01", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"cpc data: error: output folder {tmp_path / 'mine'} is not empty and is not a corpus built by "
+                                f"`cpc data synth` (100/notes.txt is none of its files); remove it or choose another folder"]
+    assert (tmp_path / "mine" / "100" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_built_corpus_without_its_summary_counts_as_unfinished(built, tmp_path):
+    """Every file but summary.json (written last): a build interrupted at its very end."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    with pytest.raises(ValueError, match=r"already holds a finished corpus \(0\.\d+ h, \d+ utterances, seed 3\); pass --overwrite"):
+        synth._check_output_folder(copy, overwrite=False)
+    assert synth._check_output_folder(copy, overwrite=True) == "finished"
+    (copy / "summary.json").unlink()
+    assert synth._check_output_folder(copy, overwrite=False) == "unfinished"
+    (copy / "abx" / "extra.item").write_text("")
+    with pytest.raises(ValueError, match=r"abx/extra.item is none of its files"):
+        synth._check_output_folder(copy, overwrite=True)
+
+
+@needs_engines
+def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_path, caplog, capsys):
+    from cpc.corpus.cli import main
+
+    out = tmp_path / "corpus"
+    command = [sys.executable, "-m", "cpc.corpus.cli", "synth", "--out", str(out), "--hours", "0.01", "--seed", "4"]
+    # Its own session, so that SIGINT goes to the builder, its workers and their engines, as Ctrl-C in a terminal does.
+    builder = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.glob("*/*/*.flac")):
+        assert builder.poll() is None and time.time() < deadline, builder.communicate()
+        time.sleep(0.02)
+    os.killpg(builder.pid, signal.SIGINT)
+    _, err = builder.communicate(timeout=60)
+    assert builder.returncode == 130 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == (f"cpc data: interrupted: {out} holds an unfinished build (no summary.json); "
+                                    f"run the same command again to rebuild it"), err
+    assert not (out / "summary.json").exists()
+
+    assert main(command[3:]) == 0  # the same command again
+    assert f"{out} holds an unfinished build (no summary.json: interrupted?); deleting it and building again" in caplog.text
+    check_built_corpus(out)
+    rebuilt = _checksums(out)
+
+    assert main(command[3:]) == 2  # now finished: kept unless --overwrite
+    assert "already holds a finished corpus" in capsys.readouterr().err
+    assert main([*command[3:], "--overwrite"]) == 0
+    assert _checksums(out) == rebuilt

@@ -18,7 +18,7 @@ def _synth(args: argparse.Namespace) -> int:
     from cpc.corpus.synth import MissingToolError, build_corpus
 
     try:
-        summary = build_corpus(args.out, args.hours, seed=args.seed, workers=args.workers)
+        summary = build_corpus(args.out, args.hours, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
     except MissingToolError as error:
         raise CommandError(str(error)) from None
     print(json.dumps({key: summary[key] for key in ("hours", "num_utterances", "num_speakers", "split_sizes")}))
@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         "speakers, train/test splits and an ABX item file. Needs: apt-get install festival festvox-kallpc16k "
         "festvox-kdlpc16k festvox-us-slt-hts espeak-ng bible-kjv",
     )
-    synth.add_argument("--out", required=True, help="output folder (must be absent or empty)")
+    synth.add_argument("--out", required=True, help="output folder: absent, empty, or an unfinished (interrupted) build, which is rebuilt")
+    synth.add_argument("--overwrite", action="store_true", help="delete a finished corpus in --out and build it again")
     synth.add_argument("--hours", type=float, required=True, help="approximate hours of audio to build")
     synth.add_argument("--seed", type=int, default=0, help="random seed (speakers, sentences, splits)")
     synth.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
@@ -55,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args) or 0
-    except (CommandError, FileNotFoundError, ValueError) as error:
+    except (CommandError, OSError, ValueError) as error:
         print(f"cpc data: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line (build_corpus says what it left behind)
+        print(f"cpc data: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

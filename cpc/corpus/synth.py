@@ -34,16 +34,23 @@ Design decisions
   (``Pool(maxtasksperchild=1)``) because espeak-ng keeps global state, and results are
   collected in task order. Same arguments + same package versions → byte-identical files.
 * Levels: each utterance is scaled to an RMS of 0.05 (peak ≤ 0.99) so loudness is no speaker cue.
+* Reruns: ``summary.json`` is written last, so a folder of this layout without it is an unfinished
+  (interrupted) build: it is deleted and built again, with a warning. A finished corpus is only
+  replaced with ``overwrite=True`` (``--overwrite``); a folder holding anything else is never deleted.
+  Worker processes leave quietly on Ctrl-C; the parent raises ``KeyboardInterrupt`` naming the folder.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -328,6 +335,76 @@ def _synthesize_chapter(chapter: _Chapter) -> list[_Utterance]:
     return utterances
 
 
+# ----------------------------------------------------------------------------- the output folder
+SUMMARY_FILE = "summary.json"
+_TOP_LEVEL_FILES = {ALIGNMENTS_FILE, PHONES_FILE, SPEAKERS_FILE, SUMMARY_FILE, *SPLIT_FILES.values()}
+_ABX_FOLDER, _ABX_NAME = ABX_ITEM_FILE.split("/")
+
+
+def _foreign_entry(out: Path) -> Path | None:
+    """The first file or folder under ``out`` that a build of this module would not have written, if any."""
+    for entry in out.iterdir():
+        if entry.is_file() and entry.name in _TOP_LEVEL_FILES:
+            continue
+        if entry.is_dir() and entry.name == _ABX_FOLDER:
+            stray = [item for item in entry.iterdir() if item.name != _ABX_NAME]
+            if stray:
+                return stray[0]
+            continue
+        if not (entry.is_dir() and not entry.is_symlink() and entry.name.isdigit()):
+            return entry
+        for chapter in entry.iterdir():  # <speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac and .trans.txt
+            if not (chapter.is_dir() and not chapter.is_symlink() and chapter.name.isdigit()):
+                return chapter
+            prefix = f"{entry.name}-{chapter.name}"
+            for file in chapter.iterdir():
+                if not (file.is_file() and re.fullmatch(rf"{prefix}(-\d{{4}}\.flac|\.trans\.txt)", file.name)):
+                    return file
+    return None
+
+
+def _check_output_folder(out: Path, overwrite: bool) -> str | None:
+    """None for an absent or empty folder, else "finished" or "unfinished" (a build of ours); raise for anything else."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ValueError(f"output folder {out} is a file, not a folder")
+    if not any(out.iterdir()):
+        return None
+    foreign = _foreign_entry(out)
+    if foreign is not None:
+        raise ValueError(
+            f"output folder {out} is not empty and is not a corpus built by `cpc data synth` "
+            f"({foreign.relative_to(out)} is none of its files); remove it or choose another folder"
+        )
+    if not (out / SUMMARY_FILE).is_file():
+        return "unfinished"
+    if not overwrite:
+        try:
+            summary = json.loads((out / SUMMARY_FILE).read_text())
+            what = f"{summary['hours']} h, {summary['num_utterances']} utterances, seed {summary['seed']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            what = f"it has a {SUMMARY_FILE}"
+        raise ValueError(f"output folder {out} already holds a finished corpus ({what}); pass --overwrite to build it again, or choose another folder")
+    return "finished"
+
+
+def _empty_folder(out: Path) -> None:
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _quiet_worker() -> None:
+    """Pool initializer: on Ctrl-C, or the pool's terminate(), a worker exits without a traceback
+    (the parent reports the interrupt once), still stopping its engine process and removing its
+    temporary files."""
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, lambda *_: sys.exit(1))
+
+
 # ----------------------------------------------------------------------------- the build
 def _abx_items(utterances: list[_Utterance]) -> list[ItemRow]:
     rows = []
@@ -342,19 +419,22 @@ def _abx_items(utterances: list[_Utterance]) -> list[ItemRow]:
     return rows
 
 
-def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2) -> dict:
-    """Synthesise about ``hours`` of speech into ``out`` (must be absent or empty); return a summary dict.
+def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2, overwrite: bool = False) -> dict:
+    """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
 
-    The summary (also written to ``out/summary.json``) holds the real duration, the speaker,
-    utterance and split counts, the frames per phone and the engine versions.
+    ``out`` must be absent, empty, or an unfinished build (rebuilt from scratch, with a warning);
+    a finished corpus there is replaced only with ``overwrite=True``. The summary (also written,
+    last, to ``out/summary.json``) holds the real duration, the speaker, utterance and split
+    counts, the frames per phone and the engine versions.
     """
     out = Path(out)
-    if hours <= 0:
-        raise ValueError(f"hours must be positive, got {hours}")
+    if not math.isfinite(hours) or hours <= 0:
+        raise ValueError(f"hours must be a positive number, got {hours}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"output folder {out} is not empty; remove it or choose another")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    existing = _check_output_folder(out, overwrite)
     check_tools()
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -362,14 +442,31 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2)
     speakers = _plan_speakers(num_speakers, rng)
     chapters = _plan_chapters(out, speakers, read_verses(), hours, rng)
     total = sum(len(chapter.utterances) for chapter in chapters)
+    if existing == "unfinished":
+        log.warning("%s holds an unfinished build (no %s: interrupted?); deleting it and building again", out, SUMMARY_FILE)
+        _empty_folder(out)
+    elif existing == "finished":
+        log.warning("overwrite: deleting the corpus in %s and building again", out)
+        _empty_folder(out)
     log.info("synthesising %d utterances (%d speakers, %d chapters) into %s with %d workers", total, len(speakers), len(chapters), out, workers)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build(out, hours, seed, workers, speakers, chapters, rng, started)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {out} holds an unfinished build (no {SUMMARY_FILE}); run the same command again to rebuild it"
+        ) from None
+
+
+def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[SpeakerRow], chapters: list[_Chapter],
+           rng: np.random.Generator, started: float) -> dict:
+    """Synthesise the planned chapters and write every corpus file, ``summary.json`` last."""
 
     # Import librosa/soxr once here: forked workers then inherit it instead of paying ~1 s each.
     resample(np.zeros(4096, dtype=np.float32), 22050, SAMPLE_RATE, backend="librosa")
     utterances: list[_Utterance] = []
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with (context or multiprocessing).Pool(workers, maxtasksperchild=1) as pool:
+    with (context or multiprocessing).Pool(workers, initializer=_quiet_worker, maxtasksperchild=1) as pool:
         for done, batch in enumerate(pool.imap(_synthesize_chapter, chapters), start=1):
             utterances.extend(batch)
             if done % max(1, len(chapters) // 10) == 0 or done == len(chapters):
@@ -414,6 +511,6 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2)
         "frames_per_phone": {PHONES[index]: frame_counts.get(index, 0) for index in range(len(PHONES))},
         "engine_versions": _engine_versions(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")  # last: marks the build finished
     log.info("built %.3f h (%d utterances, %d speakers) in %s in %.1f s", summary["hours"], len(utterances), len(speakers), out, time.perf_counter() - started)
     return summary
