@@ -22,22 +22,9 @@ from pathlib import Path
 import pytest
 
 import cpc.resources as resources
+from test_demo import SMALL as TINY_MODEL  # a tiny model: the commands are tested, not the numbers
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER_STACK = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
-TINY_MODEL = [
-    "model.encoder.layers=[" + ",".join(f"{{channels: 16, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in PAPER_STACK) + "]",
-    "model.context.hidden_size=16",
-    "model.predictor.prediction_steps=3",
-    "model.loss.num_negatives=8",
-    "data.window=4096",
-    "data.num_workers=0",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.valid_every=2",
-    "train.valid_batches=1",
-    "train.threads=1",
-]
 # Runs cpc.cli.main(argv) and reports, on stderr, where cpc came from.
 RUN_CPC = """
 import sys
