@@ -24,6 +24,7 @@ from cpc.context import CONTEXT_NETWORKS
 from cpc.encoder import ENCODERS
 from cpc.infonce import InfoNCE, InfoNCEOutput
 from cpc.predictors import PREDICTORS
+from cpc.streaming import StreamingExtractor
 
 LAYERS = ("context", "encoder")
 
@@ -73,6 +74,11 @@ class CPC(nn.Module):
             return latents, latent_lengths
         context, _ = self.context(latents)  # (B, T, H)
         return context, latent_lengths
+
+    def stream(self, layer: str = "context") -> StreamingExtractor:
+        """A stateful extractor for audio arriving in chunks: ``stream(chunk)`` -> (T_new, H or C),
+        ``stream.flush()`` at the end; together they equal ``extract_features`` (cpc.streaming)."""
+        return StreamingExtractor(self, layer)
 
 
 def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
