@@ -13,6 +13,18 @@ is a shipped name (``speech/tiny``, see :mod:`cpc.resources`) or a YAML file.
     cpc bench data --recipe speech/tiny data.root=PATH
 
 times the training DataLoader alone (windows per second), to check it keeps up with the model.
+
+    cpc bench extract [--recipe speech/paper --recipe speech/tiny] [--threads 2] --json extract.json
+
+times feature extraction, ``model.extract_features(layer="context")`` in inference mode, on a
+random batch (``--batch-size`` x ``--seconds``, default 8 x 10 s) of an untrained model: the
+median of ``--runs`` runs after ``--warmup``, as a real-time factor (seconds of audio per second
+of compute). Beside it, the fp32 matmul throughput of the same threads (a 2048 x 2048 matmul,
+GFLOP/s) and the model's FLOPs per second of audio, counted from its layer list (each conv:
+out x in x kernel multiply-adds per output frame; the GRU: 3 gates x (input + hidden) x hidden
+per frame; x 2 for FLOPs; norms, ReLUs and biases not counted), give the fraction of matmul
+throughput the extraction achieves. Targets (reported, not asserted): paper >= 15x real time and
+tiny >= 200x on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -34,6 +46,9 @@ import torch
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
+EXTRACT_TARGETS = {"speech/paper": 15.0, "speech/tiny": 200.0}  # x real time on 2 CPU cores; reported, not asserted
+MATMUL_SIZE = 2048  # 17 GFLOP a product: long enough to time, short enough for a smoke test
+SAMPLE_RATE = 16_000
 
 
 def _check_counts(**counts: tuple[int, int]) -> None:
@@ -191,6 +206,136 @@ def bench_data(args: argparse.Namespace) -> dict:
     }
 
 
+def model_flops(model: torch.nn.Module) -> dict:
+    """GFLOP per second of 16 kHz audio, counted from the layer list (2 FLOPs per multiply-add).
+
+    Conv layer l: out x in x kernel multiply-adds per output frame, at 16000 / (strides up to l)
+    frames per second. Recurrent context: gates x (input + hidden) x hidden per frame and layer
+    (GRU 3 gates, LSTM 4). Norms, ReLUs and biases are left out (a few percent at most).
+    """
+    conv, in_channels, hop = 0.0, 1, 1
+    for layer in model.encoder.layers:
+        hop *= layer.stride
+        conv += SAMPLE_RATE / hop * layer.channels * in_channels * layer.kernel_size
+        in_channels = layer.channels
+    rnn = getattr(model.context, "rnn", None)
+    gates = {torch.nn.GRU: 3, torch.nn.LSTM: 4}.get(type(rnn))
+    recurrent = None
+    if gates is not None:
+        recurrent, input_size = 0.0, rnn.input_size
+        for _ in range(rnn.num_layers):
+            recurrent += SAMPLE_RATE / model.downsample_rate * gates * (input_size + rnn.hidden_size) * rnn.hidden_size
+            input_size = rnn.hidden_size
+    return {"conv_gflop_per_audio_s": 2 * conv / 1e9, "context_gflop_per_audio_s": None if recurrent is None else 2 * recurrent / 1e9,
+            "gflop_per_audio_s": (2 * conv + 2 * (recurrent or 0.0)) / 1e9}
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: str = "cpu", *, size: int = MATMUL_SIZE, runs: int = 3) -> float:
+    """Measured fp32 matmul throughput (GFLOP/s) on the current threads: the median of ``runs`` products after one."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device)
+    b = torch.randn(size, size, generator=generator).to(device)
+    times = []
+    for run in range(1 + runs):
+        _synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _synchronize(device)
+        if run:
+            times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def time_extraction(recipe: str, *, batch_size: int, seconds: float, runs: int, warmup: int, device: str, overrides: list[str]) -> dict:
+    """Median seconds for ``extract_features(layer="context")`` on a random (batch_size, seconds x 16000) batch."""
+    from cpc.config import load_config
+    from cpc.model import build_model
+    from cpc.resources import recipe_path
+
+    config = load_config(recipe_path(recipe), overrides)
+    torch.manual_seed(0)
+    model = build_model(config).eval().to(device)
+    waveforms = 0.1 * torch.randn(batch_size, int(seconds * SAMPLE_RATE), device=device)  # (B, S)
+    times = []
+    with torch.inference_mode():
+        for run in range(warmup + runs):
+            _synchronize(device)
+            start = time.perf_counter()
+            model.extract_features(waveforms, layer="context")
+            _synchronize(device)
+            if run >= warmup:
+                times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    audio_seconds = batch_size * waveforms.shape[1] / SAMPLE_RATE
+    return {
+        "batch_size": batch_size, "seconds": seconds, "runs": runs, "median_batch_s": median, "min_batch_s": min(times),
+        "max_batch_s": max(times), "real_time_factor": audio_seconds / median, "parameters": sum(p.numel() for p in model.parameters()),
+        **model_flops(model),
+    }
+
+
+def _extract_target(recipe: str) -> float | None:
+    """The real-time target of a shipped recipe, also when it is given by its path."""
+    from cpc.resources import recipe_path
+
+    for name, target in EXTRACT_TARGETS.items():
+        if recipe == name or recipe_path(recipe).resolve() == recipe_path(name).resolve():
+            return target
+    return None
+
+
+def bench_extract(args: argparse.Namespace) -> dict:
+    """Real-time factor of feature extraction per recipe, and the fraction of measured matmul throughput it reaches."""
+    from cpc.config import load_config
+    from cpc.features import torch_threads
+    from cpc.resources import recipe_path
+
+    recipes = args.recipe or DEFAULT_RECIPES
+    _check_counts(runs=(args.runs, 1), warmup=(args.warmup, 0), **{"batch-size": (args.batch_size, 1)})
+    if not args.seconds > 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    if args.threads is not None:
+        _check_counts(threads=(args.threads, 1))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
+    for recipe in recipes:  # a missing recipe or a bad override fails here, before any timing
+        load_config(recipe_path(recipe), args.overrides)
+    with torch_threads(args.threads):
+        report = {"benchmark": "extract", "machine": machine_info(args.device), "recipes": {}}
+        print("timing a matmul ...", file=sys.stderr, flush=True)
+        report["matmul_gflops"] = matmul_gflops(args.device)
+        report["matmul_size"] = MATMUL_SIZE
+        for recipe in recipes:
+            print(f"timing {recipe} ...", file=sys.stderr, flush=True)
+            entry = time_extraction(recipe, batch_size=args.batch_size, seconds=args.seconds, runs=args.runs, warmup=args.warmup,
+                                    device=args.device, overrides=args.overrides)
+            entry["achieved_gflops"] = entry["gflop_per_audio_s"] * entry["real_time_factor"]
+            entry["fraction_of_matmul"] = entry["achieved_gflops"] / report["matmul_gflops"]
+            entry["target_real_time_factor"] = _extract_target(recipe)
+            entry["meets_target"] = None if entry["target_real_time_factor"] is None else entry["real_time_factor"] >= entry["target_real_time_factor"]
+            report["recipes"][recipe] = entry
+    return report
+
+
+def print_extract_table(report: dict) -> None:
+    header = "| recipe | batch | s/batch (median) | x real time | target | GFLOP per audio s | GFLOP/s | of matmul |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for recipe, r in report["recipes"].items():
+        target = "-" if r["target_real_time_factor"] is None else f">= {r['target_real_time_factor']:g}x ({'met' if r['meets_target'] else 'missed'})"
+        print(f"| {recipe} | {r['batch_size']} x {r['seconds']:g} s | {r['median_batch_s']:.3f} | {r['real_time_factor']:.1f} | {target} | "
+              f"{r['gflop_per_audio_s']:.2f} | {r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f}% |")
+    m = report["machine"]
+    print(f"\nfp32 matmul {report['matmul_size']}x{report['matmul_size']}: {report['matmul_gflops']:.1f} GFLOP/s; "
+          f"{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}"
+          f"{', ' + m['gpu'] if 'gpu' in m else ''}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks (print a table, write JSON)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
@@ -210,6 +355,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--warmup", type=int, default=5, help="untimed batches first (worker start-up)")
     data.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=PATH data.num_workers=2")
     data.set_defaults(func=_main_data)
+    extract = which.add_parser("extract", help="real-time factor of feature extraction per recipe, vs measured matmul throughput")
+    extract.add_argument("--recipe", action="append", help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})")
+    extract.add_argument("--json", type=Path, help="write the results here")
+    extract.add_argument("--runs", type=int, default=5, help="timed batches (the median is reported)")
+    extract.add_argument("--warmup", type=int, default=1, help="untimed batches first")
+    extract.add_argument("--batch-size", type=int, default=8, help="utterances per batch")
+    extract.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per utterance")
+    extract.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own setting)")
+    extract.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    extract.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every recipe")
+    extract.set_defaults(func=_main_extract)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -226,6 +382,16 @@ def _main_data(args: argparse.Namespace) -> int:
     report = bench_data(args)
     print(f"| data | workers | batch x window | s/batch | windows/s |\n|---|---|---|---|---|\n"
           f"| {report['data']} | {report['num_workers']} | {report['batch_size']} x {report['window']} | {report['seconds_per_batch']:.4f} | {report['windows_per_s']:.0f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _main_extract(args: argparse.Namespace) -> int:
+    report = bench_extract(args)
+    print_extract_table(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

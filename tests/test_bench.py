@@ -64,8 +64,16 @@ def test_bench_data_default_recipe_reads_the_sample_from_any_directory(tmp_path)
         (["data", "--recipe", "speech/nope"], "recipe speech/nope is neither a file nor a shipped recipe"),
         (["data", "--batches", "0"], "--batches must be at least 1, got 0"),
         (["data", "--warmup", "-1"], "--warmup must be at least 0, got -1"),
+        (["extract", "--recipe", "speech/nope"], "recipe speech/nope is neither a file nor a shipped recipe"),
+        (["extract", "--runs", "0"], "--runs must be at least 1, got 0"),
+        (["extract", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["extract", "--seconds", "0"], "--seconds must be positive, got 0.0"),
+        (["extract", "--threads", "0"], "--threads must be at least 1, got 0"),
+        (["extract", "model.context.hiden_size=3"], "model.context.hiden_size"),
     ],
-    ids=["train-missing-recipe", "train-steps-0", "train-negative-warmup", "train-bad-override", "data-missing-recipe", "data-batches-0", "data-negative-warmup"],
+    ids=["train-missing-recipe", "train-steps-0", "train-negative-warmup", "train-bad-override", "data-missing-recipe", "data-batches-0",
+         "data-negative-warmup", "extract-missing-recipe", "extract-runs-0", "extract-batch-size-0", "extract-seconds-0", "extract-threads-0",
+         "extract-bad-override"],
 )
 def test_bad_input_fails_on_one_line_before_any_timing(args, message, capsys):
     from cpc.cli import main
@@ -92,3 +100,50 @@ def test_a_failing_measurement_is_one_line(capsys):
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert "Traceback" not in err and len(errors) == 1, err
     assert errors[0].startswith("cpc bench: error: benchmark of speech/tiny (copy_negatives=False) failed: RuntimeError: "), err
+
+
+def test_bench_extract_writes_json_and_table(tmp_path):
+    out = tmp_path / "extract.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cpc.cli", "bench", "extract", "--recipe", "speech/tiny", "--runs", "1", "--warmup", "0",
+         "--batch-size", "2", "--seconds", "0.5", "--threads", "1", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    entry = report["recipes"]["speech/tiny"]
+    assert report["matmul_gflops"] > 0 and report["machine"]["torch_threads"] == 1
+    for key in ("median_batch_s", "real_time_factor", "gflop_per_audio_s", "achieved_gflops", "fraction_of_matmul"):
+        assert entry[key] > 0, key
+    assert entry["real_time_factor"] == pytest.approx(2 * 0.5 / entry["median_batch_s"])
+    assert entry["achieved_gflops"] == pytest.approx(entry["gflop_per_audio_s"] * entry["real_time_factor"])
+    assert entry["target_real_time_factor"] == 200 and isinstance(entry["meets_target"], bool)
+    assert "| speech/tiny | 2 x 0.5 s |" in result.stdout and "GFLOP/s" in result.stdout
+
+
+@pytest.mark.parametrize("recipe, context", [("speech/paper", "gru"), ("speech/tiny", "gru"), ("speech/tiny", "lstm")])
+def test_model_flops_match_torch_flop_counter(recipe, context):
+    """The count from the layer list equals torch's FLOP counter on 0.1 s of audio, x 10 (1600 samples give whole frames).
+
+    The counter sees the GRU's matmuls but not inside the fused LSTM op: that one is checked against the formula.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cpc.bench import model_flops
+    from cpc.config import load_config
+    from cpc.model import build_model
+    from cpc.resources import recipe_path
+
+    model = build_model(load_config(recipe_path(recipe), [f"model.context.name={context}"])).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        latents, _ = model.encoder(torch.zeros(1, 1600))
+        conv_flops = 10 * counter.get_total_flops()
+        model.context(latents)
+    flops = model_flops(model)
+    assert flops["conv_gflop_per_audio_s"] == pytest.approx(conv_flops / 1e9, rel=1e-9)
+    if context == "gru":
+        assert flops["gflop_per_audio_s"] == pytest.approx(10 * counter.get_total_flops() / 1e9, rel=1e-9)
+    else:
+        assert flops["context_gflop_per_audio_s"] == pytest.approx(2 * 4 * (128 + 128) * 128 * 100 / 1e9)  # 4 gates, 100 frames/s
+    if recipe == "speech/paper":
+        assert flops["gflop_per_audio_s"] == pytest.approx(4.9741824)  # 2 x (2,428,108,800 conv + 58,982,400 GRU) multiply-adds
