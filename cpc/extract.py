@@ -64,8 +64,8 @@ from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_
 from cpc.features import check_device, torch_threads
 from cpc.model import LAYERS
 
-__all__ = ["FORMATS", "SUMMARY_FILE", "ExtractError", "utterance_files", "length_batches", "model_fingerprint", "extract_corpus",
-           "NpyWriter", "KaldiWriter", "WRITERS"]
+__all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files", "length_batches",
+           "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,8 @@ def extract_corpus(
         for leftover in out.glob(f".*{TEMPORARY_SUFFIX}"):  # temporaries of a killed run
             leftover.unlink()
         writer = WRITERS[format](out)
-        summary = _start_summary(model, settings, writer, metadata, device=str(resolved_device), threads=threads, batch_seconds=batch_seconds)
+        summary = _start_summary(model, settings, writer, metadata, device=str(resolved_device), threads=threads,
+                                 batch_seconds=batch_seconds)
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
         todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
         if len(todo) < len(by_id):

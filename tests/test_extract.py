@@ -271,3 +271,10 @@ def test_bad_input_is_one_line(checkpoint, corpus, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cpc extract: error: ") and message in err[0], err
     assert not (tmp_path / "out").exists()  # nothing written before the checks
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_cuda_without_a_device_is_one_line(checkpoint, corpus, tmp_path, capsys):
+    assert cpc.cli.main(["extract", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device cuda: no CUDA device is available" in err[0], err
