@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "cpc.corpus.cli",
     "cpc.eval.cli",
     "cpc.eval.demo",
+    "cpc.extract",
+    "cpc.export",
 ]
 
 
