@@ -15,13 +15,16 @@ waveform's own ``model.output_lengths(S_i)`` are zero, so each row equals that w
 alone. ``"hidden_states_lengths"`` (B,) gives those exact frame counts.
 
 A weighted sum over layers needs layers of one size: C = H in the tiny recipe (128); for the
-paper's model (C = 512, H = 256) select one layer (s3prl ``-s last_hidden_state``, or
-``Featurizer(..., layer_selection=0|1)``).
+paper's model (C = 512, H = 256) select one layer (s3prl ``-s last_hidden_state`` or ``-l 0|1``,
+i.e. ``Featurizer(..., layer_selection=0|1)``).
 
-In s3prl, a custom upstream is a folder ``s3prl/upstream/cpc_toolkit/`` with ``expert.py``
-containing ``from cpc.upstream import UpstreamExpert`` and ``hubconf.py`` containing
-``def cpc_toolkit_local(ckpt, *args, **kwargs): return UpstreamExpert(ckpt)``; then
-``run_downstream.py -u cpc_toolkit_local -k CHECKPOINT ...``.
+In an s3prl 0.4 checkout, a custom upstream is a folder ``s3prl/upstream/cpc_toolkit/`` with an
+empty ``__init__.py``, ``expert.py`` holding ``from cpc.upstream import UpstreamExpert``, and
+``hubconf.py`` holding ``from .expert import UpstreamExpert`` and
+``def cpc_toolkit_local(ckpt, *args, **kwargs): return UpstreamExpert(ckpt, *args, **kwargs)``,
+plus the line ``from s3prl.upstream.cpc_toolkit.hubconf import *`` in ``s3prl/hub.py``; then
+``run_downstream.py -u cpc_toolkit_local -k CHECKPOINT ...`` (``-l 0|1`` picks one layer). s3prl's
+runner builds it as ``UpstreamExpert(ckpt=..., model_config=..., refresh=...)``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def waveforms(seed: int = 0) -> list[torch.Tensor]:
 
 
 def test_hidden_states_shapes_lengths_and_rate(checkpoint):
-    upstream = UpstreamExpert(str(checkpoint)).eval()
+    upstream = UpstreamExpert(ckpt=str(checkpoint), model_config=None, refresh=False).eval()  # as s3prl's runner calls it
     assert isinstance(upstream, CPCUpstream) and isinstance(upstream, torch.nn.Module)
     model = upstream.model
     assert upstream.get_downsample_rates("hidden_states") == model.downsample_rate == 160
