@@ -179,13 +179,20 @@ def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_pat
     out = tmp_path / "corpus"
     command = [sys.executable, "-m", "cpc.corpus.cli", "synth", "--out", str(out), "--hours", "0.01", "--seed", "4"]
     # Its own session, so that SIGINT goes to the builder, its workers and their engines, as Ctrl-C in a terminal does.
-    builder = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not list(out.glob("*/*/*.flac")):
-        assert builder.poll() is None and time.time() < deadline, builder.communicate()
-        time.sleep(0.02)
-    os.killpg(builder.pid, signal.SIGINT)
-    _, err = builder.communicate(timeout=60)
+    # SIGINT back to its default disposition: a shell without job control starts background jobs with it ignored.
+    builder = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("*/*/*.flac")):
+            assert builder.poll() is None and time.time() < deadline, builder.communicate()
+            time.sleep(0.02)
+        os.killpg(builder.pid, signal.SIGINT)
+        _, err = builder.communicate(timeout=60)
+    finally:
+        if builder.poll() is None:  # never leave a build behind, whatever failed
+            os.killpg(builder.pid, signal.SIGKILL)
+            builder.wait()
     assert builder.returncode == 130 and "Traceback" not in err, err
     assert err.splitlines()[-1] == (f"cpc data: interrupted: {out} holds an unfinished build (no summary.json); "
                                     f"run the same command again to rebuild it"), err

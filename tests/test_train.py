@@ -283,21 +283,28 @@ def test_cli_prints_the_resolved_config_and_lists_keys(tmp_path):
 
 
 def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_path):
-    run = tmp_path / "run"
+    run, log_file = tmp_path / "run", tmp_path / "stderr.txt"
     command = [sys.executable, "-m", "cpc.cli", "train", "speech/tiny", "--run-dir", str(run), f"data.root={corpus_dir}",
-               "data.window=8000", "data.num_workers=1", "train.max_steps=100000", "train.log_every=2", "train.checkpoint_every=2"]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (run / "checkpoints" / "last.pt").exists():
-        assert process.poll() is None and time.time() < deadline, process.stderr.read()
-        time.sleep(0.1)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+               "data.window=8000", "data.num_workers=1", "train.max_steps=2000", "train.log_every=2", "train.checkpoint_every=2"]
+    with open(log_file, "w") as stderr:
+        # Ctrl-C as in a terminal: a shell without job control starts background jobs with SIGINT
+        # ignored, and the child would inherit that, so give it the default disposition back.
+        process = subprocess.Popen(command, cwd=REPO, stderr=stderr, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.time() + 120
+            while not (run / "checkpoints" / "last.pt").exists():
+                assert process.poll() is None and time.time() < deadline, log_file.read_text()
+                time.sleep(0.1)
+            time.sleep(1.0)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            process.kill()  # never leave a training process behind, whatever failed
+    output = log_file.read_text()
+    assert process.returncode == 130 and "Traceback" not in output, output
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert f"interrupted; --resume continues from {run / 'checkpoints' / 'last.pt'} (step {step})" in stderr.splitlines()[-1]
-    assert "\r" not in stderr and "step 2/100000 | loss " in stderr  # not a terminal: plain log lines, no progress bar
+    assert f"interrupted; --resume continues from {run / 'checkpoints' / 'last.pt'} (step {step})" in output.splitlines()[-1]
+    assert "\r" not in output and "step 2/2000 | loss " in output  # not a terminal: plain log lines, no progress bar
 
 
 def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
