@@ -55,16 +55,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.features import check_device, torch_threads
+from cpc.features import check_device, length_batches, padded_features, torch_threads
 from cpc.model import LAYERS
 
-__all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files", "length_batches",
+__all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files",
            "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]
 
 log = logging.getLogger(__name__)
@@ -255,22 +255,6 @@ def utterance_files(files: Sequence[AudioFile]) -> dict[str, AudioFile]:
     return {u: group[0] for u, group in by_id.items()}
 
 
-def length_batches(files: Sequence[AudioFile], batch_samples: int) -> Iterator[list[AudioFile]]:
-    """Files sorted by length, grouped while the padded batch (longest x count) stays within ``batch_samples``.
-
-    A file longer than the budget gets a batch of its own. Sorting keeps the padding small.
-    """
-    ordered = sorted(files, key=lambda f: (f.num_samples, f.utterance_id))
-    batch: list[AudioFile] = []
-    for file in ordered:
-        if batch and file.num_samples * (len(batch) + 1) > batch_samples:
-            yield batch
-            batch = []
-        batch.append(file)
-    if batch:
-        yield batch
-
-
 def model_fingerprint(model: torch.nn.Module) -> str:
     """A hash of the model's config and weights: what the features depend on, wherever the checkpoint lives."""
     digest = hashlib.sha1(json.dumps(getattr(model, "config", None), sort_keys=True, default=str).encode())
@@ -278,18 +262,6 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _forward(model: torch.nn.Module, waves: Sequence[np.ndarray], layer: str, device: torch.device) -> list[np.ndarray]:
-    """waves: list of (S_i,) float32 -> list of (T_i, D) float32, T_i = model.output_lengths(S_i), from one padded batch."""
-    lengths = torch.tensor([len(wave) for wave in waves])  # (B,)
-    batch = torch.zeros(len(waves), int(lengths.max()))  # (B, S)
-    for row, wave in enumerate(waves):
-        batch[row, : len(wave)] = torch.from_numpy(wave)
-    with torch.inference_mode():
-        features, frames = model.extract_features(batch.to(device), lengths.to(device), layer=layer)  # (B, T, D), (B,)
-    features = features.float().cpu().numpy()
-    return [np.ascontiguousarray(features[row, : int(frames[row])]) for row in range(len(waves))]  # padded frames dropped
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -416,11 +388,13 @@ def extract_corpus(
         bar = tqdm(total=len(todo), desc=f"extract {layer}", unit="utt", dynamic_ncols=True,
                    disable=not progress or not todo or not sys.stderr.isatty())
         try:
-            for batch in length_batches(todo, int(batch_seconds * SAMPLE_RATE)):
+            todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
+            for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
+                batch = [todo[i] for i in indices]
                 waves = _read_batch(batch, model, tally)
                 if waves:
                     with torch_threads(threads):
-                        features = dict(zip(waves, _forward(model, list(waves.values()), layer, resolved_device)))
+                        features = dict(zip(waves, padded_features(model, list(waves.values()), layer, resolved_device)))
                     writer.write(features)
                     tally.written += len(features)
                     tally.frames += sum(len(values) for values in features.values())

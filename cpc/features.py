@@ -97,6 +97,8 @@ __all__ = [
     "align_to_labels",
     "FeatureError",
     "torch_threads",
+    "length_batches",
+    "padded_features",
     "check_device",
     "seeded",
 ]
@@ -323,26 +325,39 @@ class ModelFeatures:
         return f"{self._fingerprint} layer={self.layer}"
 
     def compute(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         results: list[np.ndarray | None] = [None] * len(waves)
-        start = 0
-        while start < len(order):
-            # Grow the batch while the padded size (longest so far x count) fits the budget.
-            stop = start + 1
-            while stop < len(order) and len(waves[order[stop]]) * (stop + 1 - start) <= self.batch_samples:
-                stop += 1
-            indices = order[start:stop]
-            lengths = torch.tensor([len(waves[i]) for i in indices])
-            batch = torch.zeros(len(indices), int(lengths.max()))
-            for row, i in enumerate(indices):
-                batch[row, : len(waves[i])] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
-            with torch.inference_mode(), torch_threads(self.threads):
-                features, feature_lengths = self.model.extract_features(batch.to(self.device), lengths.to(self.device), layer=self.layer)
-            features = features.float().cpu().numpy()  # (B, T, D)
-            for row, i in enumerate(indices):
-                results[i] = np.ascontiguousarray(features[row, : int(feature_lengths[row])])
-            start = stop
+        for indices in length_batches([len(wave) for wave in waves], self.batch_samples):
+            with torch_threads(self.threads):
+                features = padded_features(self.model, [waves[i] for i in indices], self.layer, self.device)
+            for i, values in zip(indices, features):
+                results[i] = values
         return results  # type: ignore[return-value]
+
+
+def length_batches(lengths: Sequence[int], batch_samples: int) -> list[list[int]]:
+    """Indices of ``lengths`` sorted by length (stable), grouped while the padded batch (longest x
+    count) stays within ``batch_samples``; a sequence longer than the budget gets a batch of its own.
+    Sorting keeps the padding small."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if batches and lengths[index] * (len(batches[-1]) + 1) <= batch_samples:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def padded_features(model: torch.nn.Module, waves: Sequence[np.ndarray], layer: str, device: str | torch.device) -> list[np.ndarray]:
+    """One padded forward pass: waves (S_i,) float32 -> features (T_i, D) float32 each,
+    T_i = model.output_lengths(S_i); the valid lengths mask the padding, whose frames are dropped."""
+    lengths = torch.tensor([len(wave) for wave in waves])  # (B,)
+    batch = torch.zeros(len(waves), int(lengths.max()))  # (B, S)
+    for row, wave in enumerate(waves):
+        batch[row, : len(wave)] = torch.from_numpy(np.asarray(wave, dtype=np.float32))
+    with torch.inference_mode():
+        features, frames = model.extract_features(batch.to(device), lengths.to(device), layer=layer)  # (B, T, D), (B,)
+    features = features.float().cpu().numpy()
+    return [np.ascontiguousarray(features[row, : int(frames[row])]) for row in range(len(waves))]
 
 
 def _file_fingerprint(path: Path) -> str:
