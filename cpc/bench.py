@@ -370,13 +370,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.set_defaults(func=_main_extract)
 
 
+def _write_json(path: Path | None, report: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
 def _main(args: argparse.Namespace) -> int:
     report = bench_train(args)
     print_table(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(args.json, report)
     return 0
 
 
@@ -384,20 +388,14 @@ def _main_data(args: argparse.Namespace) -> int:
     report = bench_data(args)
     print(f"| data | workers | batch x window | s/batch | windows/s |\n|---|---|---|---|---|\n"
           f"| {report['data']} | {report['num_workers']} | {report['batch_size']} x {report['window']} | {report['seconds_per_batch']:.4f} | {report['windows_per_s']:.0f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(args.json, report)
     return 0
 
 
 def _main_extract(args: argparse.Namespace) -> int:
     report = bench_extract(args)
     print_extract_table(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(args.json, report)
     return 0
 
 

@@ -134,10 +134,14 @@ class StepMetrics:
         ])
         self.count += 1
 
+    def _totals(self, world_size: int) -> torch.Tensor:
+        """The sums and the step count, summed over ranks: one all-reduce, one host copy (a collective)."""
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device)
+        return _reduce(torch.cat([self.sums, count]), world_size).cpu()
+
     def summary(self, world_size: int) -> dict[str, Any]:
         """{"loss", "accuracy" (K), "mutual_information" (K)} averaged over steps and ranks; None where k had no pair."""
-        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device)
-        totals = _reduce(torch.cat([self.sums, count]), world_size).cpu()  # one all-reduce, one host copy
+        totals = self._totals(world_size)
         k = self.steps
         loss_sum, accuracy, information, pairs, count = totals[0], totals[1 : k + 1], totals[k + 1 : 2 * k + 1], totals[2 * k + 1 : 3 * k + 1], totals[-1]
         per_pair = lambda values: [None if n == 0 else (v / n).item() for v, n in zip(values, pairs)]
@@ -149,8 +153,7 @@ class StepMetrics:
 
     def state_dict(self, world_size: int) -> dict[str, Any]:
         """The sums reduced over ranks (a collective: call on every rank); rank 0 saves them."""
-        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device)
-        totals = _reduce(torch.cat([self.sums, count]), world_size).cpu()
+        totals = self._totals(world_size)
         return {"sums": totals[:-1], "count": int(totals[-1])}
 
     def load_state_dict(self, state: dict[str, Any], rank: int) -> None:
