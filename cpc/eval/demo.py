@@ -61,10 +61,7 @@ def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path =
     if (folder / "summary.json").is_file():
         log.info("corpus: reusing %s", folder)
         return folder, None
-    if folder.exists():  # an interrupted build: start again
-        import shutil
-
-        shutil.rmtree(folder)
+    # An interrupted build (no summary.json) is rebuilt by build_corpus itself.
     log.info("corpus: building %g h of synthetic speech into %s (once; reused by later demos)", hours, folder)
     synth.build_corpus(folder, hours, seed=0, workers=2)
     return folder, None
