@@ -94,43 +94,67 @@ def paper_encoder_layers() -> list[ConvLayer]:
     ]
 
 
+# ----------------------------------------------------------------------------- variants
+# Each part of the model and the data source is chosen by ``name`` from a registry
+# (cpc.registry), and each variant has its own typed config class: the speech defaults are
+# here, other modalities keep theirs beside their modules (cpc/image/encoder.py, ...). When a
+# config loads, each section is typed by the class its ``name`` picks, so a key that variant
+# does not have fails, naming the key.
+
+
 @dataclass
-class EncoderConfig:
-    name: str = "conv"  # registry key in cpc.encoder.ENCODERS
+class ConvEncoderConfig:
+    """The raw-audio encoder: strided Conv1d layers (cpc.encoder.ConvEncoder)."""
+
+    name: str = "conv"
     layers: list[ConvLayer] = field(default_factory=paper_encoder_layers)
     norm: Norm = Norm.none
 
 
 @dataclass
-class ContextConfig:
-    name: str = "gru"  # gru | lstm (registry key in cpc.context.CONTEXT_NETWORKS)
+class RecurrentContextConfig:
+    """GRU (the paper's, 256 units) or LSTM over the latents (cpc.context.RecurrentContext)."""
+
+    name: str = "gru"  # gru | lstm
     hidden_size: int = 256
     num_layers: int = 1
 
 
 @dataclass
-class PredictorConfig:
-    name: str = "linear"  # registry key in cpc.predictors.PREDICTORS
-    prediction_steps: int = 12  # K
+class LinearPredictorConfig:
+    """One linear map W_k per step ahead (cpc.predictors.LinearPredictors)."""
+
+    name: str = "linear"
+    prediction_steps: int = 12  # K: how many offsets are predicted
+    # The first offset k; predicted offsets are first_offset .. first_offset + K - 1 positions
+    # ahead along the prediction axis (frames for audio, rows for image patches).
+    first_offset: int = 1
     init: PredictorInit = PredictorInit.default
 
 
 @dataclass
-class LossConfig:
+class InfoNCEConfig:
+    """InfoNCE (paper, eq. 4) over sampled negatives (cpc.infonce.InfoNCE)."""
+
+    name: str = "infonce"
     num_negatives: int = 128  # N
     negative_scope: NegativeScope = NegativeScope.batch
 
 
 @dataclass
 class ModelConfig:
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    context: ContextConfig = field(default_factory=ContextConfig)
-    predictor: PredictorConfig = field(default_factory=PredictorConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    # Typed at load time by the variant each ``name`` picks (see variant_schema).
+    encoder: Any = field(default_factory=ConvEncoderConfig)
+    context: Any = field(default_factory=RecurrentContextConfig)
+    predictor: Any = field(default_factory=LinearPredictorConfig)
+    loss: Any = field(default_factory=InfoNCEConfig)
 
 
 @dataclass
-class DataConfig:
+class SpeechDataConfig:
+    """Random windows of raw audio from a corpus folder or manifest (cpc.data.speech)."""
+
+    name: str = "speech"
     root: str = "data/sample"  # folder (LibriSpeech layout or flat) or TSV manifest
     window: int = 20480  # samples per training example (paper: 20480 = 1.28 s)
     train_split: Optional[str] = None  # file of utterance ids; None = every file not held out
@@ -172,7 +196,7 @@ class TrainConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = field(default_factory=SpeechDataConfig)  # typed by data.name, like the model's parts
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -183,69 +207,108 @@ def _wrap(error: OmegaConfBaseException, where: str) -> ConfigError:
     return ConfigError(f"{where}: bad config key {key!r}: {message}" if key else f"{where}: {message}")
 
 
-def _check(config: DictConfig, where: str) -> DictConfig:
-    """Checks the schema's types cannot express: registry names and value ranges."""
-    from cpc.context import CONTEXT_NETWORKS  # imported here: those modules import this one
-    from cpc.encoder import ENCODERS
-    from cpc.predictors import PREDICTORS
+def _variant_name(raw: DictConfig, section: str, registry: dict, where: str) -> str:
+    """The variant a section asks for (``name``, or the schema default) and check it is registered."""
+    from cpc.registry import DEFAULT_NAMES
 
-    model = config.model
-    for section, registry in (("encoder", ENCODERS), ("context", CONTEXT_NETWORKS), ("predictor", PREDICTORS)):
-        name = model[section].name
-        if name not in registry:
-            raise ConfigError(f"{where}: bad config key 'model.{section}.name': {name!r} is not one of {sorted(registry)}")
-    at_least = {
-        "train.seed": 0, "train.max_steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.valid_every": 1, "train.checkpoint_every": 1,
-        "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0, "data.num_workers": 0,
-        "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1, "model.context.hidden_size": 1,
-        "model.context.num_layers": 1, "optim.warmup_steps": 0, "data.window": 1,
-    }
-    for key, minimum in at_least.items():
-        value = OmegaConf.select(config, key)
-        if value < minimum:
+    name = OmegaConf.select(raw, f"{section}.name", default=None)
+    name = DEFAULT_NAMES[section] if name is None else name
+    if name not in registry:
+        raise ConfigError(f"{where}: bad config key '{section}.name': {name!r} is not one of {sorted(registry)}")
+    return name
+
+
+def variant_schema(raw: DictConfig | dict, where: str = "config", *, layers: list[tuple[str, DictConfig]] = ()) -> DictConfig:
+    """The typed schema for a config: :class:`Config` with each variant section (``model.encoder``,
+    ``model.context``, ``model.predictor``, ``model.loss``, ``data``) typed by the config class
+    of the variant its ``name`` picks. ``raw`` is the untyped recipe + overrides; ``layers``,
+    the (source, values) it was merged from, lets an unknown name be reported where it was set."""
+    from cpc.registry import SECTIONS  # imported here: the registered modules import this one
+
+    raw = OmegaConf.create(raw) if isinstance(raw, dict) else raw
+    schema = OmegaConf.structured(Config)
+    for section, registry in SECTIONS.items():
+        setters = [source for source, layer in layers if OmegaConf.select(layer, f"{section}.name", default=None) is not None]
+        name = _variant_name(raw, section, registry, setters[-1] if setters else where)
+        parent, key = section.rsplit(".", 1) if "." in section else ("", section)
+        node = OmegaConf.select(schema, parent) if parent else schema
+        node[key] = OmegaConf.structured(registry[name].config)
+    return schema
+
+
+# Lower bounds the types cannot express; keys a variant does not have are skipped.
+MINIMUMS = {
+    "train.seed": 0, "train.max_steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.valid_every": 1,
+    "train.checkpoint_every": 1, "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0,
+    "data.num_workers": 0, "data.window": 1, "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1,
+    "model.predictor.first_offset": 1, "model.context.hidden_size": 1, "model.context.num_layers": 1, "optim.warmup_steps": 0,
+}
+
+
+def _check(config: DictConfig, where: str) -> DictConfig:
+    for key, minimum in MINIMUMS.items():
+        value = OmegaConf.select(config, key, default=None)
+        if value is not None and value < minimum:
             raise ConfigError(f"{where}: bad config key {key!r}: {value} is below the minimum {minimum}")
     return config
+
+
+def _read_yaml(path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as error:  # a syntax error: say where, in one line
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    except OmegaConfBaseException as error:
+        raise _wrap(error, str(path)) from None
 
 
 def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DictConfig:
     """Schema defaults, then the recipe, then ``key=value`` overrides; validated as it goes.
 
     ``recipe`` is a YAML file or the name of a shipped recipe (``speech/tiny``, see
-    :func:`cpc.resources.list_recipes`).
+    :func:`cpc.resources.list_recipes`). The variants named in the recipe and overrides
+    (``model.encoder.name=...``) decide which typed schema the values are checked against.
     """
-    from cpc.resources import recipe_path
+    from cpc.resources import recipe_path, resolve_data_root
 
-    config = OmegaConf.structured(Config)
     where = "config"
+    layers: list[tuple[str, DictConfig]] = []
     if recipe is not None:
         path = recipe_path(recipe)
         where = str(path)
-        try:
-            config = OmegaConf.merge(config, OmegaConf.load(path))
-        except OmegaConfBaseException as error:
-            raise _wrap(error, where) from None
-        except yaml.YAMLError as error:  # a syntax error: say where, in one line
-            mark = getattr(error, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+        layers.append((where, _read_yaml(path)))
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} is not of the form key=value")
         try:
-            config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
+            layers.append((f"override {override!r}", OmegaConf.from_dotlist([override])))
         except OmegaConfBaseException as error:
             raise _wrap(error, f"override {override!r}") from None
-    from cpc.resources import resolve_data_root
-
-    config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
+    try:
+        raw = OmegaConf.merge(*(layer for _, layer in layers)) if layers else OmegaConf.create()
+    except OmegaConfBaseException as error:
+        raise _wrap(error, where) from None
+    config = variant_schema(raw, where, layers=layers)
+    for source, layer in layers:  # one at a time, so an error names the recipe or the override
+        try:
+            config = OmegaConf.merge(config, layer)
+        except OmegaConfBaseException as error:
+            raise _wrap(error, source) from None
+    if "root" in config.data:
+        config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     return _check(config, where)
 
 
 def from_container(data: dict[str, Any]) -> DictConfig:
-    """Validate a plain dict (e.g. read from a checkpoint) against the schema."""
+    """Validate a plain dict (e.g. read from a checkpoint) against the schema.
+
+    Configs saved before the variants had names (no ``name`` in ``model.loss`` or ``data``)
+    get the defaults: they described exactly those variants."""
     try:
-        return _check(OmegaConf.merge(OmegaConf.structured(Config), data), "config")
+        return _check(OmegaConf.merge(variant_schema(data), data), "config")
     except OmegaConfBaseException as error:
         raise _wrap(error, "config") from None
 
@@ -279,14 +342,26 @@ def describe_keys() -> str:
 
     lines = []
 
-    def walk(schema, prefix: str) -> None:
+    from cpc.registry import SECTIONS
+
+    def walk(schema, prefix: str, variant: bool = False) -> None:
         hints = typing.get_type_hints(schema)
         for item in dataclasses.fields(schema):
+            if variant and item.name == "name":  # already in the variant's header line
+                continue
             default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-            if dataclasses.is_dataclass(hints[item.name]):
-                walk(hints[item.name], f"{prefix}{item.name}.")
+            section = f"{prefix}{item.name}"
+            if section in SECTIONS:  # a variant section: the keys of each variant
+                variants: dict[type, list[str]] = {}
+                for name, variant in SECTIONS[section].items():
+                    variants.setdefault(variant.config, []).append(name)
+                for variant_config, names in variants.items():
+                    lines.append(f"  {section}.name={'|'.join(names)}:")
+                    walk(variant_config, f"{section}.", variant=True)
+            elif dataclasses.is_dataclass(hints[item.name]):
+                walk(hints[item.name], f"{section}.")
             else:
-                lines.append(f"  {prefix}{item.name}: {type_name(hints[item.name])} = {show(default)}")
+                lines.append(f"  {section}: {type_name(hints[item.name])} = {show(default)}")
 
     walk(Config, "")
     return "\n".join(lines)

@@ -11,11 +11,9 @@ earlier outputs; no packing is needed.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import Tensor, nn
 
-from cpc.config import ContextConfig
+from cpc.config import RecurrentContextConfig
 
 # GRU: a tensor (num_layers, B, H); LSTM: a tuple (h, c) of such tensors.
 Hidden = Tensor | tuple[Tensor, Tensor]
@@ -36,7 +34,6 @@ class RecurrentContext(nn.Module):
         return self.rnn(latents, hidden)
 
 
-CONTEXT_NETWORKS: dict[str, Callable[[ContextConfig, int], nn.Module]] = {
-    "gru": lambda config, input_size: RecurrentContext(nn.GRU, input_size, config.hidden_size, config.num_layers),
-    "lstm": lambda config, input_size: RecurrentContext(nn.LSTM, input_size, config.hidden_size, config.num_layers),
-}
+def build_recurrent_context(config: RecurrentContextConfig, input_size: int) -> RecurrentContext:
+    cell = {"gru": nn.GRU, "lstm": nn.LSTM}[config.name]
+    return RecurrentContext(cell, input_size, config.hidden_size, config.num_layers)

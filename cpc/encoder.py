@@ -21,8 +21,9 @@ Timing: frame t is computed from samples [t*R - P, t*R - P + F) where R is the
 downsample rate, P the accumulated left padding and F the receptive field (paper stack:
 R=160, P=153, F=465, so each frame looks 152 samples, 9.5 ms, past its own hop).
 
-Encoders for other modalities (image patches, text) live in their own modules and
-register in ``ENCODERS``; everything downstream of the encoder only sees (B, T, C).
+Encoders for other modalities live in their own modules (cpc/image/encoder.py: patches ->
+a (B, rows, cols, C) grid) and are registered in ``cpc.registry.ENCODERS``; downstream of
+the encoder everything works on positions along the prediction axis of that grid.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from cpc.config import ConvLayer, EncoderConfig
+from cpc.config import ConvEncoderConfig, ConvLayer
 
 
 class ChannelNorm(nn.Module):
@@ -160,8 +161,5 @@ def check_lengths(lengths: Tensor, batch_size: int, num_samples: int) -> None:
         )
 
 
-def build_conv_encoder(config: EncoderConfig) -> ConvEncoder:
+def build_conv_encoder(config: ConvEncoderConfig) -> ConvEncoder:
     return ConvEncoder(config.layers, norm=config.norm)
-
-
-ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"conv": build_conv_encoder}

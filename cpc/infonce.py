@@ -1,6 +1,6 @@
 """The InfoNCE loss (paper, eq. 4) as pure functions, and the module that applies it to CPC.
 
-Shape legend: B batch, T frames, K steps ahead, C latent channels, N negatives.
+Shape legend: B batch, T positions, K offsets ahead, C latent channels, N negatives.
 
 For each context c_t and step k the model scores N + 1 candidates, the true future latent
 z_{t+k} and N negatives, with the log density ratio log f_k(z, c_t) = z^T W_k c_t (eq. 3).
@@ -16,16 +16,23 @@ Scoring: we never copy the negatives into a (B, T, K, N+1, C) tensor. One matmul
 every prediction against every latent of the batch, (B, T, K, C) x (B*T, C) -> (B, T, K, B*T),
 and the N + 1 sampled columns are gathered from it. ``score_by_copy`` is the copying
 variant, kept for the benchmark and as a cross-check.
+
+Grids: latents on a patch grid (B, rows, cols, C) are flattened row-major to T = rows * cols
+positions; offset k then means k rows down the same column, i.e. k * cols flat positions, and
+negatives are drawn from all positions of the batch's images (or of the same image, with
+``negative_scope=sequence``), never the positive.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from cpc.config import InfoNCEConfig
 from cpc.negatives import positive_indices, sample_negatives
 
 
@@ -99,15 +106,33 @@ class InfoNCE(nn.Module):
         self.negative_scope = negative_scope
         self.score = score_by_copy if copy_negatives else score_candidates
 
-    def forward(self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator) -> InfoNCEOutput:
-        """predictions (B, T, K, C), latents (B, T, C), lengths (B,) frames -> InfoNCEOutput."""
-        batch_size, num_frames, steps, _ = predictions.shape
-        positives, valid = positive_indices(lengths, num_frames, steps)  # (B, T, K) each
+    def forward(
+        self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *, offsets: Sequence[int] | None = None
+    ) -> InfoNCEOutput:
+        """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
+        axis (frames, or rows of patches) -> InfoNCEOutput. ``offsets``: the k of each of the K
+        predictions (default 1..K), counted along that axis.
+
+        The grid is (T,) for sequences or (rows, cols) for images; it is flattened row-major.
+        """
+        if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
+            raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
+        batch_size, channels, steps = latents.shape[0], latents.shape[-1], predictions.shape[-2]
+        stride = math.prod(latents.shape[2:-1])  # positions per step along the prediction axis: 1, or cols
+        latents = latents.reshape(batch_size, -1, channels)  # (B, T, C), T = rows * cols for a grid
+        predictions = predictions.reshape(batch_size, latents.shape[1], steps, channels)  # (B, T, K, C)
+        lengths, num_frames = lengths * stride, latents.shape[1]
+        offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
+        positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
         negatives = sample_negatives(
-            lengths, num_frames, steps, self.num_negatives, scope=self.negative_scope, generator=generator
+            lengths, num_frames, offsets, self.num_negatives, scope=self.negative_scope, stride=stride, generator=generator
         )  # (B, T, K, N)
         candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
         # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
         with torch.autocast(predictions.device.type, enabled=False):
             scores = self.score(predictions.float(), latents.float(), candidates)
         return info_nce(scores, valid)
+
+
+def build_infonce(config: InfoNCEConfig) -> InfoNCE:
+    return InfoNCE(config.num_negatives, config.negative_scope)

@@ -9,7 +9,10 @@ Writes into the run directory (rank 0 only):
                           (``"split": "valid"`` lines for validation)
     checkpoints/last.pt   the latest checkpoint; ``step_<N>.pt`` periodic ones (``train.keep_checkpoints``)
 
-Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data.speech)
+Data: the loop asks the data source named by ``data.name`` (cpc.registry.DATA_SOURCES) for
+batches of model inputs; it knows nothing about audio or images.
+
+Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data)
 and the negatives of step s on rank r are drawn from a generator seeded with (seed, r, s), so
 ``--resume`` from a checkpoint continues exactly as the uninterrupted run would.
 
@@ -37,12 +40,10 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cpc.checkpoint import load_checkpoint, save_checkpoint
 from cpc.config import ConfigError, load_config, to_container
-from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus, validation_windows
 from cpc.model import build_model
 
 log = logging.getLogger(__name__)
@@ -231,14 +232,14 @@ def _reduce(values: torch.Tensor, world_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, loader, config, device, rank: int, world_size: int) -> dict[str, Any] | None:
-    """Mean InfoNCE loss, per-step accuracy and MI bound over the fixed validation windows."""
+def validate(model, batches, config, device, rank: int, world_size: int) -> dict[str, Any] | None:
+    """Mean InfoNCE loss, per-step accuracy and MI bound over the fixed validation batches."""
     model.eval()
     metrics = StepMetrics(config.model.predictor.prediction_steps, device)
-    for index, waveforms in enumerate(loader):
+    for index, (inputs, lengths) in enumerate(batches):
         generator = negative_generator(config.train.seed, rank, index, device, stream=VALIDATION)  # the same at every evaluation
         with _autocast(config, device):
-            metrics.add(model(waveforms.to(device), generator=generator))
+            metrics.add(model(inputs, lengths, generator=generator))
     model.train()
     result = metrics.summary(world_size)
     return result if any(value is not None for value in result["accuracy"]) else None
@@ -284,20 +285,6 @@ def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Pat
         log.info("--resume: %s changed from %r to %r", key, before.get(key), after.get(key))
 
 
-def check_window(model, config: DictConfig) -> None:
-    """A training window must give at least K + 1 frames: otherwise some step k has no (t, t + k) pair."""
-    steps = config.model.predictor.prediction_steps
-    frames = int(model.output_lengths(torch.tensor(config.data.window)))
-    if frames < steps + 1:
-        minimum = config.data.window
-        while int(model.output_lengths(torch.tensor(minimum))) < steps + 1:
-            minimum += 1
-        raise ConfigError(
-            f"data.window={config.data.window} samples gives {frames} frames, but predicting "
-            f"model.predictor.prediction_steps={steps} steps ahead needs at least {steps + 1}: use data.window >= {minimum}"
-        )
-
-
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     last_path = run_dir / "checkpoints" / "last.pt"
     if run_dir.exists() and not run_dir.is_dir():
@@ -322,17 +309,11 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     last_path = checkpoint_dir / "last.pt"
     _check_run_dir(run_dir, resume)
 
-    # --- data: every rank lists the corpus the same way, then takes its own batches.
-    data = config.data
-    corpus = split_corpus(
-        data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
-        valid_fraction=data.valid_fraction, seed=config.train.seed,
-    )
+    from cpc.registry import DATA_SOURCES
 
     # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
-    check_window(model, config)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
     )
@@ -351,17 +332,9 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         log.info("resumed from %s at step %d", last_path, start_step)
     ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if world_size > 1 else model
 
-    sampler = WindowSampler(
-        corpus.train, data.window, config.train.batch_size, seed=config.train.seed,
-        same_speaker=data.same_speaker_batches, rank=rank, world_size=world_size, start_step=start_step,
-    )
-    loader_options = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
-    train_loader = DataLoader(
-        SpeechWindows(corpus.train, data.window), batch_sampler=sampler,
-        persistent_workers=data.num_workers > 0, **loader_options,
-    )
-    valid_items = validation_windows(corpus.valid, data.window, config.train.valid_batches * config.train.batch_size, rank=rank, world_size=world_size)
-    valid_loader = DataLoader(_Items(SpeechWindows(corpus.valid, data.window), valid_items), batch_size=config.train.batch_size, **loader_options) if valid_items else None
+    # --- data: every rank lists the data the same way, then takes its own batches.
+    source = DATA_SOURCES[config.data.name].build(config, rank=rank, world_size=world_size, start_step=start_step, device=device)
+    source.check(model)
 
     if rank == 0:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -409,13 +382,13 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     if start_step >= config.train.max_steps:
         log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, start_step)
     model.train()
-    batches = iter(train_loader)
+    batches = source.train_batches()
     try:
         for step in range(start_step, config.train.max_steps):
-            waveforms = next(batches).to(device, non_blocking=True)  # (B, S)
+            inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
             generator = negative_generator(config.train.seed, rank, step, device)
             with _autocast(config, device):
-                out = ddp_model(waveforms, generator=generator)
+                out = ddp_model(inputs, lengths, generator=generator)
             # Stop before a non-finite loss can reach the weights (and so any checkpoint).
             finite = _reduce(torch.isfinite(out.loss.detach()).float().reshape(1), world_size)
             if finite.item() < world_size:
@@ -440,7 +413,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                     "step": done,
                     **window.summary(world_size),
                     "lr": scheduler.get_last_lr()[0],
-                    "samples_per_s": steps_in_window * world_size * config.train.batch_size / elapsed,
+                    "samples_per_s": steps_in_window * world_size * source.examples_per_batch / elapsed,
                 }
                 metrics.write(last_record)
                 valid_accuracy = [a for a in last_record["accuracy"] if a is not None]
@@ -448,13 +421,13 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                 progress.set_postfix(loss=f"{last_record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{last_record['samples_per_s']:.1f}")
                 if rank == 0 and not show_bar:
                     log.info(
-                        "step %d/%d | loss %.4f | acc k=1 %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
-                        done, config.train.max_steps, last_record["loss"], first, mean, last_record["lr"], last_record["samples_per_s"],
+                        "step %d/%d | loss %.4f | acc k=%d %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
+                        done, config.train.max_steps, last_record["loss"], model.predictors.offsets[0], first, mean, last_record["lr"], last_record["samples_per_s"],
                     )
                 window.reset()
                 window_start = time.perf_counter()
-            if valid_loader is not None and (done % config.train.valid_every == 0 or done == config.train.max_steps):
-                result = validate(model, valid_loader, config, device, rank, world_size)
+            if done % config.train.valid_every == 0 or done == config.train.max_steps:
+                result = validate(model, source.valid_batches(), config, device, rank, world_size)
                 if result is not None:
                     metrics.write({"step": done, "split": "valid", **result})
                     if rank == 0:
@@ -472,19 +445,6 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         progress.close()
         metrics.close()
     return last_record
-
-
-class _Items(torch.utils.data.Dataset):
-    """A fixed list of (file, offset) items over a SpeechWindows dataset."""
-
-    def __init__(self, windows: SpeechWindows, items: list[tuple[int, int]]) -> None:
-        self.windows, self.items = windows, items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.windows[self.items[index]]
 
 
 # ----------------------------------------------------------------------------- CLI

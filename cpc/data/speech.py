@@ -200,3 +200,66 @@ def validation_windows(files: Sequence[AudioFile], window: int, count: int, *, r
             if round_index < available and len(windows) < count:
                 windows.append((file_index, round_index * window))
     return windows[rank::world_size]
+
+
+class SpeechData:
+    """The speech data source for the training loop (see cpc.data): random training windows
+    of ``data.window`` samples, fixed validation windows, read by DataLoader workers."""
+
+    def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
+        from torch.utils.data import DataLoader
+
+        data, train = config.data, config.train
+        self.window, self.device = data.window, device
+        corpus = split_corpus(
+            data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
+            valid_fraction=data.valid_fraction, seed=train.seed,
+        )
+        self.examples_per_batch = train.batch_size
+        sampler = WindowSampler(
+            corpus.train, data.window, train.batch_size, seed=train.seed,
+            same_speaker=data.same_speaker_batches, rank=rank, world_size=world_size, start_step=start_step,
+        )
+        options = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
+        self.train_loader = DataLoader(
+            SpeechWindows(corpus.train, data.window), batch_sampler=sampler, persistent_workers=data.num_workers > 0, **options
+        )
+        items = validation_windows(corpus.valid, data.window, train.valid_batches * train.batch_size, rank=rank, world_size=world_size)
+        self.valid_loader = DataLoader(_Items(SpeechWindows(corpus.valid, data.window), items), batch_size=train.batch_size, **options) if items else None
+
+    def check(self, model) -> None:
+        """A training window must give frames for every offset: at least (last offset + 1) frames."""
+        from cpc.config import ConfigError
+
+        last = max(model.predictors.offsets)
+        frames = int(model.output_lengths(torch.tensor(self.window)))
+        if frames < last + 1:
+            minimum = self.window
+            while int(model.output_lengths(torch.tensor(minimum))) < last + 1:
+                minimum += 1
+            raise ConfigError(
+                f"data.window={self.window} samples gives {frames} frames, but predicting up to {last} frames ahead "
+                f"(model.predictor.prediction_steps={len(model.predictors.offsets)}) needs at least {last + 1}: use data.window >= {minimum}"
+            )
+
+    def train_batches(self) -> Iterator[tuple[torch.Tensor, None]]:
+        for waveforms in self.train_loader:
+            yield waveforms.to(self.device, non_blocking=True), None  # (B, S), full-length windows
+
+    def valid_batches(self) -> list[tuple[torch.Tensor, None]] | Iterator[tuple[torch.Tensor, None]]:
+        if self.valid_loader is None:
+            return []
+        return ((waveforms.to(self.device), None) for waveforms in self.valid_loader)
+
+
+class _Items(Dataset):
+    """A fixed list of (file, offset) items over a SpeechWindows dataset."""
+
+    def __init__(self, windows: SpeechWindows, items: list[tuple[int, int]]) -> None:
+        self.windows, self.items = windows, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.windows[self.items[index]]

@@ -1,0 +1,58 @@
+"""The registries: every swappable part of a run, chosen in the config by ``name``.
+
+Each entry pairs a variant's typed config class with the function that builds it. When a
+config loads, the class of the variant a section names types that section (cpc.config), so
+a key the variant does not have fails, naming it. Adding a variant is one file (its config
+dataclass, module and builder) and one line here.
+
+    section           builder signature                                   returns
+    model.encoder     build(config)                                       inputs -> latents (B, *grid, C), lengths
+    model.context     build(config, input_size)                           latents -> context (B, *grid, H)
+    model.predictor   build(config, context_size, latent_size)            context -> predictions (B, *grid, K, C); .offsets
+    model.loss        build(config)                                       (predictions, latents, lengths, generator) -> InfoNCEOutput
+    data              build(config, rank=, world_size=, start_step=, device=)   a cpc.data.DataSource
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cpc.config import ConvEncoderConfig, InfoNCEConfig, LinearPredictorConfig, RecurrentContextConfig, SpeechDataConfig
+from cpc.context import build_recurrent_context
+from cpc.data.speech import SpeechData
+from cpc.encoder import build_conv_encoder
+from cpc.infonce import build_infonce
+from cpc.predictors import build_linear_predictors
+
+
+@dataclass(frozen=True)
+class Variant:
+    config: type  # the dataclass that types this variant's config section
+    build: Callable[..., Any]
+
+
+ENCODERS: dict[str, Variant] = {
+    "conv": Variant(ConvEncoderConfig, build_conv_encoder),  # raw audio (B, S) -> (B, T, C)
+}
+CONTEXT_NETWORKS: dict[str, Variant] = {
+    "gru": Variant(RecurrentContextConfig, build_recurrent_context),
+    "lstm": Variant(RecurrentContextConfig, build_recurrent_context),
+}
+PREDICTORS: dict[str, Variant] = {
+    "linear": Variant(LinearPredictorConfig, build_linear_predictors),
+}
+LOSSES: dict[str, Variant] = {
+    "infonce": Variant(InfoNCEConfig, build_infonce),
+}
+DATA_SOURCES: dict[str, Variant] = {
+    "speech": Variant(SpeechDataConfig, SpeechData),
+}
+
+SECTIONS: dict[str, dict[str, Variant]] = {
+    "model.encoder": ENCODERS, "model.context": CONTEXT_NETWORKS, "model.predictor": PREDICTORS, "model.loss": LOSSES,
+    "data": DATA_SOURCES,
+}
+# What a section without a ``name`` means: the paper's speech setup (and every config saved
+# before the sections had names).
+DEFAULT_NAMES = {"model.encoder": "conv", "model.context": "gru", "model.predictor": "linear", "model.loss": "infonce", "data": "speech"}
