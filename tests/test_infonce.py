@@ -93,3 +93,44 @@ def test_steps_without_pairs_do_not_enter_the_loss():
     assert torch.isfinite(scores.grad).all() and scores.grad[..., 2, :].abs().sum() == 0
     nothing = info_nce(scores.detach(), torch.zeros(2, 5, 3, dtype=torch.bool))
     assert nothing.loss.item() == 0.0 and nothing.num_pairs.sum() == 0
+
+
+def test_grid_infonce_equals_loop_reference():
+    """Image patch grids: offset k predicts k rows down, same column; negatives are any other
+    patch of the batch. The module's result equals eq. 4 computed patch by patch."""
+    generator = torch.Generator().manual_seed(1)
+    batch_size, rows, cols, channels, num_negatives, offsets = 2, 5, 3, 4, 6, (2, 3)
+    predictions = torch.randn(batch_size, rows, cols, len(offsets), channels, generator=generator)
+    latents = torch.randn(batch_size, rows, cols, channels, generator=generator)
+    lengths = torch.tensor([rows, rows])
+    out = InfoNCE(num_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(7), offsets=offsets)
+    # The same draws, made directly: flat positions b * rows * cols + r * cols + c.
+    negatives = sample_negatives(lengths * cols, rows * cols, offsets, num_negatives, stride=cols, generator=torch.Generator().manual_seed(7))
+    losses, correct = [[] for _ in offsets], [[] for _ in offsets]
+    for b in range(batch_size):
+        for r in range(rows):
+            for c in range(cols):
+                for index, k in enumerate(offsets):
+                    if r + k >= rows:
+                        continue
+                    prediction = predictions[b, r, c, index]
+                    drawn = negatives[b, r * cols + c, index]
+                    where = [(int(j) // (rows * cols), int(j) % (rows * cols) // cols, int(j) % cols) for j in drawn]
+                    assert (b, r + k, c) not in where  # never the positive
+                    scores = torch.stack([latents[b, r + k, c] @ prediction] + [latents[bb, rr, cc] @ prediction for bb, rr, cc in where])
+                    losses[index].append(-torch.log_softmax(scores, 0)[0])
+                    correct[index].append(float(scores[0] > scores[1:].max()))
+    torch.testing.assert_close(out.loss_per_step, torch.stack([torch.stack(l).mean() for l in losses]))
+    torch.testing.assert_close(out.accuracy_per_step, torch.tensor([sum(c) / len(c) for c in correct]))
+    assert out.num_pairs.tolist() == [batch_size * (rows - k) * cols for k in offsets]
+
+
+def test_grid_negatives_of_sequence_scope_stay_in_the_image():
+    rows, cols = 4, 4
+    lengths = torch.tensor([rows, rows, rows]) * cols
+    negatives = sample_negatives(lengths, rows * cols, (2,), 50, scope="sequence", stride=cols, generator=torch.Generator().manual_seed(0))
+    positives, valid = positive_indices(lengths, rows * cols, (2,), stride=cols)
+    image = torch.arange(3)[:, None, None, None]
+    assert ((negatives // (rows * cols)) == image).all()
+    assert (negatives != positives[..., None])[valid].all()
+    assert valid.sum() == 3 * (rows - 2) * cols
