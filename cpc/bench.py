@@ -2,8 +2,9 @@
 
     cpc bench train [--recipe speech/paper --recipe speech/tiny] --json bench.json
 
-For each recipe, times full training steps (forward, InfoNCE, backward, Adam) on a random
-batch of the recipe's size (batch_size x window samples, the recipe's negatives), reporting
+For each recipe, times full training steps (forward, InfoNCE, backward, Adam) on one batch of
+the recipe's size (speech: random batch_size x window samples; other data sources: the first
+batch their source hands out, e.g. batch_size x 7 x 7 x 8 x 8 patches), reporting
 the median of ``--steps`` steps after ``--warmup`` untimed ones, and the peak memory: the
 process's peak resident set size on CPU, ``torch.cuda.max_memory_allocated`` on GPU. The same
 step with the negatives *copied* into a (B, T, K, 1+N, C) tensor (as CPC_audio does) is timed
@@ -72,7 +73,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         model.criterion = InfoNCE(config.model.loss.num_negatives, config.model.loss.negative_scope, copy_negatives=True)
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
-    batch = torch.randn(config.train.batch_size, config.data.window, device=device)  # (B, S)
+    batch, lengths = example_batch(config, device)
     generator = torch.Generator(device=device).manual_seed(0)
     baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch + model, before any step
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -82,7 +83,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
             torch.cuda.synchronize()
         start = time.perf_counter()
         with autocast:
-            out = model(batch, generator=generator)
+            out = model(batch, lengths, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
@@ -101,10 +102,21 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         "baseline_rss_mb": baseline_rss_mb,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
         "batch_size": config.train.batch_size,
-        "window": config.data.window,
+        "window": config.data.get("window"),
+        "example_shape": list(batch.shape[1:]),
         "num_negatives": config.model.loss.num_negatives,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+
+
+def example_batch(config, device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One training batch of the recipe's shape: random audio for speech (no I/O), else the data source's first batch."""
+    if config.data.name == "speech":
+        return torch.randn(config.train.batch_size, config.data.window, device=device), None  # (B, S)
+    from cpc.registry import DATA_SOURCES
+
+    source = DATA_SOURCES[config.data.name].build(config, device=torch.device(device))
+    return next(source.train_batches())
 
 
 def _measure_in_fresh_process(recipe: str, copy_negatives: bool, args: argparse.Namespace) -> dict:
@@ -165,7 +177,7 @@ def bench_train(args: argparse.Namespace) -> dict:
 def print_table(report: dict) -> None:
     memory = "cuda peak MB" if report["machine"]["device"] == "cuda" else "peak RSS MB"
     key = "cuda_peak_mb" if report["machine"]["device"] == "cuda" else "peak_rss_mb"
-    header = f"| recipe | batch x window | N | s/step (median) | samples/s | {memory} | copied: s/step | copied: {memory} | speedup |"
+    header = f"| recipe | batch x example | N | s/step (median) | samples/s | {memory} | copied: s/step | copied: {memory} | speedup |"
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for recipe, r in report["recipes"].items():
@@ -173,7 +185,8 @@ def print_table(report: dict) -> None:
             f"{r['copied_negatives_median_step_s']:.3f} | {r['copied_negatives_' + key]:.0f} | {r['speedup_vs_copied']:.2f}x"
             if "copied_negatives_median_step_s" in r else "- | - | -"
         )
-        print(f"| {recipe} | {r['batch_size']} x {r['window']} | {r['num_negatives']} | {r['median_step_s']:.3f} | {r['samples_per_s']:.1f} | {r[key]:.0f} | {copied} |")
+        shape = " x ".join(str(n) for n in r.get("example_shape") or [r["window"]])
+        print(f"| {recipe} | {r['batch_size']} x {shape} | {r['num_negatives']} | {r['median_step_s']:.3f} | {r['samples_per_s']:.1f} | {r[key]:.0f} | {copied} |")
     m = report["machine"]
     print(f"\n{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}")
 
@@ -188,6 +201,8 @@ def bench_data(args: argparse.Namespace) -> dict:
 
     _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
     config = load_config(recipe_path(args.recipe), args.overrides)
+    if config.data.name != "speech":
+        raise ValueError(f"cpc bench data times the speech loader; {args.recipe} uses data.name={config.data.name} (held in memory, no loader)")
     config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     corpus = split_corpus(config.data.root, config.data.window, valid_fraction=0.0)
     sampler = WindowSampler(corpus.train, config.data.window, config.train.batch_size)

@@ -22,6 +22,9 @@ from cpc.config import ConvEncoderConfig, InfoNCEConfig, LinearPredictorConfig, 
 from cpc.context import build_recurrent_context
 from cpc.data.speech import SpeechData
 from cpc.encoder import build_conv_encoder
+from cpc.image.context import MaskedConvContextConfig, RowGRUContextConfig, build_masked_conv_context, build_row_gru_context
+from cpc.image.encoder import PatchEncoderConfig, build_patch_encoder
+from cpc.image.source import FashionMNISTConfig, FashionMNISTPatches
 from cpc.infonce import build_infonce
 from cpc.predictors import build_linear_predictors
 
@@ -34,10 +37,13 @@ class Variant:
 
 ENCODERS: dict[str, Variant] = {
     "conv": Variant(ConvEncoderConfig, build_conv_encoder),  # raw audio (B, S) -> (B, T, C)
+    "patch_resnet": Variant(PatchEncoderConfig, build_patch_encoder),  # patches (B, G, G, P, P) -> (B, G, G, C)
 }
 CONTEXT_NETWORKS: dict[str, Variant] = {
     "gru": Variant(RecurrentContextConfig, build_recurrent_context),
     "lstm": Variant(RecurrentContextConfig, build_recurrent_context),
+    "masked_conv": Variant(MaskedConvContextConfig, build_masked_conv_context),  # image grids, top to bottom
+    "row_gru": Variant(RowGRUContextConfig, build_row_gru_context),
 }
 PREDICTORS: dict[str, Variant] = {
     "linear": Variant(LinearPredictorConfig, build_linear_predictors),
@@ -47,6 +53,7 @@ LOSSES: dict[str, Variant] = {
 }
 DATA_SOURCES: dict[str, Variant] = {
     "speech": Variant(SpeechDataConfig, SpeechData),
+    "fashion_mnist": Variant(FashionMNISTConfig, FashionMNISTPatches),
 }
 
 SECTIONS: dict[str, dict[str, Variant]] = {

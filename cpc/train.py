@@ -431,7 +431,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                 if result is not None:
                     metrics.write({"step": done, "split": "valid", **result})
                     if rank == 0:
-                        message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k=1 {result['accuracy'][0]:.3f}"
+                        message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k={model.predictors.offsets[0]} {result['accuracy'][0]:.3f}"
                         progress.write(message) if show_bar else log.info("%s", message)
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 checkpoint(done)

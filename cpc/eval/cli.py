@@ -340,6 +340,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(speaker)
     speaker.add_argument("--crop-frames", type=int, default=128, help="crop length in 10 ms frames, at least 1 (paper: 128 = 1.28 s)")
     speaker.set_defaults(func=_speaker)
+    from cpc.image.probe import register_probe
+
+    register_probe(kinds)  # cpc probe image
 
     abx = subparsers.add_parser("abx", help="within/across-speaker ABX error (ZeroSpeech protocol)", description=ABX_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

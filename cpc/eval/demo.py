@@ -1,6 +1,7 @@
 """``cpc demo``: corpus -> CPC training on CPU -> probes and ABX against baselines -> report.
 
     cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe speech/tiny] [--ctc] [key=value ...]
+    cpc demo image --run-dir runs/image [--steps N] [key=value ...]      (cpc.image.demo: Fashion-MNIST)
 
 Stages (each logs what it does; feature extraction and training show progress bars):
 
@@ -209,24 +210,50 @@ A run directory that holds a finished checkpoint is reused, an unfinished one re
 
 Example:
   cpc demo --run-dir runs/demo --steps 200
+
+Image patches (paper section 3.2): `cpc demo image --run-dir DIR` trains the image recipe on
+Fashion-MNIST and compares linear probes of its features with pixels, a random-init and a
+supervised encoder at 1k / 10k / 60k labels (cpc.image.demo).
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, usage="cpc demo [speech|image] --run-dir RUN_DIR [options] [key=value ...]")
     parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
     parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
     parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE})")
+    parser.add_argument("--recipe", help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist)")
+    parser.add_argument("--labels", type=int, nargs="+", help="image: labelled training images per probe (default 1000 10000 60000)")
     parser.add_argument("--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)")
+    parser.add_argument("modality", nargs="?", default="speech", metavar="speech|image", help="which demo (default speech)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
     parser.set_defaults(func=_main)
 
 
+MODALITIES = ("speech", "image")
+
+
 def _main(args: argparse.Namespace) -> int:
-    run_demo(args.run_dir, corpus=args.corpus, hours=args.hours, steps=args.steps, recipe=args.recipe, overrides=args.overrides, ctc=args.ctc)
+    from cpc.cli import CommandError
+
+    overrides, modality = list(args.overrides), args.modality
+    if "=" in modality:  # `cpc demo --run-dir D key=value`: no modality given, the first word is an override
+        overrides, modality = [modality, *overrides], "speech"
+    if modality not in MODALITIES:
+        raise CommandError(f"cpc demo: {modality!r} is not a demo; expected one of {', '.join(MODALITIES)} or key=value overrides")
+    if modality == "image":
+        from cpc.image.demo import DEFAULT_RECIPE as IMAGE_RECIPE
+        from cpc.image.demo import LABEL_BUDGETS, run_image_demo
+
+        if args.corpus or args.ctc:
+            raise CommandError("cpc demo image: --corpus and --ctc are speech options")
+        run_image_demo(args.run_dir, steps=args.steps, recipe=args.recipe or IMAGE_RECIPE, overrides=overrides, labels=args.labels or LABEL_BUDGETS)
+        return 0
+    if args.labels:
+        raise CommandError("cpc demo: --labels is an image option (cpc demo image)")
+    run_demo(args.run_dir, corpus=args.corpus, hours=args.hours, steps=args.steps, recipe=args.recipe or DEFAULT_RECIPE, overrides=overrides, ctc=args.ctc)
     return 0
 
 

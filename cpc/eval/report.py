@@ -133,16 +133,20 @@ def plot_training(metrics_path: str | os.PathLike, out: str | os.PathLike) -> No
     plt.close(figure)
 
 
-def plot_accuracy_per_step(metrics_path: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Prediction accuracy against steps ahead k (the paper's figure 3), last train and validation records."""
+def plot_accuracy_per_step(metrics_path: str | os.PathLike, out: str | os.PathLike, *, offsets: Sequence[int] | None = None,
+                           xlabel: str = "latent steps in the future (k)") -> None:
+    """Prediction accuracy against steps ahead k (the paper's figure 3), last train and validation records.
+
+    ``offsets``: the k of each accuracy entry (default 1..K; image recipes start at 2 rows)."""
     plt = _pyplot()
     train, valid = read_metrics(metrics_path)
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     for records, style, label in ((train, "-o", "train"), (valid, "--s", "valid")):
         if records:
             accuracy = records[-1]["accuracy"]
-            axis.plot(range(1, len(accuracy) + 1), accuracy, style, label=f"{label} (step {records[-1]['step']})")
-    axis.set_xlabel("latent steps in the future (k)")
+            ks = list(offsets) if offsets is not None else list(range(1, len(accuracy) + 1))
+            axis.plot(ks, accuracy, style, label=f"{label} (step {records[-1]['step']})")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel("prediction accuracy")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
