@@ -265,6 +265,27 @@ def _read_yaml(path) -> DictConfig:
         raise _wrap(error, str(path)) from None
 
 
+def _switch_variants(layers: list[tuple[str, DictConfig]]) -> None:
+    """A layer that names another variant for a section (``model.context.name=row_gru`` over a
+    recipe's ``masked_conv``) starts that section afresh: the earlier layers' keys for it belong
+    to the old variant and are dropped, so the section holds the new variant's defaults plus
+    what this and later layers set."""
+    from cpc.registry import DEFAULT_NAMES
+
+    for section, default in DEFAULT_NAMES.items():
+        current = default
+        for index, (_, layer) in enumerate(layers):
+            name = OmegaConf.select(layer, f"{section}.name", default=None)
+            if name is None or name == current:
+                continue
+            for _, earlier in layers[:index]:
+                parent, key = section.rsplit(".", 1) if "." in section else ("", section)
+                node = OmegaConf.select(earlier, parent) if parent else earlier
+                if isinstance(node, DictConfig) and key in node:
+                    del node[key]
+            current = name
+
+
 def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DictConfig:
     """Schema defaults, then the recipe, then ``key=value`` overrides; validated as it goes.
 
@@ -287,6 +308,7 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | 
             layers.append((f"override {override!r}", OmegaConf.from_dotlist([override])))
         except OmegaConfBaseException as error:
             raise _wrap(error, f"override {override!r}") from None
+    _switch_variants(layers)
     try:
         raw = OmegaConf.merge(*(layer for _, layer in layers)) if layers else OmegaConf.create()
     except OmegaConfBaseException as error:

@@ -163,3 +163,10 @@ def check_lengths(lengths: Tensor, batch_size: int, num_samples: int) -> None:
 
 def build_conv_encoder(config: ConvEncoderConfig) -> ConvEncoder:
     return ConvEncoder(config.layers, norm=config.norm)
+
+
+def require_audio_model(model: nn.Module, what: str, source: object = "the model") -> None:
+    """Audio commands (extract, export, streaming) need the raw-audio conv encoder: a ValueError naming the encoder otherwise."""
+    if not isinstance(getattr(model, "encoder", None), ConvEncoder):
+        name = (getattr(model, "config", None) or {}).get("encoder", {}).get("name", type(getattr(model, "encoder", model)).__name__)
+        raise ValueError(f"{what} reads raw audio, but {source} has the {name!r} encoder (not an audio model)")

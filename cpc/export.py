@@ -123,7 +123,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, for
     if layer not in LAYERS:
         raise ValueError(f"layer={layer!r}: expected one of {', '.join(LAYERS)}")
     _check_out(out, format)  # fail before loading anything
-    return export(load(checkpoint), out, format, layer)
+    from cpc.encoder import require_audio_model
+
+    model = load(checkpoint)
+    require_audio_model(model, "cpc export", checkpoint)
+    return export(model, out, format, layer)
 
 
 # ----------------------------------------------------------------------------- CLI

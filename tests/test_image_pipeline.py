@@ -106,3 +106,7 @@ def test_probe_cli_writes_json_and_bad_input_is_one_line(tmp_path):
     missing = subprocess.run(command[:5] + ["--features", "random", "--data", str(tmp_path / "nowhere"), "--architecture", str(run / "checkpoints" / "last.pt")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and INSTALL_HINT in missing.stderr and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    # Audio commands refuse an image model in one line.
+    extract = subprocess.run([sys.executable, "-m", "cpc.cli", "extract", str(run / "checkpoints" / "last.pt"), "--data", str(tmp_path),
+                              "--out", str(tmp_path / "features")], capture_output=True, text=True)
+    assert extract.returncode == 2 and "reads raw audio" in extract.stderr and "'patch_resnet' encoder" in extract.stderr, extract.stderr

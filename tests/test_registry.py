@@ -78,3 +78,12 @@ def test_adding_an_encoder_is_one_registry_entry(monkeypatch, tmp_path):
     model = cpc.build_model(config)
     out = model(torch.randn(2, 8000), generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(out.loss) and out.num_pairs[0] == 2 * (100 - 1)
+
+
+def test_naming_another_variant_starts_the_section_from_its_defaults():
+    # The image recipe's context is masked_conv with layers/kernel_size; row_gru has neither.
+    config = load_config("image/fashion_mnist", ["model.context.name=row_gru", "model.context.hidden_size=64"])
+    assert dict(config.model.context) == {"name": "row_gru", "hidden_size": 64}
+    assert config.model.encoder.name == "patch_resnet"  # other sections keep the recipe's values
+    kept = load_config("image/fashion_mnist", ["model.context.name=masked_conv"])  # the same variant: nothing dropped
+    assert kept.model.context.layers == load_config("image/fashion_mnist").model.context.layers

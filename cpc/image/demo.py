@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cpc.image.data import DEFAULT_ROOT, load_fashion_mnist
-from cpc.image.probe import LABEL_BUDGETS, image_probe
+from cpc.image.probe import LABEL_BUDGETS, SUPERVISED_STEPS, image_probe
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def image_table(results: list[dict], budgets) -> str:
 
 def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None,
                    labels=LABEL_BUDGETS, root: str = DEFAULT_ROOT, progress: bool = True, limit_train: int | None = None, limit_test: int | None = None,
-                   supervised_steps: int = 1500) -> dict:
+                   supervised_steps: int = SUPERVISED_STEPS) -> dict:
     from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
 
     started = time.perf_counter()
