@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cpc.checkpoint import load_checkpoint, save_checkpoint
-from cpc.config import ConfigError, load_config, to_container
+from cpc.config import ConfigError, from_container, load_config, to_container
 from cpc.model import build_model
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Path) -> None:
     """Refuse a resume whose config differs from the checkpoint's outside RESUMABLE_KEYS, naming the keys."""
-    before, after = _flatten(saved), _flatten(to_container(config))
+    # The saved config through the schema: one written before a key existed gets its default,
+    # which is what that run used (e.g. model.loss.name, data.name).
+    before, after = _flatten(to_container(from_container(saved))), _flatten(to_container(config))
     changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
     refused = [key for key in changed if key not in RESUMABLE_KEYS]
     if refused:

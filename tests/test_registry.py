@@ -87,3 +87,24 @@ def test_naming_another_variant_starts_the_section_from_its_defaults():
     assert config.model.encoder.name == "patch_resnet"  # other sections keep the recipe's values
     kept = load_config("image/fashion_mnist", ["model.context.name=masked_conv"])  # the same variant: nothing dropped
     assert kept.model.context.layers == load_config("image/fashion_mnist").model.context.layers
+
+
+def test_a_run_of_the_previous_version_loads_and_resumes(corpus_dir, tmp_path):
+    """Checkpoints written before the registry had no names for the loss and data sections and
+    no predictor.first_offset: they load, and --resume continues them."""
+    from conftest import small_config
+
+    from cpc.checkpoint import load_checkpoint, save_checkpoint
+    from cpc.train import train
+
+    train(small_config(corpus_dir, **{"train.max_steps": 3}), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    for section in ("loss",):
+        state["config"]["model"][section].pop("name")
+    state["config"]["model"]["predictor"].pop("first_offset")
+    state["config"]["data"].pop("name")
+    save_checkpoint(path, state)
+    assert cpc.load(path).predictors.offsets == (1, 2, 3, 4)
+    train(small_config(corpus_dir, **{"train.max_steps": 6}), tmp_path / "run", resume=True)
+    assert load_checkpoint(path)["step"] == 6
