@@ -84,7 +84,7 @@ def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patc
 
 
 ROWS = (("cpc", "both", "CPC [z, c]"), ("cpc", "encoder", "CPC z"), ("cpc", "context", "CPC c"), ("pixels", None, "raw pixels"),
-        ("random", "both", "random-init [z, c]"), ("supervised", None, "supervised encoder (upper bound)"))
+        ("random", "both", "random-init [z, c]"), ("supervised", None, "supervised, same encoder + context"))
 
 
 def image_table(results: list[dict], budgets) -> str:
@@ -164,7 +164,7 @@ def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_R
     lines = ["# Image-patch CPC on Fashion-MNIST", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
     lines += ["", "## Linear probe, test accuracy", "", image_table(results, budgets),
               "Linear classifier (logistic regression, Adam) on standardised frozen features, mean-pooled over the 7 x 7 patch grid; "
-              "trained on a seeded subset of the training images, scored on the test images. Supervised: the same encoder trained end "
+              "trained on a seeded subset of the training images, scored on the test images. Supervised: the same encoder and context trained end "
               f"to end with labels on the same subset ({supervised_steps} Adam steps of 64 images). Paper (ImageNet, ResNet-101): CPC 48.7 % top-1.",
               "", "## Plots", ""]
     for file, caption in (("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),

@@ -8,7 +8,7 @@ Protocol (the paper's section 3.2, linear evaluation on frozen features):
   patch grid (``--layer encoder``: z, ``context``: c, ``both``: [z, c] concatenated, the default),
   computed on un-augmented patches. Baselines: ``pixels`` (the 784 pixels), ``random`` (a
   freshly initialised model of the checkpoint's architecture: what the architecture alone
-  gives) and ``supervised`` (the same encoder + mean pool + a linear layer trained end to end
+  gives) and ``supervised`` (the same encoder and context + pooled [z, c] + a linear layer trained end to end
   with labels on the same labelled images: an upper bound; its own test accuracy is reported).
 * Classifier: multinomial logistic regression (one linear layer, Adam, cosine schedule) on
   standardised features, trained on ``--labels`` training images (a seeded subset, the same
@@ -81,16 +81,18 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
 
 
 class SupervisedNetwork(nn.Module):
-    """The CPC encoder with the probe's head on top: patches -> mean-pooled z -> 10 logits."""
+    """The CPC model's encoder and context network with the probe's head on top:
+    patches -> [z, c] mean-pooled over the grid -> 10 logits (the features the probe reads)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, context: nn.Module) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(encoder.output_size, 10)
+        self.encoder, self.context = encoder, context
+        self.head = nn.Linear(encoder.output_size + context.output_size, 10)
 
     def forward(self, patches: Tensor) -> Tensor:
         latents, _ = self.encoder(patches)  # (B, G, G, C)
-        return self.head(latents.mean(dim=(1, 2)))  # (B, 10)
+        context, _ = self.context(latents)  # (B, G, G, H)
+        return self.head(torch.cat([latents.mean(dim=(1, 2)), context.mean(dim=(1, 2))], dim=1))  # (B, 10)
 
 
 def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images, train_labels, test_images, test_labels, *,
@@ -99,7 +101,8 @@ def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images
     from cpc.model import build_model
 
     with seeded(seed):
-        network = SupervisedNetwork(build_model(model.config).encoder)
+        fresh = build_model(model.config)
+        network = SupervisedNetwork(fresh.encoder, fresh.context)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * step / steps)))
     generator = torch.Generator().manual_seed(seed)
