@@ -269,14 +269,16 @@ def _switch_variants(layers: list[tuple[str, DictConfig]]) -> None:
     """A layer that names another variant for a section (``model.context.name=row_gru`` over a
     recipe's ``masked_conv``) starts that section afresh: the earlier layers' keys for it belong
     to the old variant and are dropped, so the section holds the new variant's defaults plus
-    what this and later layers set."""
-    from cpc.registry import DEFAULT_NAMES
+    what this and later layers set. Variants that share a config class (gru and lstm) keep them."""
+    from cpc.registry import DEFAULT_NAMES, SECTIONS
 
     for section, default in DEFAULT_NAMES.items():
         current = default
         for index, (_, layer) in enumerate(layers):
             name = OmegaConf.select(layer, f"{section}.name", default=None)
-            if name is None or name == current:
+            registry = SECTIONS[section]
+            if name is None or name == current or (name in registry and current in registry and registry[name].config is registry[current].config):
+                current = current if name is None else name
                 continue
             for _, earlier in layers[:index]:
                 parent, key = section.rsplit(".", 1) if "." in section else ("", section)

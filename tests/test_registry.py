@@ -87,6 +87,8 @@ def test_naming_another_variant_starts_the_section_from_its_defaults():
     assert config.model.encoder.name == "patch_resnet"  # other sections keep the recipe's values
     kept = load_config("image/fashion_mnist", ["model.context.name=masked_conv"])  # the same variant: nothing dropped
     assert kept.model.context.layers == load_config("image/fashion_mnist").model.context.layers
+    lstm = load_config("speech/tiny", ["model.context.name=lstm"])  # gru and lstm share a config class: kept
+    assert lstm.model.context.hidden_size == load_config("speech/tiny").model.context.hidden_size == 128
 
 
 def test_a_run_of_the_previous_version_loads_and_resumes(corpus_dir, tmp_path):
