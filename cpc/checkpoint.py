@@ -18,10 +18,13 @@ under the process umask (0644 under the usual 022), like the rest of a run direc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _interrupt_after_write():
+        _write_atomically(path, state)
+
+
+def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     temporary = None
     try:
         descriptor, temporary = _create_temporary(path)
@@ -63,6 +71,29 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
                 f"({free / 2**20:.1f} MiB free, the checkpoint needs about {_tensor_bytes(state) / 2**20:.1f} MiB)"
             ) from error
         raise
+
+
+@contextlib.contextmanager
+def _interrupt_after_write():
+    """Hold Ctrl-C (SIGINT) back until the checkpoint is on disk, then raise it.
+
+    A KeyboardInterrupt inside ``torch.save`` leaves its zip writer half-closed, and closing it
+    raises a RuntimeError chained to the interrupt: a traceback, and the checkpoint the user
+    pressed Ctrl-C to keep is lost. Writing one takes a fraction of a second, so the interrupt
+    waits for it. Only where Python's own handler is installed (the main thread, nobody
+    else's handler).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _create_temporary(path: Path) -> tuple[int, str]:

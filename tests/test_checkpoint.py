@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,23 @@ def test_checkpoints_get_the_mode_of_a_new_file_under_the_umask(tmp_path, umask,
     assert (tmp_path / "last.pt").stat().st_mode & 0o777 == mode
     assert (tmp_path / "plain").stat().st_mode & 0o777 == mode
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+class _PressesCtrlC:
+    """Pickled halfway through ``torch.save``: sends this process SIGINT, as Ctrl-C in a terminal does."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return (int, (7,))
+
+
+def test_ctrl_c_during_a_write_lands_after_the_checkpoint_is_on_disk(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1, "weights": torch.zeros(3)})
+    state = {"step": 2, "weights": torch.arange(100_000.0), "marker": _PressesCtrlC(), "after": torch.ones(5)}
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, state)
+    saved = load_checkpoint(path)  # the new checkpoint, whole: written before the interrupt was raised
+    assert saved["step"] == 2 and saved["marker"] == 7 and torch.equal(saved["weights"], torch.arange(100_000.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as before afterwards
