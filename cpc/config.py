@@ -133,11 +133,76 @@ class LinearPredictorConfig:
 
 
 @dataclass
+class TransformerPredictorConfig:
+    """Modified CPC (CPC_audio): one causal transformer layer over c_{<=t}, then the W_k heads
+    (cpc.predictors.TransformerPredictors)."""
+
+    name: str = "transformer"
+    prediction_steps: int = 12
+    first_offset: int = 1
+    init: PredictorInit = PredictorInit.default  # of the W_k heads
+    num_heads: int = 4  # must divide the context size H
+    feedforward_size: int = 512
+    dropout: float = 0.0
+
+
+@dataclass
 class InfoNCEConfig:
     """InfoNCE (paper, eq. 4) over sampled negatives (cpc.infonce.InfoNCE)."""
 
     name: str = "infonce"
     num_negatives: int = 128  # N
+    negative_scope: NegativeScope = NegativeScope.batch
+
+
+# The other contrastive objectives (cpc.objectives). Each scores the same sampled candidates
+# as InfoNCE (N negatives per prediction), so switching ``model.loss.name`` changes only the loss.
+
+
+class Mining(str, Enum):
+    all = "all"  # every negative's hinge, averaged
+    hard = "hard"  # the negative closest to the anchor
+    semi_hard = "semi_hard"  # the closest negative farther than the positive, inside the margin
+
+
+@dataclass
+class NTXentConfig:
+    """NT-Xent (SimCLR): InfoNCE on cosine similarities divided by a temperature."""
+
+    name: str = "nt_xent"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    temperature: float = 0.1  # tau
+
+
+@dataclass
+class MarginConfig:
+    """Margin contrastive loss (Chopra, Hadsell, LeCun 2005) on L2-normalised vectors."""
+
+    name: str = "margin"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    margin: float = 1.0  # m: negatives closer than this are pushed apart (unit vectors: distances in [0, 2])
+    positive_margin: float = 0.0  # positives closer than this cost nothing (pytorch-metric-learning's pos_margin)
+
+
+@dataclass
+class TripletConfig:
+    """Triplet loss (FaceNet) on L2-normalised vectors, with negative mining."""
+
+    name: str = "triplet"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    margin: float = 0.2  # alpha, on squared distances (FaceNet's value)
+    mining: Mining = Mining.semi_hard
+
+
+@dataclass
+class BinaryConfig:
+    """Binary logistic loss (wav2vec 1.0): the positive against each negative, sigmoid cross-entropy."""
+
+    name: str = "binary"
+    num_negatives: int = 128
     negative_scope: NegativeScope = NegativeScope.batch
 
 

@@ -11,16 +11,20 @@ one (K*C, H) linear layer, so predicting every offset is a single matmul.
 Offsets are ``first_offset .. first_offset + K - 1`` positions along the prediction axis:
 1..12 frames for the paper's audio; for image patches they start at 2 rows, because with
 50 % overlapping patches the row just below shares pixels with the context (predicting it
-can be solved by copying). Other predictor types (e.g. a transformer over c_{<=t},
-"modified CPC") are registered in ``cpc.registry.PREDICTORS``.
+can be solved by copying). :class:`TransformerPredictors` puts one causal transformer
+layer over c_{<=t} before the same W_k ("modified CPC", CPC_audio); ``cpc.registry.PREDICTORS``
+chooses by ``model.predictor.name``.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from cpc.config import LinearPredictorConfig
+from cpc.config import LinearPredictorConfig, TransformerPredictorConfig
 
 
 class LinearPredictors(nn.Module):
@@ -47,3 +51,40 @@ class LinearPredictors(nn.Module):
 
 def build_linear_predictors(config: LinearPredictorConfig, context_size: int, latent_size: int) -> LinearPredictors:
     return LinearPredictors(context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init)
+
+
+class TransformerPredictors(nn.Module):
+    """Modified CPC (CPC_audio, Riviere et al. 2020): one causal transformer layer over
+    c_{<=t}, then the per-offset maps W_k: context (B, *grid, H) -> predictions (B, *grid, K, C).
+
+    Causal along the grid's first axis, as the context network: position t attends to the
+    positions of rows <= its own (for sequences, frames <= t), so a prediction never sees the
+    future it predicts. No positional encoding: the causal mask alone tells positions apart,
+    and features of any length stay comparable. Padded frames sit after the valid ones, so a
+    valid position never attends to them.
+    """
+
+    def __init__(self, context_size: int, latent_size: int, prediction_steps: int, *, first_offset: int = 1, init: str = "default",
+                 num_heads: int = 4, feedforward_size: int = 512, dropout: float = 0.0) -> None:
+        super().__init__()
+        if context_size % num_heads:
+            raise ValueError(f"model.predictor.num_heads={num_heads} must divide the context size {context_size}")
+        self.layer = nn.TransformerEncoderLayer(context_size, num_heads, feedforward_size, dropout, batch_first=True)
+        self.heads = LinearPredictors(context_size, latent_size, prediction_steps, first_offset=first_offset, init=init)
+        self.prediction_steps, self.offsets = prediction_steps, self.heads.offsets
+
+    def forward(self, context: Tensor) -> Tensor:
+        batch_size, grid, size = context.shape[0], context.shape[1:-1], context.shape[-1]
+        per_row = math.prod(grid[1:])  # positions per step of the causal axis: 1, or cols
+        flat = context.reshape(batch_size, -1, size)  # (B, T, H), T = rows * cols for a grid
+        row = torch.arange(flat.shape[1], device=context.device) // per_row  # (T,)
+        future = row[None, :] > row[:, None]  # (T, T): True where a key lies in a later row than the query
+        mixed = self.layer(flat, src_mask=future)  # (B, T, H)
+        return self.heads(mixed.reshape(context.shape))  # (B, *grid, K, C)
+
+
+def build_transformer_predictors(config: TransformerPredictorConfig, context_size: int, latent_size: int) -> TransformerPredictors:
+    return TransformerPredictors(
+        context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init,
+        num_heads=config.num_heads, feedforward_size=config.feedforward_size, dropout=config.dropout,
+    )

@@ -9,7 +9,7 @@ dataclass, module and builder) and one line here.
     model.encoder     build(config)                                       inputs -> latents (B, *grid, C), lengths
     model.context     build(config, input_size)                           latents -> context (B, *grid, H)
     model.predictor   build(config, context_size, latent_size)            context -> predictions (B, *grid, K, C); .offsets
-    model.loss        build(config)                                       (predictions, latents, lengths, generator) -> InfoNCEOutput
+    model.loss        build(config)                                       (predictions, latents, lengths, generator) -> metrics dict
     data              build(config, rank=, world_size=, start_step=, device=)   a cpc.data.DataSource
 """
 
@@ -18,15 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cpc.config import ConvEncoderConfig, InfoNCEConfig, LinearPredictorConfig, RecurrentContextConfig, SpeechDataConfig
+from cpc.config import (
+    BinaryConfig, ConvEncoderConfig, InfoNCEConfig, LinearPredictorConfig, MarginConfig, NTXentConfig, RecurrentContextConfig, SpeechDataConfig,
+    TransformerPredictorConfig, TripletConfig,
+)
 from cpc.context import build_recurrent_context
 from cpc.data.speech import SpeechData
 from cpc.encoder import build_conv_encoder
 from cpc.image.context import MaskedConvContextConfig, RowGRUContextConfig, build_masked_conv_context, build_row_gru_context
 from cpc.image.encoder import PatchEncoderConfig, build_patch_encoder
 from cpc.image.source import FashionMNISTConfig, FashionMNISTPatches
-from cpc.infonce import build_infonce
-from cpc.predictors import build_linear_predictors
+from cpc.objectives import build_binary, build_infonce_criterion, build_margin, build_nt_xent, build_triplet
+from cpc.predictors import build_linear_predictors, build_transformer_predictors
+from cpc.text.encoder import SentenceEncoderConfig, build_sentence_encoder
+from cpc.text.source import TextData, TextDataConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Variant:
 ENCODERS: dict[str, Variant] = {
     "conv": Variant(ConvEncoderConfig, build_conv_encoder),  # raw audio (B, S) -> (B, T, C)
     "patch_resnet": Variant(PatchEncoderConfig, build_patch_encoder),  # patches (B, G, G, P, P) -> (B, G, G, C)
+    "sentence_conv": Variant(SentenceEncoderConfig, build_sentence_encoder),  # n-gram ids (B, T, L, G) -> (B, T, C)
 }
 CONTEXT_NETWORKS: dict[str, Variant] = {
     "gru": Variant(RecurrentContextConfig, build_recurrent_context),
@@ -47,13 +53,20 @@ CONTEXT_NETWORKS: dict[str, Variant] = {
 }
 PREDICTORS: dict[str, Variant] = {
     "linear": Variant(LinearPredictorConfig, build_linear_predictors),
+    "transformer": Variant(TransformerPredictorConfig, build_transformer_predictors),  # modified CPC (CPC_audio)
 }
 LOSSES: dict[str, Variant] = {
-    "infonce": Variant(InfoNCEConfig, build_infonce),
+    # cpc.objectives: one criterion samples and scores the candidates, each objective is a pure function.
+    "infonce": Variant(InfoNCEConfig, build_infonce_criterion),  # CPC eq. 4
+    "nt_xent": Variant(NTXentConfig, build_nt_xent),  # SimCLR
+    "margin": Variant(MarginConfig, build_margin),  # Chopra, Hadsell, LeCun 2005
+    "triplet": Variant(TripletConfig, build_triplet),  # FaceNet, with mining
+    "binary": Variant(BinaryConfig, build_binary),  # wav2vec 1.0
 }
 DATA_SOURCES: dict[str, Variant] = {
     "speech": Variant(SpeechDataConfig, SpeechData),
     "fashion_mnist": Variant(FashionMNISTConfig, FashionMNISTPatches),
+    "text": Variant(TextDataConfig, TextData),
 }
 
 SECTIONS: dict[str, dict[str, Variant]] = {

@@ -5,7 +5,8 @@
 Writes into the run directory (rank 0 only):
 
     config.yaml           the resolved config
-    metrics.jsonl         one JSON object per log line: step, loss, per-step accuracy, MI bound, lr, samples/s
+    metrics.jsonl         one JSON object per log line: step, loss, per-step accuracy, MI bound (InfoNCE and NT-Xent
+                          only), other per-step metrics of the objective, lr, samples/s
                           (``"split": "valid"`` lines for validation)
     checkpoints/last.pt   the latest checkpoint; ``step_<N>.pt`` periodic ones (``train.keep_checkpoints``)
 
@@ -33,7 +34,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -114,25 +115,43 @@ def negative_generator(seed: int, rank: int, step: int, device: torch.device, *,
     return generator
 
 
-class StepMetrics:
-    """Sums of InfoNCE outputs over several steps, reduced over ranks when read.
+# The (K,) entries an InfoNCE criterion reports besides loss_per_step and num_pairs; other
+# objectives name theirs in ``criterion.per_step_metrics`` (cpc.objectives.PER_STEP_METRICS).
+INFONCE_METRICS = ("accuracy_per_step", "mutual_information")
 
-    Per-step accuracy and MI bound are averaged over (b, t) pairs, so a step k with no pair
-    in some batch does not count as 0; the loss is the mean of the optimised loss. The sums
-    live on the device (no host sync per step) and are saved in checkpoints, so a run resumed
-    in the middle of a log window logs what the uninterrupted run would.
+
+def as_metrics(out) -> dict[str, Any]:
+    """A criterion's output as a dict: the objectives' metrics dicts as they are, an
+    :class:`cpc.infonce.InfoNCEOutput` (a model built with the InfoNCE module) by its fields."""
+    return out if isinstance(out, Mapping) else vars(out)
+
+
+def per_step_metrics(model) -> tuple[str, ...]:
+    return tuple(getattr(model.criterion, "per_step_metrics", INFONCE_METRICS))
+
+
+class StepMetrics:
+    """Sums of a criterion's metrics over several steps, reduced over ranks when read.
+
+    ``names``: the per-step (K,) metrics to sum (accuracy, the MI bound where the loss is one,
+    mining shares, ...). They are averaged over (b, t) pairs, so a step k with no pair in
+    some batch does not count as 0; the loss is the mean of the optimised loss. A loss
+    without an MI bound logs no ``mutual_information`` (not zeros). The sums live on the
+    device (no host sync per step) and are saved in checkpoints, so a run resumed in the
+    middle of a log window logs what the uninterrupted run would; with InfoNCE's names the
+    layout is the one checkpoints always had: loss; accuracy, MI, pairs (K each).
     """
 
-    def __init__(self, steps: int, device: torch.device) -> None:
+    def __init__(self, steps: int, device: torch.device, names: tuple[str, ...] = INFONCE_METRICS) -> None:
         self.steps = steps
-        self.sums = torch.zeros(1 + 3 * steps, dtype=torch.float64, device=device)  # loss; accuracy, MI, pairs (K each)
+        self.names = tuple(names)
+        self.sums = torch.zeros(1 + (len(self.names) + 1) * steps, dtype=torch.float64, device=device)  # loss; each name, pairs (K each)
         self.count = 0
 
     def add(self, out) -> None:
-        pairs = out.num_pairs.detach().double()
-        self.sums += torch.cat([
-            out.loss.detach().double()[None], out.accuracy_per_step.double() * pairs, out.mutual_information.double() * pairs, pairs,
-        ])
+        out = as_metrics(out)
+        pairs = out["num_pairs"].detach().double()
+        self.sums += torch.cat([out["loss"].detach().double()[None], *(out[name].detach().double() * pairs for name in self.names), pairs])
         self.count += 1
 
     def _totals(self, world_size: int) -> torch.Tensor:
@@ -141,12 +160,16 @@ class StepMetrics:
         return _reduce(torch.cat([self.sums, count]), world_size).cpu()
 
     def summary(self, world_size: int) -> dict[str, Any]:
-        """{"loss", "accuracy" (K), "mutual_information" (K)} averaged over steps and ranks; None where k had no pair."""
+        """{"loss", "accuracy" (K), and each other name (K), e.g. "mutual_information"} averaged over
+        steps and ranks; None where k had no pair."""
         totals = self._totals(world_size)
         k = self.steps
-        loss_sum, accuracy, information, pairs, count = totals[0], totals[1 : k + 1], totals[k + 1 : 2 * k + 1], totals[2 * k + 1 : 3 * k + 1], totals[-1]
+        loss_sum, count, pairs = totals[0], totals[-1], totals[-1 - k : -1]
         per_pair = lambda values: [None if n == 0 else (v / n).item() for v, n in zip(values, pairs)]
-        return {"loss": (loss_sum / count).item() if count else None, "accuracy": per_pair(accuracy), "mutual_information": per_pair(information)}
+        result = {"loss": (loss_sum / count).item() if count else None}
+        for index, name in enumerate(self.names):
+            result["accuracy" if name == "accuracy_per_step" else name] = per_pair(totals[1 + index * k : 1 + (index + 1) * k])
+        return result
 
     def reset(self) -> None:
         self.sums.zero_()
@@ -233,9 +256,9 @@ def _reduce(values: torch.Tensor, world_size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model, batches, config, device, rank: int, world_size: int) -> dict[str, Any] | None:
-    """Mean InfoNCE loss, per-step accuracy and MI bound over the fixed validation batches."""
+    """Mean loss, per-step accuracy (and MI bound, ...) over the fixed validation batches."""
     model.eval()
-    metrics = StepMetrics(config.model.predictor.prediction_steps, device)
+    metrics = StepMetrics(config.model.predictor.prediction_steps, device, per_step_metrics(model))
     for index, (inputs, lengths) in enumerate(batches):
         generator = negative_generator(config.train.seed, rank, index, device, stream=VALIDATION)  # the same at every evaluation
         with _autocast(config, device):
@@ -345,7 +368,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         OmegaConf.save(config, run_dir / "config.yaml")
     metrics = MetricsLog(run_dir, config, active=rank == 0, resumed_at=start_step if resume else None)
     steps = config.model.predictor.prediction_steps
-    window = StepMetrics(steps, device)  # the current log window
+    window = StepMetrics(steps, device, per_step_metrics(model))  # the current log window
     if resume and "log_window" in state:
         window.load_state_dict(state["log_window"], rank)
 
@@ -390,16 +413,16 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
             generator = negative_generator(config.train.seed, rank, step, device)
             with _autocast(config, device):
-                out = ddp_model(inputs, lengths, generator=generator)
+                out = as_metrics(ddp_model(inputs, lengths, generator=generator))  # {"loss", "accuracy_per_step", ...}
             # Stop before a non-finite loss can reach the weights (and so any checkpoint).
-            finite = _reduce(torch.isfinite(out.loss.detach()).float().reshape(1), world_size)
+            finite = _reduce(torch.isfinite(out["loss"].detach()).float().reshape(1), world_size)
             if finite.item() < world_size:
                 raise TrainingError(
-                    f"non-finite loss ({out.loss.item()}) at step {step + 1}; training stopped, "
+                    f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, "
                     f"the last good checkpoint is {last_path if last_path.exists() else 'none (no checkpoint written yet)'}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out["loss"].backward()
             if config.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
             optimizer.step()

@@ -141,8 +141,8 @@ def test_unknown_registry_names_are_clear():
 def test_fresh_model_loss_is_log_n_plus_one():
     model = tiny_model(**{"model.loss.num_negatives": 32}).train()
     out = model(torch.randn(4, 6400), generator=torch.Generator().manual_seed(0))
-    assert abs(out.loss.item() - math.log(33)) < 0.05
-    assert out.accuracy_per_step.shape == out.mutual_information.shape == (3,)
+    assert abs(out["loss"].item() - math.log(33)) < 0.05
+    assert out["accuracy_per_step"].shape == out["mutual_information"].shape == (3,)
 
 
 @pytest.mark.parametrize("context", ["gru", "lstm"])

@@ -77,7 +77,7 @@ def test_adding_an_encoder_is_one_registry_entry(monkeypatch, tmp_path):
         load_config(None, ["model.encoder.name=linear_frames", "model.encoder.layers=[]"])
     model = cpc.build_model(config)
     out = model(torch.randn(2, 8000), generator=torch.Generator().manual_seed(0))
-    assert torch.isfinite(out.loss) and out.num_pairs[0] == 2 * (100 - 1)
+    assert torch.isfinite(out["loss"]) and out["num_pairs"][0] == 2 * (100 - 1)
 
 
 def test_naming_another_variant_starts_the_section_from_its_defaults():
