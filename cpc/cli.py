@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cpc.corpus.cli",
     "cpc.eval.cli",
     "cpc.eval.demo",
+    "cpc.eval.compare",
     "cpc.extract",
     "cpc.export",
 ]

@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PAPER_LIBRISPEECH_100", "results_table", "read_metrics", "plot_training", "plot_accuracy_per_step", "plot_projection", "write_report"]
+__all__ = ["PAPER_LIBRISPEECH_100", "results_table", "read_metrics", "plot_training", "plot_accuracy_per_step", "plot_projection", "write_report",
+           "plot_curves_side_by_side"]
 
 # van den Oord et al. 2018, table 1 (LibriSpeech-100, linear classifiers, percent accuracy).
 PAPER_LIBRISPEECH_100 = {
@@ -122,7 +123,8 @@ def plot_training(metrics_path: str | os.PathLike, out: str | os.PathLike) -> No
         steps = [r["step"] for r in records]
         axes[0].plot(steps, [r["loss"] for r in records], style, label=label)
         axes[1].plot(steps, [np.mean(r["accuracy"]) for r in records], style, label=label)
-        axes[2].plot(steps, [np.mean(r["mutual_information"]) for r in records], style, label=label)
+        if all("mutual_information" in r for r in records):  # only InfoNCE and NT-Xent are MI bounds
+            axes[2].plot(steps, [np.mean(r["mutual_information"]) for r in records], style, label=label)
     for axis, title in zip(axes, ("InfoNCE loss", "prediction accuracy (mean over k)", "MI lower bound (nats, mean over k)")):
         axis.set_title(title)
         axis.set_xlabel("step")
@@ -151,6 +153,34 @@ def plot_accuracy_per_step(metrics_path: str | os.PathLike, out: str | os.PathLi
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
     axis.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def plot_curves_side_by_side(runs: dict[str, str | os.PathLike], out: str | os.PathLike) -> None:
+    """Training curves of several runs (``cpc compare``): one panel per run with its own loss
+    (train and validation; each objective's loss has its own scale), and a last panel with every
+    run's mean prediction accuracy over k on one axis, the quantity they share."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(runs) + 1, figsize=(3.2 * (len(runs) + 1), 3.2), squeeze=False)
+    for axis, (label, path) in zip(axes[0], runs.items()):
+        train, valid = read_metrics(path)
+        for records, style, split in ((train, "-", "train"), (valid, "o--", "valid")):
+            if records:
+                axis.plot([r["step"] for r in records], [r["loss"] for r in records], style, label=split)
+                if split == "train":
+                    mean_accuracy = [np.mean([a for a in r["accuracy"] if a is not None] or [np.nan]) for r in records]
+                    axes[0][-1].plot([r["step"] for r in records], mean_accuracy, label=label)
+        axis.set_title(f"{label}: loss")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0][-1].set_title("train accuracy (mean over k)")
+    axes[0][-1].set_xlabel("step")
+    axes[0][-1].set_ylim(0, 1)
+    axes[0][-1].grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)

@@ -1,0 +1,196 @@
+"""``cpc compare``: train variants of one recipe on the same corpus, steps and seed, then probe each.
+
+    cpc compare objectives --recipe speech/tiny --steps 300 --run-dir runs/objectives [--corpus DIR] [--only infonce,margin]
+    cpc compare modified --recipe speech/paper --steps 100 --run-dir runs/modified [--tasks phone]  [key=value ...]
+
+* ``objectives``: one run per contrastive objective (``model.loss.name``, cpc.objectives), each
+  with the recipe's number and scope of negatives and every objective's own defaults
+  (temperature, margins, mining): none is tuned more than another.
+* ``modified``: "modified CPC" (CPC_audio) toggles one change at a time against the recipe: a
+  transformer predictor, an LSTM context, channel norm in the encoder.
+
+Every arm trains with :func:`cpc.eval.demo.train_model` into ``RUN_DIR/<arm>`` (a finished
+arm is reused, an unfinished one resumed) and is evaluated with the speech demo's functions
+(cpc.eval.cli): linear phone probe, speaker probe, ABX within/across. ``RUN_DIR/report.md``
+holds one table (those scores, s/step and the last validation accuracy) and one plot,
+``curves.png``: the training curves side by side. s/step is the median over the logged windows
+of seconds per step (1 / steps per second), so a window that also ran validation does not
+dominate it; runs in parallel on a shared machine slow each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("infonce", "nt_xent", "margin", "triplet", "binary")
+TASKS = ("phone", "speaker", "abx")
+
+
+def objective_arms(recipe: str | os.PathLike) -> dict[str, list[str]]:
+    """One arm per objective. Naming another loss starts ``model.loss`` from that objective's
+    defaults (cpc.config), so the recipe's negatives are set again: the same candidates for all."""
+    from cpc.config import load_config
+
+    loss = load_config(recipe).model.loss
+    shared = [f"model.loss.num_negatives={loss.num_negatives}", f"model.loss.negative_scope={getattr(loss.negative_scope, 'value', loss.negative_scope)}"]
+    return {name: [f"model.loss.name={name}", *shared] for name in OBJECTIVES}
+
+
+def modified_arms(recipe: str | os.PathLike) -> dict[str, list[str]]:
+    """The recipe, and the recipe with each of CPC_audio's changes toggled on its own: the
+    transformer predictor in place of linear W_k, LSTM in place of GRU, channel norm in the
+    encoder (added where the recipe has none, removed where it has it, as speech/tiny)."""
+    from cpc.config import load_config
+
+    config = load_config(recipe)
+    predictor, model = config.model.predictor, config.model
+    keep = [f"model.predictor.prediction_steps={predictor.prediction_steps}", f"model.predictor.first_offset={predictor.first_offset}",
+            f"model.predictor.init={getattr(predictor.init, 'value', predictor.init)}"]
+    arms = {"recipe": []}
+    if predictor.name == "linear":
+        arms["transformer_predictor"] = ["model.predictor.name=transformer", *keep]
+    if model.context.name == "gru":
+        arms["lstm_context"] = ["model.context.name=lstm"]
+    if model.encoder.name == "conv":
+        has_norm = getattr(model.encoder.norm, "value", model.encoder.norm) == "channel"
+        arms["no_channel_norm" if has_norm else "channel_norm"] = [f"model.encoder.norm={'none' if has_norm else 'channel'}"]
+    return arms
+
+
+def seconds_per_step(metrics_path: Path, examples_per_step: int) -> float | None:
+    """Median over the logged training windows of seconds per step."""
+    from cpc.eval.report import read_metrics
+
+    train, _ = read_metrics(metrics_path)
+    rates = [examples_per_step / record["samples_per_s"] for record in train if record.get("samples_per_s")]
+    return statistics.median(rates) if rates else None
+
+
+def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recipe: str | os.PathLike, steps: int, corpus=None,
+                overrides: list[str] | None = None, tasks=TASKS, title: str = "Comparison", progress: bool = False) -> dict:
+    """Train and evaluate every arm (same corpus, steps, seed); write report.md, report.json, curves.png."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.config import load_config
+    from cpc.corpus.formats import load_corpus
+    from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
+    from cpc.eval.demo import find_corpus, train_model
+    from cpc.eval.report import plot_curves_side_by_side, read_metrics
+    from cpc.features import FeatureCache
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    corpus_root, warning = find_corpus(corpus, 1.0)
+    data = load_corpus(corpus_root)
+    settings = [*(overrides or []), f"train.max_steps={steps}", "train.progress=false"]
+    rows = []
+    for arm, arm_overrides in arms.items():
+        arm_dir = run_dir / arm
+        log.info("[%s] training %s, %d steps (%s)", arm, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
+        checkpoint = train_model(arm_dir, corpus_root, recipe, [*arm_overrides, *settings])
+        config = load_checkpoint(checkpoint)["config"]
+        result_path = arm_dir / "result.json"
+        if result_path.is_file() and json.loads(result_path.read_text()).get("tasks") == list(tasks):
+            rows.append(json.loads(result_path.read_text()))
+            log.info("[%s] reusing %s", arm, result_path)
+            continue
+        cache = FeatureCache(arm_dir / "features")
+        options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
+        scores = {}
+        if "phone" in tasks:
+            scores["phone"] = evaluate_phone(data, str(checkpoint), **options)["accuracy"]
+        if "speaker" in tasks:
+            scores["speaker"] = evaluate_speaker(data, str(checkpoint), **options)["accuracy"]
+        item_file = corpus_root / "abx" / "test.item"
+        if "abx" in tasks and item_file.is_file():
+            abx = evaluate_abx(data, str(checkpoint), item_file, **options)
+            scores.update(abx_within=abx["within"], abx_across=abx["across"])
+        _, valid = read_metrics(arm_dir / "metrics.jsonl")
+        last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
+        row = {
+            "arm": arm, "overrides": arm_overrides, "tasks": list(tasks), **scores,
+            "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", config["train"]["batch_size"]),
+            "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
+            "valid_loss": valid[-1]["loss"] if valid else None,
+        }
+        result_path.write_text(json.dumps(row, indent=2) + "\n")
+        log.info("[%s] %s", arm, ", ".join(f"{key} {value:.3g}" for key, value in row.items() if isinstance(value, float)))
+        rows.append(row)
+    plot_curves_side_by_side({row["arm"]: run_dir / row["arm"] / "metrics.jsonl" for row in rows}, run_dir / "curves.png")
+    summary = {
+        "corpus": str(corpus_root), "recipe": str(recipe), "steps": steps, "seed": load_config(recipe, overrides or []).train.seed,
+        "overrides": " ".join(overrides or []) or "none",
+    }
+    (run_dir / "report.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
+    lines = [f"> {warning}", ""] if warning else []
+    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in summary.items()), "", comparison_table(rows), "",
+              "Phone: linear probe on single 10 ms context frames (test-split accuracy). Speaker: linear probe on mean-pooled 1.28 s "
+              "crops. ABX: ZeroSpeech protocol, angular distance + DTW. s/step: median seconds per training step over the logged "
+              "windows. valid acc.: mean over k of the last validation's prediction accuracy (the positive beats all N negatives).",
+              "", "![Training curves side by side](curves.png)", ""]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    print((run_dir / "report.md").read_text())
+    return {"summary": summary, "rows": rows}
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """Markdown: one row per arm."""
+    columns = [("phone", "phone acc. % ↑"), ("speaker", "speaker acc. % ↑"), ("abx_within", "ABX within % ↓"),
+               ("abx_across", "ABX across % ↓"), ("seconds_per_step", "s/step"), ("valid_accuracy", "valid acc. (mean k)")]
+    present = [(key, title) for key, title in columns if any(row.get(key) is not None for row in rows)]
+    lines = ["| arm | " + " | ".join(title for _, title in present) + " |", "|---|" + "---:|" * len(present)]
+    for row in rows:
+        cells = ["–" if row.get(key) is None else (f"{row[key]:.1f}" if key in ("phone", "speaker", "abx_within", "abx_across")
+                                                     else f"{row[key]:.3f}") for key, _ in present]
+        lines.append(f"| {row['arm']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="train variants of a recipe on the same data and compare them (report.md)", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=("objectives", "modified"), help="objectives: one run per contrastive loss; modified: CPC_audio's variants")
+    parser.add_argument("--run-dir", required=True, help="output folder: one sub-folder per arm, report.md, curves.png")
+    parser.add_argument("--recipe", default="speech/tiny", help="shipped recipe name or YAML (default speech/tiny)")
+    parser.add_argument("--steps", type=int, required=True, help="training steps of every arm")
+    parser.add_argument("--corpus", help="corpus folder (default: the 1-hour synthetic corpus, built once; else the committed sample)")
+    # Comma-separated, so key=value overrides may follow them.
+    parser.add_argument("--only", metavar="ARM,ARM", help="run only these arms, e.g. infonce,margin")
+    parser.add_argument("--tasks", metavar="TASK,TASK", default=",".join(TASKS), help=f"evaluations among {','.join(TASKS)} (default: all)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every arm")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from cpc.cli import CommandError
+
+    if args.steps < 1:
+        raise CommandError(f"--steps must be >= 1, got {args.steps}")
+    from cpc.config import load_config
+
+    if load_config(args.recipe).data.name != "speech":
+        raise CommandError(f"cpc compare: {args.recipe} is not a speech recipe; the comparison evaluates with the speech probes and ABX "
+                           f"(for other recipes, train each objective with `cpc train RECIPE model.loss.name=...`)")
+    arms = objective_arms(args.recipe) if args.what == "objectives" else modified_arms(args.recipe)
+    only = args.only.split(",") if args.only else list(arms)
+    tasks = tuple(args.tasks.split(","))
+    unknown = sorted(set(only) - set(arms))
+    if unknown:
+        raise CommandError(f"--only {','.join(unknown)}: not an arm of '{args.what}' (arms: {', '.join(arms)})")
+    if set(tasks) - set(TASKS):
+        raise CommandError(f"--tasks {args.tasks}: expected a comma-separated list among {', '.join(TASKS)}")
+    arms = {name: value for name, value in arms.items() if name in only}
+    title = "Contrastive objectives compared" if args.what == "objectives" else "Modified CPC (CPC_audio) variants compared"
+    run_compare(args.run_dir, arms, recipe=args.recipe, steps=args.steps, corpus=args.corpus, overrides=args.overrides, tasks=tasks, title=title)
+    return 0

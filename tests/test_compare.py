@@ -1,0 +1,85 @@
+"""``cpc compare``: the arms it trains, and the command end to end on the committed sample."""
+
+import json
+
+import pytest
+
+from cpc.cli import main
+from cpc.config import load_config
+from cpc.eval.compare import comparison_table, modified_arms, objective_arms
+from cpc.resources import sample_corpus
+
+
+def test_every_objective_arm_keeps_the_recipes_negatives():
+    arms = objective_arms("speech/tiny")
+    assert list(arms) == ["infonce", "nt_xent", "margin", "triplet", "binary"]
+    for name, overrides in arms.items():
+        loss = load_config("speech/tiny", overrides).model.loss
+        assert loss.name == name and loss.num_negatives == 64 and loss.negative_scope == "batch"  # tiny's, not the default 128
+
+
+def test_modified_arms_change_one_thing_each():
+    recipe = load_config("speech/tiny")
+    for arm, overrides in modified_arms("speech/tiny").items():
+        config = load_config("speech/tiny", overrides)
+        changed = {section for section in ("encoder", "context", "predictor", "loss") if config.model[section] != recipe.model[section]}
+        assert changed == {"recipe": set(), "transformer_predictor": {"predictor"}, "lstm_context": {"context"}, "no_channel_norm": {"encoder"}}[arm]
+        if arm == "transformer_predictor":  # the recipe's K and init kept
+            assert config.model.predictor.prediction_steps == 12 and config.model.predictor.init == "zeros"
+    assert load_config("speech/tiny", modified_arms("speech/tiny")["no_channel_norm"]).model.encoder.norm == "none"
+    # the paper recipe has no channel norm: there the arm adds it
+    assert load_config("speech/paper", modified_arms("speech/paper")["channel_norm"]).model.encoder.norm == "channel"
+
+
+def test_table_leaves_missing_scores_as_dashes():
+    table = comparison_table([{"arm": "a", "phone": 50.04, "seconds_per_step": 0.5}, {"arm": "b", "phone": None, "seconds_per_step": 1.25}])
+    assert table.splitlines()[0] == "| arm | phone acc. % ↑ | s/step |"
+    assert table.splitlines()[2:] == ["| a | 50.0 | 0.500 |", "| b | – | 1.250 |"]
+
+
+SMALL = [
+    "data.window=4096", "data.num_workers=0", "train.batch_size=4", "train.log_every=1", "train.valid_every=2", "train.valid_batches=1",
+    "train.checkpoint_every=2", "train.threads=1", "model.predictor.prediction_steps=4",
+    "model.encoder.layers=[" + ",".join(f"{{channels: 32, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in
+                                        [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]) + "]",
+    "model.context.hidden_size=32",
+]
+
+
+def test_compare_objectives_end_to_end(tmp_path, capsys):
+    run_dir = tmp_path / "compare"
+    arguments = ["compare", "objectives", "--recipe", "speech/tiny", "--steps", "2", "--run-dir", str(run_dir), "--corpus", str(sample_corpus()),
+                 "--only", "triplet", "--tasks", "phone", *SMALL]
+    assert main(arguments) == 0
+    report = (run_dir / "report.md").read_text()
+    rows = json.loads((run_dir / "report.json").read_text())["rows"]
+    assert [row["arm"] for row in rows] == ["triplet"]  # one arm keeps the test short; the plot test below draws several
+    assert all(0 <= row["phone"] <= 100 and row["seconds_per_step"] > 0 for row in rows)
+    assert "| triplet |" in report and "![Training curves side by side](curves.png)" in report
+    assert (run_dir / "curves.png").stat().st_size > 0
+    records = [json.loads(line) for line in (run_dir / "triplet" / "metrics.jsonl").read_text().splitlines()]
+    assert "mutual_information" not in records[0] and "semi_hard_share" in records[0]
+    # A second call reuses the finished arms and their results.
+    assert main(arguments) == 0
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == rows
+
+
+def test_compare_refuses_unknown_arms_and_other_modalities(tmp_path, capsys):
+    assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--only", "hinge"]) == 2
+    assert "--only hinge: not an arm of 'objectives'" in capsys.readouterr().err
+    assert main(["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(tmp_path)]) == 2
+    assert "not a speech recipe" in capsys.readouterr().err
+
+
+def test_curves_side_by_side_draws_every_run(tmp_path):
+    from cpc.eval.report import plot_curves_side_by_side
+
+    runs = {}
+    for arm, mutual_information in (("infonce", True), ("margin", False)):
+        path = tmp_path / f"{arm}.jsonl"
+        lines = [{"step": s, "loss": 1 / s, "accuracy": [0.1 * s, None], **({"mutual_information": [0.1, None]} if mutual_information else {})} for s in (1, 2)]
+        lines.append({"step": 2, "split": "valid", "loss": 0.6, "accuracy": [0.2, 0.1]})
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        runs[arm] = path
+    plot_curves_side_by_side(runs, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10000
