@@ -107,7 +107,7 @@ def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     names, tiny, sample, root = json.loads(result.stdout)
-    assert names == ["image/fashion_mnist", "speech/paper", "speech/tiny"]
+    assert names == ["image/fashion_mnist", "speech/paper", "speech/tiny", "text/books"]
     assert tiny == str(site / "cpc" / "recipes" / "speech" / "tiny.yaml")
     assert sample == root == str(site / "cpc" / "sample")
 
@@ -151,7 +151,7 @@ def test_source_checkout_finds_the_repository_folders(tmp_path, monkeypatch):
     """In this environment cpc is the checkout (editable install or PYTHONPATH): recipes/ and data/sample/ at the top."""
     if Path(resources.__file__).resolve().parents[1] != REPO:
         pytest.skip("cpc is not imported from this checkout")
-    assert resources.list_recipes() == ["image/fashion_mnist", "speech/paper", "speech/tiny"]
+    assert resources.list_recipes() == ["image/fashion_mnist", "speech/paper", "speech/tiny", "text/books"]
     assert resources.recipe_path("speech/tiny") == REPO / "recipes" / "speech" / "tiny.yaml"
     assert resources.recipe_path("speech/paper.yaml") == REPO / "recipes" / "speech" / "paper.yaml"
     assert resources.sample_corpus() == REPO / "data" / "sample" and (resources.sample_corpus() / "alignments.txt").is_file()

