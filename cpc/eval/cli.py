@@ -343,6 +343,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from cpc.image.probe import register_probe
 
     register_probe(kinds)  # cpc probe image
+    from cpc.text.probe import register_probe as register_text_probe
+
+    register_text_probe(kinds)  # cpc probe text
 
     abx = subparsers.add_parser("abx", help="within/across-speaker ABX error (ZeroSpeech protocol)", description=ABX_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

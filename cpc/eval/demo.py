@@ -2,6 +2,7 @@
 
     cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe speech/tiny] [--ctc] [key=value ...]
     cpc demo image --run-dir runs/image [--steps N] [key=value ...]      (cpc.image.demo: Fashion-MNIST)
+    cpc demo text --run-dir runs/text [--steps N] [key=value ...]        (cpc.text.demo: books -> MR-like sentiment)
 
 Stages (each logs what it does; feature extraction and training show progress bars):
 
@@ -214,25 +215,29 @@ Example:
 Image patches (paper section 3.2): `cpc demo image --run-dir DIR` trains the image recipe on
 Fashion-MNIST and compares linear probes of its features with pixels, a random-init and a
 supervised encoder at 1k / 10k / 60k labels (cpc.image.demo).
+
+Sentences (paper section 3.3): `cpc demo text --run-dir DIR` builds the book data (`cpc data
+text`), trains the text recipe and compares logistic-regression probes of its sentence
+features on MR-like sentiment with TF-IDF, bag of words and random encoders (cpc.text.demo).
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, usage="cpc demo [speech|image] --run-dir RUN_DIR [options] [key=value ...]")
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, usage="cpc demo [speech|image|text] --run-dir RUN_DIR [options] [key=value ...]")
     parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
     parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
     parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--recipe", help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist)")
+    parser.add_argument("--recipe", help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist; text: text/books)")
     parser.add_argument("--labels", type=int, nargs="+", help="image: labelled training images per probe (default 1000 10000 60000)")
     parser.add_argument("--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)")
-    parser.add_argument("modality", nargs="?", default="speech", metavar="speech|image", help="which demo (default speech)")
+    parser.add_argument("modality", nargs="?", default="speech", metavar="speech|image|text", help="which demo (default speech)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
     parser.set_defaults(func=_main)
 
 
-MODALITIES = ("speech", "image")
+MODALITIES = ("speech", "image", "text")
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -250,6 +255,14 @@ def _main(args: argparse.Namespace) -> int:
         if args.corpus or args.ctc:
             raise CommandError("cpc demo image: --corpus and --ctc are speech options")
         run_image_demo(args.run_dir, steps=args.steps, recipe=args.recipe or IMAGE_RECIPE, overrides=overrides, labels=args.labels or LABEL_BUDGETS)
+        return 0
+    if modality == "text":
+        from cpc.text.demo import DEFAULT_RECIPE as TEXT_RECIPE
+        from cpc.text.demo import run_text_demo
+
+        if args.corpus or args.ctc or args.labels:
+            raise CommandError("cpc demo text: --corpus, --ctc and --labels are speech and image options")
+        run_text_demo(args.run_dir, steps=args.steps, recipe=args.recipe or TEXT_RECIPE, overrides=overrides)
         return 0
     if args.labels:
         raise CommandError("cpc demo: --labels is an image option (cpc demo image)")

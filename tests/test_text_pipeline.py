@@ -1,0 +1,47 @@
+"""The text commands end to end on a slice: cpc train (the text recipe) -> cpc probe text -> cpc demo text."""
+
+import json
+
+import pytest
+
+from cpc.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(text_data_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("text_run")
+    overrides = [f"data.root={text_data_dir}", "data.window=5", "data.valid_fraction=0.1", "train.batch_size=4", "train.max_steps=4",
+                 "train.log_every=2", "train.valid_every=4", "train.valid_batches=1", "train.checkpoint_every=4", "train.progress=false",
+                 "train.threads=1", "model.encoder.buckets=4096", "model.encoder.latent_size=32", "model.context.hidden_size=32"]
+    assert main(["train", "text/books", "--run-dir", str(run), *overrides]) == 0
+    return run
+
+
+def test_probe_text_writes_accuracy_and_std(trained, text_data_dir, tmp_path):
+    checkpoint = str(trained / "checkpoints" / "last.pt")
+    out = tmp_path / "probe.json"
+    assert main(["probe", "text", "--features", checkpoint, "--data", str(text_data_dir), "--max-examples", "200", "--folds", "3", "--oov", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["examples"] == 200 and result["dimensions"] == 32 and len(result["fold_accuracies"]) == 3
+    assert 0 <= result["std"] <= 50 and 20 <= result["accuracy"] <= 100
+    assert 0 < result["oov"]["words"] < 100 and result["oov"]["ngrams"] < result["oov"]["words"]  # n-grams are seen more often than words
+    assert main(["probe", "text", "--features", "random", "--architecture", checkpoint, "--layer", "both", "--data", str(text_data_dir),
+                 "--max-examples", "200", "--folds", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dimensions"] == 64  # [z, c]
+    assert main(["probe", "text", "--features", "random", "--data", str(text_data_dir)]) == 2  # random needs --architecture: one line
+
+
+def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
+    import shutil
+
+    from cpc.text.demo import ROWS, run_text_demo
+
+    run = tmp_path / "demo"
+    shutil.copytree(trained, run)  # a finished run is reused, not retrained
+    report = run_text_demo(run, root=str(text_data_dir), limit=100, folds=2, max_documents=40, progress=False,
+                           overrides=["data.window=5", "data.valid_fraction=0.1", "train.batch_size=4", "train.max_steps=4", "model.encoder.buckets=4096",
+                                      "model.encoder.latent_size=32", "model.context.hidden_size=32"])
+    assert [r["name"] for r in report["results"]] == [label for _, _, label in ROWS]
+    text = (run / "report.md").read_text()
+    assert "| CPC z (sentence encoder) | 32 |" in text and "TF-IDF" in text and (run / "training.png").is_file()
+    assert report["summary"]["out_of_vocabulary_percent"]["words"] > 0
