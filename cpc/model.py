@@ -6,7 +6,7 @@ ahead; an image's patch grid (rows, cols) stands where T stands for sequences.
     z_t = g_enc(x)          encoder          (B, S) or patches -> (B, T, C) or (B, rows, cols, C)
     c_t = g_ar(z_{<=t})     context network  (B, *grid, C)     -> (B, *grid, H), causal along the first grid axis
     W_k c_t, k in offsets   predictors       (B, *grid, H)     -> (B, *grid, K, C)
-    L = InfoNCE(W_k c_t, z) criterion        ...               -> loss, accuracy and MI bound per k
+    L = InfoNCE(W_k c_t, z) criterion        ...               -> metrics: loss, accuracy (and MI bound) per k
 
 ``CPC`` only composes modules it is given; ``build_model(config)`` turns a config into
 modules through the registries of :mod:`cpc.registry`, each part chosen by its ``name``.
@@ -21,14 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from cpc.config import Config, ModelConfig, variant_schema
-from cpc.infonce import InfoNCEOutput
 from cpc.streaming import StreamingExtractor
 
 LAYERS = ("context", "encoder")
 
 
 class CPC(nn.Module):
-    """Contrastive Predictive Coding model. ``model(inputs, lengths, generator=g)`` -> InfoNCEOutput."""
+    """Contrastive Predictive Coding model. ``model(inputs, lengths, generator=g)`` -> the criterion's metrics dict
+    (cpc.objectives: "loss", "accuracy_per_step", ...)."""
 
     def __init__(self, encoder: nn.Module, context: nn.Module, predictors: nn.Module, criterion: nn.Module, *, config: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -47,9 +47,9 @@ class CPC(nn.Module):
         """Feature frames for inputs of ``lengths`` samples."""
         return self.encoder.output_lengths(lengths)
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator) -> InfoNCEOutput:
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
-        (B,) or None -> InfoNCE loss with per-offset accuracy and MI bound."""
+        (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent)."""
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, T, C) or (B, rows, cols, C); (B,)
         context, _ = self.context(latents)  # (B, *grid, H)
         predictions = self.predictors(context)  # (B, *grid, K, C)
