@@ -65,6 +65,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
     from cpc.infonce import InfoNCE
     from cpc.model import build_model
     from cpc.resources import recipe_path
+    from cpc.train import as_metrics
 
     config = load_config(recipe_path(recipe), overrides)
     torch.manual_seed(0)
@@ -85,7 +86,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         with autocast:
             out = model(batch, lengths, generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        as_metrics(out)["loss"].backward()  # a metrics dict (cpc.objectives) or, with copied negatives, an InfoNCEOutput
         optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
