@@ -97,7 +97,7 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
         config = load_checkpoint(checkpoint)["config"]
         result_path = arm_dir / "result.json"
         if result_path.is_file() and json.loads(result_path.read_text()).get("tasks") == list(tasks):
-            rows.append(json.loads(result_path.read_text()))
+            rows.append({**json.loads(result_path.read_text()), "arm": arm})  # the folder's name now (it may be a link to another run)
             log.info("[%s] reusing %s", arm, result_path)
             continue
         cache = FeatureCache(arm_dir / "features")
