@@ -89,6 +89,16 @@ def test_hashed_ngrams_against_a_reference_and_padding():
     assert words("Don't GO, now!") == ["don't", "go", ",", "now", "!"]
 
 
+def test_a_missing_source_is_one_line_with_the_install_command(tmp_path, monkeypatch):
+    from cpc.text.corpus import MissingSourceError, read_bible, read_fortunes
+
+    with pytest.raises(MissingSourceError, match=r"^no fortune files in .*: run `apt-get install bible-kjv fortunes`$"):
+        read_fortunes(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `bible` program
+    with pytest.raises(MissingSourceError, match=r"run `apt-get install bible-kjv fortunes`$"):
+        read_bible()
+
+
 def test_windows_start_every_stride_and_need_a_next_sentence():
     assert windows([1, 3, 10], window=4, stride=3).tolist() == [[1, 0, 3], [2, 0, 4], [2, 3, 4], [2, 6, 4]]
 

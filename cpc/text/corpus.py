@@ -110,6 +110,8 @@ def read_bible(limit: int | None = None) -> list[Document]:
     """The KJV, one document per chapter (``Ge1``), one sentence per verse, in Bible order."""
     from cpc.corpus.synth import MissingToolError, bible_lines
 
+    if shutil.which("bible") is None:
+        raise MissingSourceError(f"the `bible` program (Debian bible-kjv) is not installed: run `{APT_INSTALL}`")
     try:
         lines = bible_lines()
     except MissingToolError as error:
