@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from conftest import TEXT_SLICE_DOCUMENTS
 
-from cpc.config import load_config
+from cpc.config import ConfigError, load_config
 from cpc.text.corpus import build_text_data, mr_like, read_documents, read_probe_set, split_sentences
 from cpc.text.rdata import unserialize
 from cpc.text.source import TextData, windows
@@ -105,8 +105,6 @@ def test_windows_start_every_stride_and_need_a_next_sentence():
 
 # ----------------------------------------------------------------------------- the built folder
 def test_build_is_deterministic_and_keeps_reading_order(text_data_dir, tmp_path):
-    from conftest import TEXT_SLICE_DOCUMENTS
-
     again = tmp_path / "again"
     build_text_data(again, max_documents=TEXT_SLICE_DOCUMENTS)  # the fixture's slice, built a second time
     for name in ("sentences.tsv", "mr.tsv", "political.tsv", "manifest.json"):
@@ -139,6 +137,10 @@ def test_batches_are_a_pure_function_of_seed_and_step(text_data_dir):
     other_seed, _ = next(_source(text_data_dir, **{"train.seed": 1}).train_batches())
     assert ids.dim() == 4 and ids.shape[0] == 4 and ids.shape[1] <= 5 and int(lengths.max()) == ids.shape[1]
     assert not torch.equal(next(_source(text_data_dir).train_batches())[0], other_seed)
+    with pytest.raises(ConfigError, match=r"data.sources: \['novels'\] not among"):
+        _source(text_data_dir, **{"data.sources": "[austen,novels]"})
+    austen = _source(text_data_dir, **{"data.sources": "[austen]"})
+    assert len(austen.document_starts) == TEXT_SLICE_DOCUMENTS  # the slice's 40 Austen chapters only
     source = _source(text_data_dir)
     held_out = set(source.valid_windows[:, 0].tolist())
     assert source.valid_batches() and held_out and not held_out & set(source.train_windows[:, 0].tolist())

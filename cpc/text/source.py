@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cpc.text.corpus import DEFAULT_ROOT, read_documents
+from cpc.text.corpus import DEFAULT_ROOT, SOURCES, read_documents
 from cpc.text.tokenizer import HashedNgrams, words
 
 __all__ = ["TextData", "TextDataConfig", "windows"]
@@ -84,6 +84,8 @@ class TextData:
         except FileNotFoundError as error:
             raise ConfigError(f"data.root: {error}") from None
         wanted = set(self.data.sources) if self.data.sources else None
+        if wanted is not None and wanted - set(SOURCES):
+            raise ConfigError(f"data.sources: {sorted(wanted - set(SOURCES))} not among the built sources {list(SOURCES)}")
         documents = [d for d in documents if wanted is None or d[0] in wanted]
         vocabulary: dict[str, int] = {}
         sentences: list[np.ndarray] = []
