@@ -119,7 +119,16 @@ class _PressesCtrlC:
         return (int, (7,))
 
 
-def test_ctrl_c_during_a_write_lands_after_the_checkpoint_is_on_disk(tmp_path):
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own Ctrl-C handler, as in a terminal: a shell without job control (nohup, CI)
+    starts background jobs with SIGINT ignored, and pytest inherits that."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_write_lands_after_the_checkpoint_is_on_disk(tmp_path, python_sigint_handler):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"step": 1, "weights": torch.zeros(3)})
     state = {"step": 2, "weights": torch.arange(100_000.0), "marker": _PressesCtrlC(), "after": torch.ones(5)}
