@@ -150,7 +150,7 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
         if features == "supervised":
             model = load(source)
             accuracy = supervised_accuracy(model, data, train_images[subset], train_labels[subset], test_images, test_labels, steps=supervised_steps, seed=seed)
-            result.update(accuracy=accuracy, dimensions=model.encoder.output_size, supervised_steps=supervised_steps)
+            result.update(accuracy=accuracy, dimensions=model.encoder.output_size + model.context.output_size, supervised_steps=supervised_steps)  # its head reads [z, c]
         else:
             key = features  # z and c are pooled once; the layer picks columns
             if cache is not None and key in cache:
