@@ -92,6 +92,32 @@ def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
     return InfoNCEOutput(loss, loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
 
 
+def sample_candidates(
+    predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *, offsets: Sequence[int] | None,
+    num_negatives: int, negative_scope: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The 1 + N candidates of every prediction: the positive first, then N sampled negatives.
+
+    predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first axis
+    (frames, or rows of patches); ``offsets``: the k of each of the K predictions (default
+    1..K), counted along that axis. The grid is (T,) for sequences or (rows, cols) for images;
+    it is flattened row-major. -> predictions (B, T, K, C), latents (B, T, C), candidates
+    (B, T, K, 1 + N) flat indices into B*T, valid (B, T, K) bool.
+    """
+    if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
+        raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
+    batch_size, channels, steps = latents.shape[0], latents.shape[-1], predictions.shape[-2]
+    stride = math.prod(latents.shape[2:-1])  # positions per step along the prediction axis: 1, or cols
+    latents = latents.reshape(batch_size, -1, channels)  # (B, T, C), T = rows * cols for a grid
+    predictions = predictions.reshape(batch_size, latents.shape[1], steps, channels)  # (B, T, K, C)
+    lengths, num_frames = lengths * stride, latents.shape[1]
+    offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
+    positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
+    negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)
+    candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
+    return predictions, latents, candidates, valid
+
+
 class InfoNCE(nn.Module):
     """The CPC criterion: sample negatives, score candidates, apply InfoNCE.
 
@@ -115,19 +141,9 @@ class InfoNCE(nn.Module):
 
         The grid is (T,) for sequences or (rows, cols) for images; it is flattened row-major.
         """
-        if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
-            raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
-        batch_size, channels, steps = latents.shape[0], latents.shape[-1], predictions.shape[-2]
-        stride = math.prod(latents.shape[2:-1])  # positions per step along the prediction axis: 1, or cols
-        latents = latents.reshape(batch_size, -1, channels)  # (B, T, C), T = rows * cols for a grid
-        predictions = predictions.reshape(batch_size, latents.shape[1], steps, channels)  # (B, T, K, C)
-        lengths, num_frames = lengths * stride, latents.shape[1]
-        offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
-        positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
-        negatives = sample_negatives(
-            lengths, num_frames, offsets, self.num_negatives, scope=self.negative_scope, stride=stride, generator=generator
-        )  # (B, T, K, N)
-        candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
+        predictions, latents, candidates, valid = sample_candidates(
+            predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
+        )  # (B, T, K, C), (B, T, C), (B, T, K, 1 + N), (B, T, K)
         # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
         with torch.autocast(predictions.device.type, enabled=False):
             scores = self.score(predictions.float(), latents.float(), candidates)

@@ -46,8 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cpc.config import BinaryConfig, InfoNCEConfig, MarginConfig, NTXentConfig, TripletConfig
-from cpc.infonce import info_nce, score_candidates
-from cpc.negatives import positive_indices, sample_negatives
+from cpc.infonce import info_nce, sample_candidates, score_candidates
 
 __all__ = [
     "Metrics", "infonce", "nt_xent", "margin_contrastive", "triplet", "binary_logistic", "Candidates", "ContrastiveCriterion",
@@ -211,15 +210,20 @@ def binary_logistic(scores: Tensor, valid: Tensor) -> Metrics:
 class Candidates:
     """The M = 1 + N candidates of every prediction, scored once.
 
-    scores (B, T, K, M) = z_j^T p; prediction_norms (B, T, K) = |p|; candidate_norms (B, T, K, M) = |z_j|.
+    scores (B, T, K, M) = z_j^T p; predictions (B, T, K, C) the p; latents (B, T, C) and index
+    (B, T, K, M), the candidates' flat positions in them. Norms (for cosines and distances) are
+    computed only when an objective asks, so InfoNCE's training step pays nothing for them.
     """
 
     scores: Tensor
-    prediction_norms: Tensor
-    candidate_norms: Tensor
+    predictions: Tensor
+    latents: Tensor
+    index: Tensor
 
     def cosine(self) -> Tensor:
-        return self.scores / (self.prediction_norms[..., None] * self.candidate_norms).clamp(min=1e-8)
+        prediction_norms = self.predictions.norm(dim=-1)  # (B, T, K)
+        candidate_norms = self.latents.norm(dim=-1).flatten()[self.index]  # (B*T,) -> (B, T, K, M)
+        return self.scores / (prediction_norms[..., None] * candidate_norms).clamp(min=1e-8)
 
     def squared_distances(self) -> Tensor:
         """|p/|p| - z_j/|z_j||^2 = 2 - 2 cos: the vectors on the unit sphere (FaceNet's embedding)."""
@@ -248,26 +252,12 @@ class ContrastiveCriterion(nn.Module):
                 offsets: Sequence[int] | None = None) -> Metrics:
         """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
         axis -> metrics dict. As :meth:`cpc.infonce.InfoNCE.forward`; the grid is flattened row-major."""
-        if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
-            raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
-        batch_size, channels, steps = latents.shape[0], latents.shape[-1], predictions.shape[-2]
-        stride = math.prod(latents.shape[2:-1])  # positions per step along the prediction axis: 1, or cols
-        latents = latents.reshape(batch_size, -1, channels)  # (B, T, C)
-        predictions = predictions.reshape(batch_size, latents.shape[1], steps, channels)  # (B, T, K, C)
-        lengths, num_frames = lengths * stride, latents.shape[1]
-        offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
-        positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K)
-        negatives = sample_negatives(
-            lengths, num_frames, offsets, self.num_negatives, scope=self.negative_scope, stride=stride, generator=generator
-        )  # (B, T, K, N)
-        candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, M), positive first
+        predictions, latents, candidates, valid = sample_candidates(
+            predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
+        )  # (B, T, K, C), (B, T, C), (B, T, K, M), (B, T, K)
         with torch.autocast(predictions.device.type, enabled=False):  # float32 scores, as InfoNCE
             predictions, latents = predictions.float(), latents.float()
-            scored = Candidates(
-                scores=score_candidates(predictions, latents, candidates),  # (B, T, K, M)
-                prediction_norms=predictions.norm(dim=-1),  # (B, T, K)
-                candidate_norms=latents.norm(dim=-1).flatten()[candidates],  # (B*T,) -> (B, T, K, M)
-            )
+            scored = Candidates(score_candidates(predictions, latents, candidates), predictions, latents, candidates)  # scores (B, T, K, M)
             return self.objective(scored, valid)
 
 

@@ -169,7 +169,7 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
         figure("7_accuracy_per_k.png", draw_accuracy)
 
         print("\nThe other objectives on the same candidates (cpc/objectives.py):")
-        scored = objectives.Candidates(scores, prediction.norm(dim=-1), latents.norm(dim=-1).flatten()[candidates])
+        scored = objectives.Candidates(scores, prediction, latents, candidates)
         others = {
             "nt_xent (tau 0.1)": (objectives.nt_xent(scored.cosine(), valid, temperature=0.1), objectives.nt_xent),
             "margin (m 1)": (objectives.margin_contrastive(scored.squared_distances(), valid, margin=1.0), objectives.margin_contrastive),
