@@ -1,12 +1,14 @@
 """``cpc compare``: the arms it trains, and the command end to end on the committed sample."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from cpc.cli import main
 from cpc.config import load_config
 from cpc.eval.compare import comparison_table, modified_arms, objective_arms
+from cpc.image.data import DEFAULT_ROOT, INSTALL_HINT
 from cpc.resources import sample_corpus
 
 
@@ -67,8 +69,54 @@ def test_compare_objectives_end_to_end(tmp_path, capsys):
 def test_compare_refuses_unknown_arms_and_other_modalities(tmp_path, capsys):
     assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--only", "hinge"]) == 2
     assert "--only hinge: not an arm of 'objectives'" in capsys.readouterr().err
-    assert main(["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(tmp_path)]) == 2
-    assert "not a speech recipe" in capsys.readouterr().err
+    assert main(["compare", "objectives", "--recipe", "text/books", "--steps", "2", "--run-dir", str(tmp_path)]) == 2
+    assert "neither a speech nor an image recipe" in capsys.readouterr().err
+    assert main(["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(tmp_path), "--tasks", "phone"]) == 2
+    assert "--corpus and --tasks are for speech recipes" in capsys.readouterr().err
+    assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--labels", "100"]) == 2
+    assert "--labels and --max-images set the image probe" in capsys.readouterr().err
+
+
+IMAGE_SMALL = [
+    "data.train_images=640", "data.valid_images=64", "model.encoder.channels=8", "model.encoder.latent_size=16", "model.context.hidden_size=16",
+    "model.context.layers=1", "model.loss.num_negatives=16", "train.batch_size=8", "train.log_every=1", "train.valid_every=2",
+    "train.valid_batches=2", "train.checkpoint_every=2", "train.threads=1",
+]
+
+
+@pytest.mark.skipif(not (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file(), reason=f"Fashion-MNIST is not installed ({INSTALL_HINT})")
+def test_compare_objectives_on_the_image_recipe(tmp_path, capsys):
+    from cpc.image.probe import image_probe
+
+    run_dir = tmp_path / "compare"
+    arguments = ["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(run_dir),
+                 "--labels", "200,100", "--max-images", "300", *IMAGE_SMALL]
+    assert main(arguments) == 0
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["offsets"] == [2, 3, 4] and report["summary"]["steps"] == 2
+    rows = {row["arm"]: row for row in report["rows"]}
+    assert list(rows) == ["infonce", "nt_xent", "margin", "triplet", "binary"]
+    for arm, row in rows.items():
+        config = load_config(run_dir / arm / "config.yaml")
+        assert config.model.loss.name == arm and config.train.max_steps == 2 and config.train.seed == 0
+        assert set(row["probe"]) == {"100", "200"} and all(0 <= accuracy <= 100 for accuracy in row["probe"].values())
+        assert len(row["valid_accuracy_per_offset"]) == 3 and row["valid_loss"] > 0 and row["seconds_per_step"] > 0
+    # The probe column is `cpc probe image`'s number for the same checkpoint and labelled subset.
+    checkpoint = str(run_dir / "margin" / "checkpoints" / "last.pt")
+    assert rows["margin"]["probe"]["100"] == image_probe(checkpoint, labels=100, limit_train=300, limit_test=300)["accuracy"]
+    # One table row per objective, its cells the row's numbers.
+    table = [line for line in (run_dir / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0] == ("| arm | probe 100 labels % ↑ | probe 200 labels % ↑ | valid loss | valid acc. k=2 | valid acc. k=3 | valid acc. k=4 | "
+                        "s/step |")
+    assert [line.split(" | ")[0] for line in table[1:]] == [f"| {arm}" for arm in rows]
+    for line, row in zip(table[1:], rows.values()):
+        cells = line.strip("| ").split(" | ")[1:]
+        assert cells[:3] == [f"{row['probe']['100']:.1f}", f"{row['probe']['200']:.1f}", f"{row['valid_loss']:.4f}"]
+        assert cells[3:6] == [f"{accuracy:.3f}" for accuracy in row["valid_accuracy_per_offset"]]
+    assert (run_dir / "curves.png").stat().st_size > 0
+    # A second call reuses every arm and its probe.
+    assert main(arguments) == 0
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
 
 
 def test_curves_side_by_side_draws_every_run(tmp_path):

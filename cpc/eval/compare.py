@@ -1,6 +1,7 @@
 """``cpc compare``: train variants of one recipe on the same corpus, steps and seed, then probe each.
 
     cpc compare objectives --recipe speech/tiny --steps 300 --run-dir runs/objectives [--corpus DIR] [--only infonce,margin]
+    cpc compare objectives --recipe image/fashion_mnist --steps 300 --run-dir runs/image-objectives [--labels 1000,10000]
     cpc compare modified --recipe speech/paper --steps 100 --run-dir runs/modified [--tasks phone]  [key=value ...]
 
 * ``objectives``: one run per contrastive objective (``model.loss.name``, cpc.objectives), each
@@ -16,6 +17,11 @@ holds one table (those scores, s/step and the last validation accuracy) and one 
 ``curves.png``: the training curves side by side. s/step is the median over the logged windows
 of seconds per step (1 / steps per second), so a window that also ran validation does not
 dominate it; runs in parallel on a shared machine slow each other.
+
+Image recipes (Fashion-MNIST) train with :func:`cpc.image.demo.train_image_model` instead and
+are scored by ``cpc probe image``'s linear probe on pooled [z, c] at each ``--labels`` budget
+(test accuracy on the 10,000 test images); the table adds the last validation's loss and its
+accuracy per row offset k.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("infonce", "nt_xent", "margin", "triplet", "binary")
 TASKS = ("phone", "speaker", "abx")
+IMAGE_LABELS = (1000, 10000)  # labelled training images of the image probe
 
 
 def objective_arms(recipe: str | os.PathLike) -> dict[str, list[str]]:
@@ -152,6 +159,93 @@ def comparison_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- image recipes
+
+
+def evaluate_image_arm(arm_dir: Path, checkpoint: Path, *, labels, max_images: int | None = None) -> dict:
+    """One row of the image table: probe accuracy per label budget, the last validation, s/step."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.eval.report import read_metrics
+    from cpc.features import torch_threads
+    from cpc.image.probe import label_budget_accuracies
+
+    config = load_checkpoint(checkpoint)["config"]
+    with torch_threads(config["train"]["threads"] or None):  # the probe runs on the arm's training threads
+        accuracies = label_budget_accuracies(checkpoint, labels, root=config["data"]["root"], limit_train=max_images, limit_test=max_images)
+    _, valid = read_metrics(arm_dir / "metrics.jsonl")
+    return {
+        "probe": {str(count): accuracy for count, accuracy in accuracies.items()},  # JSON keys are strings
+        "valid_loss": valid[-1]["loss"] if valid else None,
+        "valid_accuracy_per_offset": valid[-1]["accuracy"] if valid else None,
+        "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", config["train"]["batch_size"]),
+    }
+
+
+def run_image_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recipe: str | os.PathLike, steps: int,
+                      overrides: list[str] | None = None, labels=IMAGE_LABELS, max_images: int | None = None,
+                      title: str = "Comparison") -> dict:
+    """Train every arm of an image recipe (same images, steps, seed), probe each; write report.md, report.json, curves.png."""
+    from cpc.config import load_config
+    from cpc.eval.report import plot_curves_side_by_side
+    from cpc.image.demo import train_image_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = [*(overrides or []), f"train.max_steps={steps}", "train.progress=false"]
+    labels = sorted(labels)
+    rows = []
+    for arm, arm_overrides in arms.items():
+        arm_dir = run_dir / arm
+        log.info("[%s] training %s, %d steps (%s)", arm, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
+        checkpoint = train_image_model(arm_dir, recipe, [*arm_overrides, *settings])
+        result_path = arm_dir / "result.json"
+        evaluation = {"labels": labels, "max_images": max_images}
+        if result_path.is_file() and all(json.loads(result_path.read_text()).get(key) == value for key, value in evaluation.items()):
+            rows.append({**json.loads(result_path.read_text()), "arm": arm})
+            log.info("[%s] reusing %s", arm, result_path)
+            continue
+        row = {"arm": arm, "overrides": arm_overrides, **evaluation, **evaluate_image_arm(arm_dir, checkpoint, labels=labels, max_images=max_images)}
+        result_path.write_text(json.dumps(row, indent=2) + "\n")
+        log.info("[%s] probe %s, s/step %.3g", arm, row["probe"], row["seconds_per_step"] or float("nan"))
+        rows.append(row)
+    plot_curves_side_by_side({row["arm"]: run_dir / row["arm"] / "metrics.jsonl" for row in rows}, run_dir / "curves.png")
+    config = load_config(recipe, overrides or [])
+    predictor = config.model.predictor
+    offsets = list(range(predictor.first_offset, predictor.first_offset + predictor.prediction_steps))
+    summary = {
+        "data": f"Fashion-MNIST ({config.data.root})", "recipe": str(recipe), "steps": steps, "seed": config.train.seed,
+        "overrides": " ".join(overrides or []) or "none",
+        "probe": f"labelled subsets of the first {max_images} training images, scored on the first {max_images} test images (not the protocol)"
+        if max_images else "labelled subsets of the 60,000 training images, scored on the 10,000 test images",
+    }
+    (run_dir / "report.json").write_text(json.dumps({"summary": summary, "offsets": offsets, "rows": rows}, indent=2) + "\n")
+    lines = [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in summary.items()), "", image_comparison_table(rows, labels, offsets), "",
+             "Probe: `cpc probe image`'s linear classifier on [z, c] mean-pooled over the patch grid, trained on a seeded subset of "
+             "that many training images, test accuracy on the test images. valid loss: the last validation's loss (each objective's "
+             "own, so compare it within a row's objective only); valid acc. k: the share of patches whose positive beats all N "
+             "negatives, k rows ahead. s/step: median seconds per training step over the logged windows.",
+             "", "![Training curves side by side](curves.png)", ""]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    print((run_dir / "report.md").read_text())
+    return {"summary": summary, "offsets": offsets, "rows": rows}
+
+
+def image_comparison_table(rows: list[dict], labels, offsets: list[int]) -> str:
+    """Markdown: one row per arm; probe accuracy per label budget, last validation loss and accuracy per offset, s/step."""
+    header = [*(f"probe {count:,} labels % ↑" for count in labels), "valid loss", *(f"valid acc. k={k}" for k in offsets), "s/step"]
+    lines = ["| arm | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for row in rows:
+        per_offset = row["valid_accuracy_per_offset"] or [None] * len(offsets)
+        cells = [f"{row['probe'][str(count)]:.1f}" if str(count) in row["probe"] else "–" for count in labels]
+        cells += [_number(row["valid_loss"], 4), *(_number(accuracy, 3) for accuracy in per_offset), _number(row["seconds_per_step"], 3)]
+        lines.append(f"| {row['arm']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -167,7 +261,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", help="corpus folder (default: the 1-hour synthetic corpus, built once; else the committed sample)")
     # Comma-separated, so key=value overrides may follow them.
     parser.add_argument("--only", metavar="ARM,ARM", help="run only these arms, e.g. infonce,margin")
-    parser.add_argument("--tasks", metavar="TASK,TASK", default=",".join(TASKS), help=f"evaluations among {','.join(TASKS)} (default: all)")
+    parser.add_argument("--tasks", metavar="TASK,TASK", help=f"speech: evaluations among {','.join(TASKS)} (default: all)")
+    parser.add_argument("--labels", metavar="N,N", help=f"image: label budgets of the linear probe (default {','.join(map(str, IMAGE_LABELS))})")
+    parser.add_argument("--max-images", type=int, help="image: probe only the first N training and N test images (a quick look, not the protocol)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every arm")
     parser.set_defaults(func=_main)
 
@@ -179,18 +275,42 @@ def _main(args: argparse.Namespace) -> int:
         raise CommandError(f"--steps must be >= 1, got {args.steps}")
     from cpc.config import load_config
 
-    if load_config(args.recipe).data.name != "speech":
-        raise CommandError(f"cpc compare: {args.recipe} is not a speech recipe; the comparison evaluates with the speech probes and ABX "
-                           f"(for other recipes, train each objective with `cpc train RECIPE model.loss.name=...`)")
+    modality = load_config(args.recipe).data.name
+    if modality not in ("speech", "fashion_mnist"):
+        raise CommandError(f"cpc compare: {args.recipe} is neither a speech nor an image recipe; the comparison evaluates with the speech "
+                           f"probes and ABX or the image probe (for other recipes, train each objective with `cpc train RECIPE model.loss.name=...`)")
     arms = objective_arms(args.recipe) if args.what == "objectives" else modified_arms(args.recipe)
     only = args.only.split(",") if args.only else list(arms)
-    tasks = tuple(args.tasks.split(","))
     unknown = sorted(set(only) - set(arms))
     if unknown:
         raise CommandError(f"--only {','.join(unknown)}: not an arm of '{args.what}' (arms: {', '.join(arms)})")
-    if set(tasks) - set(TASKS):
-        raise CommandError(f"--tasks {args.tasks}: expected a comma-separated list among {', '.join(TASKS)}")
     arms = {name: value for name, value in arms.items() if name in only}
     title = "Contrastive objectives compared" if args.what == "objectives" else "Modified CPC (CPC_audio) variants compared"
+    if modality == "fashion_mnist":
+        return _main_image(args, arms, title)
+    if args.labels or args.max_images:
+        raise CommandError("--labels and --max-images set the image probe; speech recipes take --tasks")
+    tasks = tuple(args.tasks.split(",")) if args.tasks else TASKS
+    if set(tasks) - set(TASKS):
+        raise CommandError(f"--tasks {args.tasks}: expected a comma-separated list among {', '.join(TASKS)}")
     run_compare(args.run_dir, arms, recipe=args.recipe, steps=args.steps, corpus=args.corpus, overrides=args.overrides, tasks=tasks, title=title)
+    return 0
+
+
+def _main_image(args: argparse.Namespace, arms: dict[str, list[str]], title: str) -> int:
+    from cpc.cli import CommandError
+
+    if args.corpus or args.tasks:
+        raise CommandError(f"--corpus and --tasks are for speech recipes; {args.recipe} reads its images from data.root=DIR "
+                           f"and is scored by the linear probe (--labels)")
+    try:
+        labels = [int(count) for count in args.labels.split(",")] if args.labels else list(IMAGE_LABELS)
+    except ValueError:
+        labels = []
+    if not labels or min(labels) < 1:
+        raise CommandError(f"--labels {args.labels}: expected a comma-separated list of positive numbers of labelled images")
+    if args.max_images is not None and not 1 <= max(labels) <= args.max_images:
+        raise CommandError(f"--max-images {args.max_images}: expected at least the largest label budget ({max(labels)})")
+    run_image_compare(args.run_dir, arms, recipe=args.recipe, steps=args.steps, overrides=args.overrides, labels=labels,
+                      max_images=args.max_images, title=title)
     return 0

@@ -121,6 +121,39 @@ def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images
     return 100.0 * (predictions == torch.from_numpy(test_labels)).float().mean().item()
 
 
+def checkpoint_grid(checkpoint: str | Path, root: str = DEFAULT_ROOT) -> FashionMNISTConfig:
+    """The data settings a probe of ``checkpoint`` reads with: the images in ``root``, cut into the
+    checkpoint's patch grid (padded size, patch size, stride), without augmentation."""
+    from cpc.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(checkpoint)["config"].get("data", {})
+    grid = {key: saved[key] for key in ("padded_size", "patch_size", "patch_stride") if key in saved}
+    return dataclasses.replace(FashionMNISTConfig(root=root), **grid)
+
+
+def label_budget_accuracies(checkpoint: str | Path, budgets, *, root: str = DEFAULT_ROOT, seed: int = 0,
+                            limit_train: int | None = None, limit_test: int | None = None) -> dict[int, float]:
+    """Test accuracy (percent) of the linear probe on pooled [z, c], per label budget: the numbers of
+    ``image_probe(checkpoint, labels=n)`` for each n, at a fraction of the cost. The seeded subsets
+    are prefixes of one permutation, so every budget's images lie in the largest budget's: only
+    those and the test images are pooled (20,000 images at 10k labels, not 70,000)."""
+    from cpc.checkpoint import load
+
+    model, data = load(checkpoint), checkpoint_grid(checkpoint, root)
+    train_images, train_labels = load_fashion_mnist(root, "train", limit=limit_train)
+    test_images, test_labels = load_fashion_mnist(root, "test", limit=limit_test)
+    pooled = labelled_subset(train_labels, max(budgets), seed)  # sorted image indices
+    train_x = pooled_features(model, train_images[pooled], data)  # (L, D), L = the largest budget
+    test_x = pooled_features(model, test_images, data)  # (N_test, D)
+    settings = dataclasses.replace(IMAGE_SETTINGS, seed=seed)
+    accuracies = {}
+    for count in sorted(budgets):
+        subset = labelled_subset(train_labels, count, seed)
+        rows = torch.from_numpy(np.searchsorted(pooled, subset))  # the subset's rows of train_x
+        accuracies[len(subset)] = linear_probe(train_x[rows], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings)
+    return accuracies
+
+
 def image_probe(features: str, *, labels: int = 10000, layer: str = "both", architecture: str | None = None, root: str = DEFAULT_ROOT,
                 seed: int = 0, threads: int | None = None, limit_train: int | None = None, limit_test: int | None = None, supervised_steps: int = SUPERVISED_STEPS,
                 cache: dict | None = None) -> dict:
@@ -130,7 +163,7 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
     for them). ``cache``: a dict reused across calls to keep pooled features of the same set.
     ``limit_train`` / ``limit_test``: only the first N images of each split (quick looks, tests).
     """
-    from cpc.checkpoint import load, load_checkpoint
+    from cpc.checkpoint import load
 
     started = time.perf_counter()
     if features not in BASELINES and not Path(features).is_file():
@@ -138,10 +171,7 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
     source = None if features == "pixels" else architecture if features in ("random", "supervised") else features  # the model to copy
     if features in ("random", "supervised") and source is None:
         raise ValueError(f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)")
-    data = FashionMNISTConfig(root=root)
-    if source is not None:
-        saved = load_checkpoint(source)["config"].get("data", {})
-        data = dataclasses.replace(data, **{key: saved[key] for key in ("padded_size", "patch_size", "patch_stride") if key in saved})
+    data = FashionMNISTConfig(root=root) if source is None else checkpoint_grid(source, root)
     train_images, train_labels = load_fashion_mnist(root, "train", limit=limit_train)
     test_images, test_labels = load_fashion_mnist(root, "test", limit=limit_test)
     subset = labelled_subset(train_labels, labels, seed)
