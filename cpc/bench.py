@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import resource
@@ -48,6 +49,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
 EXTRACT_TARGETS = {"speech/paper": 15.0, "speech/tiny": 200.0}  # x real time on 2 CPU cores; reported, not asserted
+PAPER_WINDOWS = 300_000 * 64  # the paper's pretraining: ~300k updates of 64 windows (8 GPUs x 8)
+# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's datasheets; matched on the device name.
+DENSE_BF16_PEAKS = {
+    "H100 PCIe": (756.0, "NVIDIA H100 PCIe datasheet: 1513 TFLOP/s bf16 with sparsity, 756 dense"),
+    "H100": (989.4, "NVIDIA H100 SXM datasheet: 1979 TFLOP/s bf16 with sparsity, 989.4 dense"),
+    "H200": (989.4, "NVIDIA H200 SXM datasheet: 1979 TFLOP/s bf16 with sparsity, 989.4 dense"),
+    "A100": (312.0, "NVIDIA A100 datasheet: 312 TFLOP/s bf16 dense"),
+}
 MATMUL_SIZE = 2048  # 17 GFLOP a product: long enough to time, short enough for a smoke test
 SAMPLE_RATE = 16_000
 
@@ -59,41 +68,56 @@ def _check_counts(**counts: tuple[int, int]) -> None:
             raise ValueError(f"--{name} must be at least {minimum}, got {value}")
 
 
-def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup: int, device: str, overrides: list[str]) -> dict:
-    """Run in the measuring process: median seconds per training step and peak memory."""
+def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup: int, device: str, overrides: list[str],
+                       batch_size: int | None = None, with_data: bool = False, profile: str | None = None) -> dict:
+    """Run in the measuring process: median seconds per training step and peak memory.
+
+    The step is the training loop's (cpc.train): its optimizer (fused Adam on CUDA), kernel
+    settings (TF32, cuDNN autotuning), ``train.compile`` and precision. ``with_data``: each
+    step also takes its batch from the recipe's data source (the loader, or the corpus held on
+    the device), so a data path that cannot keep up shows in the time.
+    """
     from cpc.config import load_config
     from cpc.infonce import InfoNCE
     from cpc.model import build_model
     from cpc.resources import recipe_path
-    from cpc.train import as_metrics
+    from cpc.train import _autocast, as_metrics, build_optimizer, compile_model, configure_kernels
 
-    config = load_config(recipe_path(recipe), overrides)
+    config = load_config(recipe_path(recipe), overrides + ([f"train.batch_size={batch_size}"] if batch_size else []))
     torch.manual_seed(0)
     model = build_model(config)
     if copy_negatives:
         model.criterion = InfoNCE(config.model.loss.num_negatives, config.model.loss.negative_scope, copy_negatives=True)
-    model = model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
-    batch, lengths = example_batch(config, device)
+    torch_device = torch.device(device)
+    model = model.to(torch_device).train()
+    configure_kernels(config, torch_device)
+    optimizer = build_optimizer(model, config, torch_device)
+    compile_model(model, config)
+    batches = data_batches(config, device) if with_data else None
+    batch, lengths = next(batches) if with_data else example_batch(config, device)
     generator = torch.Generator(device=device).manual_seed(0)
     baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch + model, before any step
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
-    times = []
-    for step in range(warmup + steps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast:
-            out = model(batch, lengths, generator=generator)
+
+    def step() -> None:
+        nonlocal batch, lengths
+        if batches is not None:
+            batch, lengths = next(batches)
+        with _autocast(config, torch_device):
+            out = as_metrics(model(batch, lengths, generator=generator))  # a metrics dict, or an InfoNCEOutput's fields
         optimizer.zero_grad(set_to_none=True)
-        as_metrics(out)["loss"].backward()  # a metrics dict (cpc.objectives) or, with copied negatives, an InfoNCEOutput
+        out["loss"].backward()
         optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if step >= warmup:
+
+    times = []
+    for index in range(warmup + steps):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        if index >= warmup:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {
+    result = {
         "median_step_s": median,
         "min_step_s": min(times),
         "max_step_s": max(times),
@@ -106,8 +130,100 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         "window": config.data.get("window"),
         "example_shape": list(batch.shape[1:]),
         "num_negatives": config.model.loss.num_negatives,
+        "negative_scope": str(getattr(config.model.loss.negative_scope, "value", config.model.loss.negative_scope)),
+        "precision": "bf16" if _autocast(config, torch_device).__class__ is torch.autocast else "fp32",
+        "compile": bool(config.train.compile),
+        "with_data": with_data,
+        "data_loading": str(getattr(config.data.get("loading"), "value", config.data.get("loading"))) if with_data else None,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if config.data.name == "speech":
+        result.update(training_flops(model, config.train.batch_size, config.data.window, median, device))
+    if profile:
+        result["profile"] = profile_steps(step, device, profile, steps=max(steps, 3))
+    return result
+
+
+def training_flops(model: torch.nn.Module, batch_size: int, window: int, step_s: float, device: str) -> dict:
+    """Model FLOPs per training step and the share of the device's dense bf16 peak they reach (MFU).
+
+    Counted as 3 x the forward FLOPs of the encoder, context network and predictors
+    (:func:`model_flops` and the W_k maps; the backward costs about twice the forward), per window of
+    ``window`` samples. The InfoNCE scoring is not model FLOPs and is not counted.
+    """
+    # The predictors' matrices: one multiply-add per weight and frame (W_k for every k).
+    predictor_macs = sum(p.numel() for p in model.predictors.parameters() if p.dim() > 1)
+    forward_gflop_per_s = model_flops(model)["gflop_per_audio_s"] + 2 * predictor_macs * SAMPLE_RATE / model.downsample_rate / 1e9
+    step_gflop = 3 * forward_gflop_per_s * batch_size * window / SAMPLE_RATE
+    achieved = step_gflop / step_s / 1e3  # TFLOP/s
+    peak, source = peak_bf16_tflops(device)
+    return {
+        "model_gflop_per_window_forward": forward_gflop_per_s * window / SAMPLE_RATE,
+        "model_gflop_per_step": step_gflop,
+        "achieved_tflops": achieved,
+        "peak_bf16_tflops": peak,
+        "peak_source": source,
+        "mfu": None if peak is None else achieved / peak,
+        "paper_budget_windows": PAPER_WINDOWS,
+        "paper_budget_minutes": PAPER_WINDOWS / (batch_size / step_s) / 60,
+    }
+
+
+def peak_bf16_tflops(device: str) -> tuple[float | None, str]:
+    """The device's dense (no sparsity) bf16 tensor-core peak from its datasheet, and where it comes from."""
+    if device != "cuda":
+        return None, "no bf16 peak for CPUs: MFU is reported on CUDA devices only"
+    name = torch.cuda.get_device_name()
+    for key, (peak, source) in DENSE_BF16_PEAKS.items():
+        if key in name:
+            return peak, source
+    return None, f"no datasheet peak known for {name!r}"
+
+
+def profile_steps(step, device: str, path: str, *, steps: int) -> dict:
+    """Profile ``steps`` training steps with torch.profiler: the table of operators by device
+    time goes to ``path``; returns the share of wall-clock time in which the device was busy
+    (the union of kernel intervals over the profiled span; profiler overhead makes it a lower bound)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    _synchronize(device)
+    with profile(activities=activities) as profiler:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _synchronize(device)
+        wall_s = time.perf_counter() - start
+    busy = None
+    if device == "cuda":
+        intervals = sorted((event.time_range.start, event.time_range.end) for event in profiler.events() if event.device_type.name == "CUDA")
+        busy_us, reach = 0.0, -math.inf
+        for begin, end in intervals:  # union of the kernels' [start, end) intervals
+            if end > reach:
+                busy_us += end - max(begin, reach)
+                reach = end
+        span_us = (intervals[-1][1] - intervals[0][0]) if intervals else 0.0
+        busy = {"device_busy_share_of_wall": busy_us / 1e6 / wall_s, "device_busy_share_of_kernel_span": busy_us / span_us if span_us else None}
+    averages = profiler.key_averages()
+    try:
+        table = averages.table(sort_by="self_cuda_time_total" if device == "cuda" else "self_cpu_time_total", row_limit=30)
+    except (KeyError, AttributeError, ValueError):  # newer torch names the column self_device_time_total
+        table = averages.table(sort_by="self_device_time_total", row_limit=30)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(f"{steps} training steps, {wall_s:.4f} s wall ({wall_s / steps * 1e3:.2f} ms/step under the profiler)\n"
+                          f"{json.dumps(busy)}\n\n{table}\n")
+    return {"path": path, "steps": steps, "wall_s": wall_s, **(busy or {})}
+
+
+def data_batches(config, device: str):
+    """The recipe's own training batches (cpc.registry.DATA_SOURCES), as the training loop gets them."""
+    from cpc.registry import DATA_SOURCES
+    from cpc.resources import resolve_data_root
+
+    if "root" in config.data:
+        config.data.root = resolve_data_root(config.data.root)
+    source = DATA_SOURCES[config.data.name].build(config, device=torch.device(device))
+    return source.train_batches()
 
 
 def example_batch(config, device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -120,10 +236,11 @@ def example_batch(config, device: str) -> tuple[torch.Tensor, torch.Tensor | Non
     return next(source.train_batches())
 
 
-def _measure_in_fresh_process(recipe: str, copy_negatives: bool, args: argparse.Namespace) -> dict:
+def _measure_in_fresh_process(recipe: str, copy_negatives: bool, args: argparse.Namespace, batch_size: int | None = None, profile: str | None = None) -> dict:
     from cpc.cli import CommandError
 
-    request = {"recipe": recipe, "copy_negatives": copy_negatives, "steps": args.steps, "warmup": args.warmup, "device": args.device, "overrides": args.overrides}
+    request = {"recipe": recipe, "copy_negatives": copy_negatives, "steps": args.steps, "warmup": args.warmup, "device": args.device,
+               "overrides": args.overrides, "batch_size": batch_size, "with_data": args.data, "profile": profile}
     result = subprocess.run(
         [sys.executable, "-m", "cpc.bench", "--child", json.dumps(request)], capture_output=True, text=True,
     )
@@ -156,40 +273,54 @@ def bench_train(args: argparse.Namespace) -> dict:
     from cpc.resources import recipe_path
 
     recipes = args.recipe or DEFAULT_RECIPES
-    _check_counts(steps=(args.steps, 1), warmup=(args.warmup, 0))
+    _check_counts(steps=(args.steps, 1), warmup=(args.warmup, 0), **{"batch-size": (min(args.batch_size or [1]), 1)})
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
     for recipe in recipes:  # a missing recipe or a bad override fails here, before any timing
         load_config(recipe_path(recipe), args.overrides)
-    report = {"benchmark": "train_step", "machine": machine_info(args.device), "recipes": {}}
+    report = {"benchmark": "train_step", "machine": machine_info(args.device), "recipes": {}}  # keyed "recipe" or "recipe xB"
     for recipe in recipes:
-        print(f"timing {recipe} ...", file=sys.stderr, flush=True)
-        entry = _measure_in_fresh_process(recipe, False, args)
-        if not args.skip_copied:
-            copied = _measure_in_fresh_process(recipe, True, args)
-            entry["copied_negatives_median_step_s"] = copied["median_step_s"]
-            entry["copied_negatives_peak_rss_mb"] = copied["peak_rss_mb"]
-            entry["copied_negatives_cuda_peak_mb"] = copied["cuda_peak_mb"]
-            entry["speedup_vs_copied"] = copied["median_step_s"] / entry["median_step_s"]
-        report["recipes"][recipe] = entry
+        for batch_size in args.batch_size or [None]:
+            label = recipe if batch_size is None else f"{recipe} x{batch_size}"
+            print(f"timing {label} ...", file=sys.stderr, flush=True)
+            profile = None
+            if args.profile:
+                profile = str(args.profile / f"{Path(recipe).stem if recipe.endswith('.yaml') else recipe.replace('/', '-')}-b{batch_size or 'recipe'}.txt")
+            entry = _measure_in_fresh_process(recipe, False, args, batch_size, profile)
+            if not args.skip_copied:
+                copied = _measure_in_fresh_process(recipe, True, args, batch_size)
+                entry["copied_negatives_median_step_s"] = copied["median_step_s"]
+                entry["copied_negatives_peak_rss_mb"] = copied["peak_rss_mb"]
+                entry["copied_negatives_cuda_peak_mb"] = copied["cuda_peak_mb"]
+                entry["speedup_vs_copied"] = copied["median_step_s"] / entry["median_step_s"]
+            report["recipes"][label] = entry
     return report
 
 
 def print_table(report: dict) -> None:
-    memory = "cuda peak MB" if report["machine"]["device"] == "cuda" else "peak RSS MB"
-    key = "cuda_peak_mb" if report["machine"]["device"] == "cuda" else "peak_rss_mb"
+    cuda = report["machine"]["device"] == "cuda"
+    memory, key = ("cuda peak MB", "cuda_peak_mb") if cuda else ("peak RSS MB", "peak_rss_mb")
     header = f"| recipe | batch x example | N | s/step (median) | samples/s | {memory} | copied: s/step | copied: {memory} | speedup |"
+    if cuda:
+        header += " TFLOP/s | MFU | paper budget, min |"
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    for recipe, r in report["recipes"].items():
+    for label, r in report["recipes"].items():
         copied = (
             f"{r['copied_negatives_median_step_s']:.3f} | {r['copied_negatives_' + key]:.0f} | {r['speedup_vs_copied']:.2f}x"
             if "copied_negatives_median_step_s" in r else "- | - | -"
         )
         shape = " x ".join(str(n) for n in r.get("example_shape") or [r["window"]])
-        print(f"| {recipe} | {r['batch_size']} x {shape} | {r['num_negatives']} | {r['median_step_s']:.3f} | {r['samples_per_s']:.1f} | {r[key]:.0f} | {copied} |")
+        line = f"| {label.split(' x')[0]} | {r['batch_size']} x {shape} | {r['num_negatives']} | {r['median_step_s']:.4f} | {r['samples_per_s']:.1f} | {r[key]:.0f} | {copied} |"
+        if cuda:
+            mfu = "-" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
+            line += f" {r['achieved_tflops']:.1f} | {mfu} | {r['paper_budget_minutes']:.0f} |" if "achieved_tflops" in r else " - | - | - |"
+        print(line)
     m = report["machine"]
     print(f"\n{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}")
+    if cuda:
+        print(f"MFU: 3 x forward FLOPs of encoder + context + W_k per step / step time / the device's dense bf16 peak; "
+              f"paper budget: {PAPER_WINDOWS / 1e6:.1f} M windows at the measured windows/s")
 
 
 def bench_data(args: argparse.Namespace) -> dict:
@@ -363,6 +494,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     train.add_argument("--skip-copied", action="store_true", help="do not time the copied-negatives variant")
+    train.add_argument("--batch-size", type=int, action="append", help="windows per step (repeatable: one run per size; default: the recipe's)")
+    train.add_argument("--data", action="store_true", help="take each step's batch from the recipe's data source (set data.root) instead of a fixed random batch")
+    train.add_argument("--profile", type=Path, metavar="DIR", help="also profile each run with torch.profiler: DIR/<recipe>-b<batch>.txt")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every recipe")
     train.set_defaults(func=_main)
     data = which.add_parser("data", help="windows per second through the training data loader")
@@ -419,8 +553,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         request = json.loads(sys.argv[2])
         print(json.dumps(time_training_step(
-            request["recipe"], copy_negatives=request["copy_negatives"], steps=request["steps"],
-            warmup=request["warmup"], device=request["device"], overrides=request["overrides"],
+            request["recipe"], copy_negatives=request["copy_negatives"], steps=request["steps"], warmup=request["warmup"],
+            device=request["device"], overrides=request["overrides"], batch_size=request["batch_size"],
+            with_data=request["with_data"], profile=request["profile"],
         )))
     else:
         sys.exit("run benchmarks with `cpc bench ...`")

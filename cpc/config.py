@@ -47,6 +47,13 @@ class NegativeScope(str, Enum):
     batch = "batch"
     sequence = "sequence"
     other_sequences = "other_sequences"
+    batch_shared = "batch_shared"  # one pool of N + 1 batch frames per step, shared by every prediction (fast on GPUs)
+
+
+class Loading(str, Enum):
+    auto = "auto"  # device when training on CUDA and the corpus fits, else loader
+    device = "device"  # the corpus on the training device as int16, windows cut there (cpc.data.resident)
+    loader = "loader"  # DataLoader workers read each window from its file (cpc.data.speech)
 
 
 class Schedule(str, Enum):
@@ -226,7 +233,8 @@ class SpeechDataConfig:
     valid_split: Optional[str] = None  # file of utterance ids held out for validation
     valid_fraction: float = 0.05  # used when valid_split is None: this share of files, chosen by seed
     same_speaker_batches: bool = False  # every batch from one speaker (the paper's ablation)
-    num_workers: int = 2
+    num_workers: int = 2  # loader processes; threads decoding the corpus when it is held on the device
+    loading: Loading = Loading.auto  # auto = device on CUDA when the corpus fits in half the free memory, else loader
 
 
 @dataclass
@@ -253,6 +261,9 @@ class TrainConfig:
     device: Device = Device.auto
     precision: Precision = Precision.auto
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    compile: bool = False  # torch.compile the encoder (measure first: cpc bench train --compile)
+    tf32: bool = True  # on CUDA, TF32 for the float32 matmuls and convolutions left under autocast
+    channels_last: bool = False  # the conv encoder as 2-D convolutions in channels-last memory (faster with cuDNN)
     logger: Logger = Logger.none  # wandb honours WANDB_MODE=offline|disabled
     wandb_project: str = "cpc"
     progress: bool = True  # tqdm progress bar

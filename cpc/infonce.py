@@ -27,26 +27,88 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cpc.config import InfoNCEConfig
-from cpc.negatives import positive_indices, sample_negatives
+from cpc.negatives import SharedNegatives, positive_indices, sample_negatives, sample_shared_negatives
 
 
-def score_candidates(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
-    """Scores z_j^T (W_k c_t) for sampled candidates, by one matmul and a gather.
+# Scores are computed in blocks of rows, so that no more than this many float32 scores exist
+# at once (256 MiB): the full (B*T*K, B*T) matrix grows with the square of the batch (3 GiB for
+# the paper recipe at 64 windows), a block only with B.
+SCORE_BLOCK_ELEMENTS = 2**26
+
+
+class _GatheredScores(torch.autograd.Function):
+    """scores[r, m] = predictions[r] . latents[candidates[r, m]], one block of rows at a time.
+
+    The forward scores a block of predictions against every latent by one matmul and keeps the
+    M sampled columns; the backward rebuilds that block's gradient (zero except at the sampled
+    columns) and multiplies it back. Only the inputs are saved, never a (rows, B*T) block
+    (``torch.gather`` would save its whole input), so memory grows linearly with the batch.
+    """
+
+    @staticmethod
+    def forward(ctx, predictions: Tensor, flat_latents: Tensor, candidates: Tensor, rows_per_block: int) -> Tensor:
+        # predictions (R, C) with R = B*T*K, flat_latents (B*T, C), candidates (R, M) -> scores (R, M)
+        scores = predictions.new_empty(candidates.shape)
+        for start in range(0, len(predictions), rows_per_block):
+            rows = slice(start, start + rows_per_block)
+            block = predictions[rows] @ flat_latents.T  # (rows, B*T): z_j^T (W_k c_t) for every latent j
+            scores[rows] = block.gather(1, candidates[rows])  # (rows, M)
+        ctx.save_for_backward(predictions, flat_latents, candidates)
+        ctx.rows_per_block = rows_per_block
+        return scores
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_scores: Tensor):
+        predictions, flat_latents, candidates = ctx.saved_tensors
+        grad_predictions = torch.empty_like(predictions) if ctx.needs_input_grad[0] else None
+        grad_latents = torch.zeros_like(flat_latents) if ctx.needs_input_grad[1] else None
+        for start in range(0, len(predictions), ctx.rows_per_block):
+            rows = slice(start, start + ctx.rows_per_block)
+            block = grad_scores.new_zeros(len(candidates[rows]), len(flat_latents))  # (rows, B*T)
+            block.scatter_add_(1, candidates[rows], grad_scores[rows])  # a column drawn twice gets both gradients
+            if grad_predictions is not None:
+                grad_predictions[rows] = block @ flat_latents  # (rows, C)
+            if grad_latents is not None:
+                grad_latents.addmm_(block.T, predictions[rows])  # (B*T, C)
+        return grad_predictions, grad_latents, None, None
+
+
+def score_candidates(predictions: Tensor, latents: Tensor, candidates: Tensor, *, block_elements: int = SCORE_BLOCK_ELEMENTS) -> Tensor:
+    """Scores z_j^T (W_k c_t) for sampled candidates, by matmuls and a gather.
 
     predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M) flat indices into B*T
-    -> scores (B, T, K, M).
+    -> scores (B, T, K, M). Rows are scored in blocks of at most ``block_elements`` scores
+    (see :class:`_GatheredScores`); the blocking changes memory, not the result.
     """
     batch_size, num_frames, steps, channels = predictions.shape
     flat_latents = latents.reshape(batch_size * num_frames, channels)  # (B*T, C)
-    all_scores = predictions.reshape(-1, channels) @ flat_latents.T  # (B*T*K, B*T)
-    all_scores = all_scores.view(batch_size, num_frames, steps, batch_size * num_frames)
-    return all_scores.gather(-1, candidates)  # (B, T, K, M)
+    rows_per_block = max(1, block_elements // max(1, batch_size * num_frames))
+    scores = _GatheredScores.apply(
+        predictions.reshape(-1, channels), flat_latents, candidates.reshape(-1, candidates.shape[-1]), rows_per_block
+    )  # (B*T*K, M)
+    return scores.view(candidates.shape)  # (B, T, K, M)
+
+
+def score_shared(predictions: Tensor, latents: Tensor, candidates: Tensor, shared: SharedNegatives) -> Tensor:
+    """The scores of :func:`score_candidates` when every prediction's negatives come from one
+    shared pool of N + 1 frames (``negative_scope=batch_shared``): one (B*T*K, C) x (C, N + 1)
+    product, linear in the batch, instead of scoring against all B*T latents.
+
+    predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, 1 + N) (the positive
+    first, then ``shared.pool[shared.keep]``) -> scores (B, T, K, 1 + N).
+    """
+    channels = latents.shape[-1]
+    flat_latents = latents.reshape(-1, channels)  # (B*T, C)
+    positive = (predictions * flat_latents[candidates[..., 0]]).sum(-1)  # (B, T, K)
+    pool = predictions @ flat_latents[shared.pool].T  # (B, T, K, N + 1)
+    return torch.cat([positive[..., None], pool.gather(-1, shared.keep)], dim=-1)  # (B, T, K, 1 + N)
 
 
 def score_by_copy(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
@@ -92,17 +154,33 @@ def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
     return InfoNCEOutput(loss, loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
 
 
+class CandidateSample(NamedTuple):
+    """What :func:`sample_candidates` returns; ``shared`` is set for ``negative_scope=batch_shared``."""
+
+    predictions: Tensor  # (B, T, K, C)
+    latents: Tensor  # (B, T, C)
+    candidates: Tensor  # (B, T, K, 1 + N) flat indices into B*T, the positive first
+    valid: Tensor  # (B, T, K) bool: which pairs count
+    shared: SharedNegatives | None  # the pool the negatives come from (batch_shared only)
+
+    def scores(self) -> Tensor:
+        """The candidates' scores z_j^T W_k c_t (B, T, K, 1 + N), by the cheapest exact route."""
+        if self.shared is not None:
+            return score_shared(self.predictions, self.latents, self.candidates, self.shared)
+        return score_candidates(self.predictions, self.latents, self.candidates)
+
+
 def sample_candidates(
     predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *, offsets: Sequence[int] | None,
     num_negatives: int, negative_scope: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> CandidateSample:
     """The 1 + N candidates of every prediction: the positive first, then N sampled negatives.
 
     predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first axis
     (frames, or rows of patches); ``offsets``: the k of each of the K predictions (default
     1..K), counted along that axis. The grid is (T,) for sequences or (rows, cols) for images;
     it is flattened row-major. -> predictions (B, T, K, C), latents (B, T, C), candidates
-    (B, T, K, 1 + N) flat indices into B*T, valid (B, T, K) bool.
+    (B, T, K, 1 + N) flat indices into B*T, valid (B, T, K) bool, and the shared pool (or None).
     """
     if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
         raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
@@ -113,9 +191,14 @@ def sample_candidates(
     lengths, num_frames = lengths * stride, latents.shape[1]
     offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
     positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
-    negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)
+    shared = None
+    if str(getattr(negative_scope, "value", negative_scope)) == "batch_shared":
+        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator)
+        negatives = shared.pool[shared.keep]  # (B, T, K, N)
+    else:
+        negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)
     candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
-    return predictions, latents, candidates, valid
+    return CandidateSample(predictions, latents, candidates, valid, shared)
 
 
 class InfoNCE(nn.Module):
@@ -141,13 +224,13 @@ class InfoNCE(nn.Module):
 
         The grid is (T,) for sequences or (rows, cols) for images; it is flattened row-major.
         """
-        predictions, latents, candidates, valid = sample_candidates(
+        sample = sample_candidates(
             predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
-        )  # (B, T, K, C), (B, T, C), (B, T, K, 1 + N), (B, T, K)
+        )  # predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, 1 + N), valid (B, T, K)
         # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
         with torch.autocast(predictions.device.type, enabled=False):
-            scores = self.score(predictions.float(), latents.float(), candidates)
-        return info_nce(scores, valid)
+            scores = self.score(sample.predictions.float(), sample.latents.float(), sample.candidates)
+        return info_nce(scores, sample.valid)
 
 
 def build_infonce(config: InfoNCEConfig) -> InfoNCE:

@@ -15,6 +15,15 @@ with replacement from a candidate set (the paper's "proposal distribution"):
 * ``sequence``: valid frames of the same sequence only;
 * ``other_sequences``: valid frames of the other sequences only.
 
+``batch_shared`` (:func:`sample_shared_negatives`) is the fast variant for large batches on a
+GPU: one pool of N + 1 *distinct* valid frames of the batch is drawn per step, and every
+prediction takes N of them as its negatives (the pool without its positive, or without the
+pool's last frame when the positive is not in it). Each prediction still gets N distinct
+negatives, uniform over the batch, never the positive; what changes is that the draws are
+shared (correlated) across predictions, as in-batch negatives are in SimCLR. Scoring is then
+one (B*T*K, C) x (C, N + 1) product instead of one against all B*T latents
+(:func:`cpc.infonce.score_shared`), so compute and memory grow linearly with the batch.
+
 Indices are flat positions into the (B*T) frames of the batch. The positive z_{t+k} and
 padded frames (t >= length) are never drawn: we draw a rank among the candidates *without*
 the positive and step over the positive's rank, which is exact and needs no rejection
@@ -23,7 +32,7 @@ loop. All randomness comes from an explicit ``torch.Generator``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -34,9 +43,12 @@ Offsets = int | Sequence[int]  # K (meaning offsets 1..K) or the offsets themsel
 
 def _targets(num_frames: int, offsets: Offsets, stride: int, device) -> Tensor:
     """Position of the positive inside its sequence, t + k * stride: (1, T, K)."""
-    offsets = range(1, offsets + 1) if isinstance(offsets, int) else offsets
+    offsets = list(range(1, offsets + 1) if isinstance(offsets, int) else offsets)
     t = torch.arange(num_frames, device=device)[None, :, None]  # (1, T, 1)
-    k = torch.tensor(list(offsets), device=device)[None, None, :]  # (1, 1, K)
+    if offsets == list(range(offsets[0], offsets[0] + len(offsets))):  # consecutive k: made on the device, no host copy
+        k = torch.arange(offsets[0], offsets[0] + len(offsets), device=device)[None, None, :]  # (1, 1, K)
+    else:
+        k = torch.tensor(offsets, device=device)[None, None, :]
     return t + k * stride
 
 
@@ -59,24 +71,34 @@ def _uniform_below(high: Tensor, shape: tuple[int, ...], generator: torch.Genera
     return (draws * high).long().minimum(high - 1)
 
 
-def _valid_frames(lengths: Tensor, num_frames: int) -> tuple[Tensor, Tensor]:
-    """Flat indices of all valid frames in batch order (M,), and where each sequence starts in it (B,)."""
-    valid = torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
-    starts = torch.cumsum(lengths, 0) - lengths  # (B,)
-    return valid.flatten().nonzero().squeeze(1), starts
+# Host syncs: on a GPU, reading a device value on the host (``len(x.nonzero())``, ``bool(t)``,
+# ``torch.tensor(python_value, device=...)``) stalls the queue of kernels every step. The
+# samplers below work on device tensors only; the checks that need a host value run when the
+# lengths live on the CPU (training windows on a GPU are checked once, by the data source).
+
+
+def _starts(lengths: Tensor) -> Tensor:
+    """Where each sequence's valid frames start in batch order: (B,)."""
+    return torch.cumsum(lengths, 0) - lengths
+
+
+def _frame_of_rank(rank: Tensor, lengths: Tensor, num_frames: int) -> Tensor:
+    """Flat index b * T + t of the valid frame with each rank (in batch order), any shape."""
+    starts = _starts(lengths)
+    sequence = torch.searchsorted(starts + lengths, rank, right=True)  # the sequence whose block holds the rank
+    return sequence * num_frames + (rank - starts[sequence])
 
 
 def _sample_batch(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
-    frames, starts = _valid_frames(lengths, num_frames)
-    total = len(frames)
-    if total < 2:
-        raise ValueError(f"negative sampling needs at least 2 valid frames in the batch, got {total}")
+    total = lengths.sum()  # () valid frames in the batch
+    if lengths.device.type == "cpu" and total < 2:
+        raise ValueError(f"negative sampling needs at least 2 valid frames in the batch, got {int(total)}")
     batch_size, steps = len(lengths), targets.shape[-1]
     # The positive's rank among all valid frames (clamped for pairs past the end, which are masked anyway).
-    positive_rank = (starts[:, None, None] + targets).clamp(max=total - 1)  # (B, T, K)
-    rank = _uniform_below(torch.tensor(total - 1, device=lengths.device), (batch_size, num_frames, steps, num_negatives), generator)
+    positive_rank = (_starts(lengths)[:, None, None] + targets).clamp(max=total - 1)  # (B, T, K)
+    rank = _uniform_below(total - 1, (batch_size, num_frames, steps, num_negatives), generator)
     rank = rank + (rank >= positive_rank[..., None]).long()  # step over the positive
-    return frames[rank]  # (B, T, K, N)
+    return _frame_of_rank(rank, lengths, num_frames)  # (B, T, K, N)
 
 
 def _sample_sequence(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
@@ -89,15 +111,50 @@ def _sample_sequence(lengths: Tensor, num_frames: int, targets: Tensor, num_nega
 
 
 def _sample_other_sequences(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
-    frames, starts = _valid_frames(lengths, num_frames)
-    others = len(frames) - lengths  # (B,) candidates outside each sequence
-    if bool(((others < 1) & (lengths > 1)).any()):
+    total = lengths.sum()
+    others = total - lengths  # (B,) candidates outside each sequence
+    if lengths.device.type == "cpu" and bool(((others < 1) & (lengths > 1)).any()):
         raise ValueError("negative_scope='other_sequences' needs at least two sequences with frames in the batch")
     batch_size, steps = len(lengths), targets.shape[-1]
     high = others.clamp(min=1)[:, None, None, None]
+    starts = _starts(lengths)
     rank = _uniform_below(high, (batch_size, num_frames, steps, num_negatives), generator)
     rank = rank + (rank >= starts[:, None, None, None]).long() * lengths[:, None, None, None]  # skip own block
-    return frames[rank.clamp(max=len(frames) - 1)]
+    return _frame_of_rank(rank.clamp(max=total - 1), lengths, num_frames)
+
+
+class SharedNegatives(NamedTuple):
+    """One step's shared negatives: ``pool`` (N + 1,) flat frame indices into B*T, and ``keep``
+    (B, T, K, N): which pool entries are the negatives of each prediction (in pool order)."""
+
+    pool: Tensor
+    keep: Tensor
+
+
+def sample_shared_negatives(
+    lengths: Tensor, num_frames: int, offsets: Offsets, num_negatives: int, *, stride: int = 1, generator: torch.Generator,
+) -> SharedNegatives:
+    """The ``batch_shared`` scope: lengths (B,) -> a pool of N + 1 distinct valid frames and, per
+    (b, t, k), the N pool entries that are not its positive (see the module notes).
+
+    ``pool[keep]`` (B, T, K, N) are the negatives, with the guarantees of :func:`sample_negatives`;
+    the batch must hold at least N + 1 valid frames.
+    """
+    valid = (torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]).flatten()  # (B*T,)
+    if lengths.device.type == "cpu" and int(valid.sum()) < num_negatives + 1:
+        raise ValueError(
+            f"negative_scope='batch_shared' draws N + 1 = {num_negatives + 1} distinct frames, but the batch has {int(valid.sum())} valid frames; "
+            "lower model.loss.num_negatives or use negative_scope=batch"
+        )
+    # N + 1 distinct valid frames, uniformly: the smallest of i.i.d. uniform keys (padding keyed out of reach).
+    keys = torch.rand(valid.shape, generator=generator, device=generator.device).to(valid.device).masked_fill(~valid, 2.0)
+    pool = keys.topk(num_negatives + 1, largest=False).indices  # (N + 1,) flat frame indices
+    positives, _ = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K)
+    is_positive = pool == positives[..., None]  # (B, T, K, N + 1), at most one True per row
+    dropped = torch.where(is_positive.any(-1), is_positive.int().argmax(-1), num_negatives)  # (B, T, K)
+    columns = torch.arange(num_negatives, device=pool.device)  # (N,)
+    keep = columns + (columns >= dropped[..., None]).long()  # (B, T, K, N): every column but the dropped one
+    return SharedNegatives(pool, keep)
 
 
 NEGATIVE_SAMPLERS: dict[str, Callable[..., Tensor]] = {
@@ -123,9 +180,12 @@ def sample_negatives(
     t + k*stride < lengths[b]; the others are padding and their draws are only guaranteed in
     range). ``offsets``: K (k = 1..K) or the k values.
     """
-    if scope not in NEGATIVE_SAMPLERS:
-        raise ValueError(f"model.loss.negative_scope={scope!r}: expected one of {sorted(NEGATIVE_SAMPLERS)}")
+    if scope not in NEGATIVE_SAMPLERS and scope != "batch_shared":
+        raise ValueError(f"model.loss.negative_scope={scope!r}: expected one of {sorted([*NEGATIVE_SAMPLERS, 'batch_shared'])}")
     if lengths.dim() != 1:
         raise ValueError(f"expected lengths of shape (B,), got {tuple(lengths.shape)}")
+    if scope == "batch_shared":
+        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator)
+        return shared.pool[shared.keep]
     targets = _targets(num_frames, offsets, stride, lengths.device)  # (1, T, K)
     return NEGATIVE_SAMPLERS[scope](lengths, num_frames, targets, num_negatives, generator)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cpc.config import BinaryConfig, InfoNCEConfig, MarginConfig, NTXentConfig, TripletConfig
-from cpc.infonce import info_nce, sample_candidates, score_candidates
+from cpc.infonce import info_nce, sample_candidates
 
 __all__ = [
     "Metrics", "infonce", "nt_xent", "margin_contrastive", "triplet", "binary_logistic", "Candidates", "ContrastiveCriterion",
@@ -252,13 +252,13 @@ class ContrastiveCriterion(nn.Module):
                 offsets: Sequence[int] | None = None) -> Metrics:
         """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
         axis -> metrics dict. As :meth:`cpc.infonce.InfoNCE.forward`; the grid is flattened row-major."""
-        predictions, latents, candidates, valid = sample_candidates(
+        sample = sample_candidates(
             predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
-        )  # (B, T, K, C), (B, T, C), (B, T, K, M), (B, T, K)
+        )  # predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M), valid (B, T, K)
         with torch.autocast(predictions.device.type, enabled=False):  # float32 scores, as InfoNCE
-            predictions, latents = predictions.float(), latents.float()
-            scored = Candidates(score_candidates(predictions, latents, candidates), predictions, latents, candidates)  # scores (B, T, K, M)
-            return self.objective(scored, valid)
+            sample = sample._replace(predictions=sample.predictions.float(), latents=sample.latents.float())
+            scored = Candidates(sample.scores(), sample.predictions, sample.latents, sample.candidates)  # scores (B, T, K, M)
+            return self.objective(scored, sample.valid)
 
 
 # ----------------------------------------------------------------------------- builders (cpc.registry.LOSSES)

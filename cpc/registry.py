@@ -23,7 +23,7 @@ from cpc.config import (
     TransformerPredictorConfig, TripletConfig,
 )
 from cpc.context import build_recurrent_context
-from cpc.data.speech import SpeechData
+from cpc.data.resident import build_speech_data
 from cpc.encoder import build_conv_encoder
 from cpc.image.context import MaskedConvContextConfig, RowGRUContextConfig, build_masked_conv_context, build_row_gru_context
 from cpc.image.encoder import PatchEncoderConfig, build_patch_encoder
@@ -64,7 +64,7 @@ LOSSES: dict[str, Variant] = {
     "binary": Variant(BinaryConfig, build_binary),  # wav2vec 1.0
 }
 DATA_SOURCES: dict[str, Variant] = {
-    "speech": Variant(SpeechDataConfig, SpeechData),
+    "speech": Variant(SpeechDataConfig, build_speech_data),  # the loader, or the corpus held on the device
     "fashion_mnist": Variant(FashionMNISTConfig, FashionMNISTPatches),
     "text": Variant(TextDataConfig, TextData),
 }

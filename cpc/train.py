@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cpc.checkpoint import load_checkpoint, save_checkpoint
-from cpc.config import ConfigError, from_container, load_config, to_container
+from cpc.config import ConfigError, Loading, from_container, load_config, to_container
 from cpc.model import build_model
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,16 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _distributed() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when run alone."""
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when run alone.
+
+    Under torchrun the process group is started even for one process, so that
+    ``--nproc_per_node=1`` runs the same DistributedDataParallel path as eight.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        log.info("torch.distributed: %s, rank %s of %d", backend, os.environ.get("RANK", 0), world_size)
     return int(os.environ.get("RANK", 0)), world_size, int(os.environ.get("LOCAL_RANK", 0))
 
 
@@ -83,6 +89,36 @@ def _autocast(config: DictConfig, device: torch.device):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def configure_kernels(config: DictConfig, device: torch.device) -> None:
+    """The fast paths on CUDA: TF32 for the float32 matmuls and convolutions that remain under
+    bf16 autocast (the scores; ``train.tf32``), cuDNN's autotuner (every step has the same
+    shapes). Process-wide settings, made by the training entry points only."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.train.tf32
+        torch.backends.cudnn.allow_tf32 = config.train.tf32
+        torch.backends.cudnn.benchmark = True
+
+
+def build_optimizer(model: torch.nn.Module, config: DictConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam as ``optim`` says; the fused CUDA kernel on GPUs (one launch for all parameters)."""
+    optim = config.optim
+    return torch.optim.Adam(
+        model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, fused=device.type == "cuda" or None
+    )
+
+
+def compile_model(model: torch.nn.Module, config: DictConfig) -> None:
+    """Speed options that change neither weights nor results: ``train.channels_last`` (the conv
+    encoder's layout, cpc.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
+    parameter names unchanged)."""
+    if config.train.channels_last:
+        if not hasattr(model.encoder, "channels_last") or config.model.encoder.get("norm") == "batch":
+            raise ConfigError("train.channels_last=true needs the raw-audio conv encoder without batch norm")
+        model.encoder.channels_last = True
+    if config.train.compile:
+        model.encoder.compile()
 
 
 def learning_rate_factor(step: int, config: DictConfig) -> float:
@@ -277,7 +313,7 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every", "train.valid_every", "train.valid_batches", "train.checkpoint_every",
     "train.keep_checkpoints", "train.progress", "train.threads", "train.device", "train.logger", "train.wandb_project",
-    "data.num_workers", "data.root",
+    "train.compile", "train.tf32", "train.channels_last", "data.num_workers", "data.root",
 )
 
 
@@ -339,9 +375,8 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
-    )
+    optimizer = build_optimizer(model, config, device)
+    configure_kernels(config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
     start_step = 0
     if resume:
@@ -355,10 +390,16 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
         log.info("resumed from %s at step %d", last_path, start_step)
-    ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if world_size > 1 else model
+    compile_model(model, config)
+    ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if dist.is_initialized() else model
 
     # --- data: every rank lists the data the same way, then takes its own batches.
-    source = DATA_SOURCES[config.data.name].build(config, rank=rank, world_size=world_size, start_step=start_step, device=device)
+    data_config = config
+    if resume and state.get("data_loading") and config.data.get("loading") == "auto":
+        # auto decides by the free device memory; a resume keeps the batch stream its run started with.
+        data_config = config.copy()
+        data_config.data.loading = Loading(state["data_loading"])
+    source = DATA_SOURCES[config.data.name].build(data_config, rank=rank, world_size=world_size, start_step=start_step, device=device)
     source.check(model)
 
     if rank == 0:
@@ -386,6 +427,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,
+            "data_loading": getattr(source, "loading", None),  # speech: "device" or "loader", which auto picked
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
         }
         save_checkpoint(last_path, state)
@@ -414,15 +456,17 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             generator = negative_generator(config.train.seed, rank, step, device)
             with _autocast(config, device):
                 out = as_metrics(ddp_model(inputs, lengths, generator=generator))  # {"loss", "accuracy_per_step", ...}
-            # Stop before a non-finite loss can reach the weights (and so any checkpoint).
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            # Stop before a non-finite loss can reach the weights (and so any checkpoint). Read
+            # after the backward is queued: the one host sync of the step then waits for work
+            # already on the device instead of starving it.
             finite = _reduce(torch.isfinite(out["loss"].detach()).float().reshape(1), world_size)
             if finite.item() < world_size:
                 raise TrainingError(
                     f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, "
                     f"the last good checkpoint is {last_path if last_path.exists() else 'none (no checkpoint written yet)'}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
             if config.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
             optimizer.step()

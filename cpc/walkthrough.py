@@ -149,7 +149,7 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
         figure("5_negatives.png", draw_negatives, size=(7, 3.2))
 
         scores = infonce.score_candidates(prediction, latents, candidates)  # (B, T, K, 1+N)
-        show("scores z_j^T W_k c_t", scores, "(B, T, K, 1+N)", code_line(infonce.score_candidates, "@ flat_latents.T"))
+        show("scores z_j^T W_k c_t", scores, "(B, T, K, 1+N)", code_line(infonce._GatheredScores.forward, "@ flat_latents.T"))
         figure("6_scores.png", lambda f, a: (f.colorbar(a.imshow(scores[0, t].numpy(), aspect="auto")), a.set_xlabel("candidate (0 = positive)"),
                                              a.set_ylabel("k - 1"), a.set_title(f"stage 6: the score matrix of one context (t = {t})")))
 

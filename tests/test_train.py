@@ -151,7 +151,7 @@ def test_bad_config_keys_and_types_are_named(tmp_path):
     "key, value, allowed",
     [
         ("optim.schedule", "cosin", "[constant, cosine, linear]"),
-        ("model.loss.negative_scope", "batches", "[batch, sequence, other_sequences]"),
+        ("model.loss.negative_scope", "batches", "[batch, sequence, other_sequences, batch_shared]"),
         ("model.encoder.norm", "layer", "[none, batch, channel]"),
         ("model.predictor.init", "zero", "[default, zeros]"),
         ("train.logger", "tensorboard", "[none, wandb]"),

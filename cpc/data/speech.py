@@ -202,9 +202,27 @@ def validation_windows(files: Sequence[AudioFile], window: int, count: int, *, r
     return windows[rank::world_size]
 
 
+def check_window(window: int, model) -> None:
+    """A training window must give frames for every offset: at least (last offset + 1) frames."""
+    from cpc.config import ConfigError
+
+    last = max(model.predictors.offsets)
+    frames = int(model.output_lengths(torch.tensor(window)))
+    if frames < last + 1:
+        minimum = window
+        while int(model.output_lengths(torch.tensor(minimum))) < last + 1:
+            minimum += 1
+        raise ConfigError(
+            f"data.window={window} samples gives {frames} frames, but predicting up to {last} frames ahead "
+            f"(model.predictor.prediction_steps={len(model.predictors.offsets)}) needs at least {last + 1}: use data.window >= {minimum}"
+        )
+
+
 class SpeechData:
     """The speech data source for the training loop (see cpc.data): random training windows
     of ``data.window`` samples, fixed validation windows, read by DataLoader workers."""
+
+    loading = "loader"  # the data.loading value this source is
 
     def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
         from torch.utils.data import DataLoader
@@ -228,19 +246,7 @@ class SpeechData:
         self.valid_loader = DataLoader(_Items(SpeechWindows(corpus.valid, data.window), items), batch_size=train.batch_size, **options) if items else None
 
     def check(self, model) -> None:
-        """A training window must give frames for every offset: at least (last offset + 1) frames."""
-        from cpc.config import ConfigError
-
-        last = max(model.predictors.offsets)
-        frames = int(model.output_lengths(torch.tensor(self.window)))
-        if frames < last + 1:
-            minimum = self.window
-            while int(model.output_lengths(torch.tensor(minimum))) < last + 1:
-                minimum += 1
-            raise ConfigError(
-                f"data.window={self.window} samples gives {frames} frames, but predicting up to {last} frames ahead "
-                f"(model.predictor.prediction_steps={len(model.predictors.offsets)}) needs at least {last + 1}: use data.window >= {minimum}"
-            )
+        check_window(self.window, model)
 
     def train_batches(self) -> Iterator[tuple[torch.Tensor, None]]:
         for waveforms in self.train_loader:
