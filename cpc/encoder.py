@@ -49,7 +49,9 @@ class ChannelNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T) or (B, C, 1, T) (the channels-last layout of :class:`ConvEncoder`) -> the same shape."""
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        if x.dim() == 3:
+            return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # explicit axes: ONNX export rejects negative ones
 
 
 NORMS: dict[str, Callable[[int], nn.Module]] = {
