@@ -1,51 +1,109 @@
-"""ZeroSpeech-style ABX phone discriminability, vectorised in torch.
+"""ZeroSpeech-style ABX phone discriminability, vectorised in torch, equal to the ZeroSpeech reference.
 
 Shape legend: P token pairs, N and M frames of the two tokens of a pair, D feature dimensions.
 
-Protocol (ZeroSpeech 2017 track 1, Dunbar et al. 2017; ZeroSpeech 2021 / libri-light
-``eval_ABX``, Nguyen et al. 2020; Kahn et al. 2020)
--------------------------------------------------------------------------------------
-* Tokens come from an item file (``#file onset offset #phone prev-phone next-phone speaker``):
-  the frames of ``file`` whose centres ((t + 0.5) × 10 ms) lie in [onset, offset] (at least the
-  frame nearest the token's middle), as libri-light's ``ceil(100 onset − 0.5) .. floor(100 offset − 0.5)``.
-* Distance between two tokens: frame-wise angular distance ``arccos(cos(x, y)) / π`` (0 for
-  identical directions, 0.5 for orthogonal), aligned by DTW with steps (1,0), (0,1), (1,1); the
-  cost of the best path is divided by its number of steps ("averaged along the path"). Ties
-  between predecessors prefer the diagonal, then (1,0), then (0,1). Distances are symmetric by
-  construction: each unordered pair is computed once.
-* Groups are (context = (prev, next) phone, phone, speaker), each subsampled to at most
-  ``max_per_group`` tokens with a fixed seed.
-* Within speaker: for a context c, speaker s and phones a ≠ b, A and X are two different tokens
-  of (c, a, s) and B a token of (c, b, s). Across speakers: A, B from speaker s, X a token of
-  (c, a, s') for up to ``max_x_speakers`` other speakers s' (seeded choice).
-* A triplet is an error when d(A, X) > d(B, X), half an error on a tie; a cell's score is the
-  mean over its triplets. Scores are averaged over contexts, then over speakers (within: s;
-  across: (s, s')), then over ordered phone pairs (a, b), and reported in percent.
+The reference is ``zrc_abx2`` (PyPI ``zerospeech-libriabx2`` 0.9.8, ZeroSpeech 2021's revision
+of libri-light's ``eval_ABX``; Nguyen et al. 2020, Kahn et al. 2020), run on ``.npy`` features
+with its defaults: ``--distance_mode cosine --feature_size 0.01 --max_size_group 10
+--max_x_across 5 --seed 3459`` and the "within context" condition. :func:`abx_error` follows it
+step by step, so both give the same within/across scores to float rounding (a comparison of two
+DTW costs that differ in their last bit can go either way): ``tests/test_abx.py`` checks this
+on a generated set when the package is installed, and ``benchmarks/abx/compare_reference.py``
+on a corpus. Each point below quotes the reference (file names under ``zrc_abx2/ABX_src``).
 
-Checks on the input
--------------------
+Tokens (``ABXDataset/abx_feature_loader.py``)
+---------------------------------------------
+* Item rows ``#file onset offset #phone prev-phone next-phone speaker``; the context is the
+  (prev, next) pair. A token's frames are ``[start, stop)`` with ``index_start = max(0,
+  int(math.ceil(stepFeature * phone_start - 0.5)))`` and ``index_end = min(T,
+  int(math.floor(stepFeature * phone_end - 0.5)))``, ``stepFeature = 1 / feature_size = 100``:
+  the frames whose centres ((t + 0.5) × 10 ms) lie in [onset, offset], *less the last one*
+  (``index_end`` is exclusive). A token left with no frame (shorter than about 15 ms, or past
+  the file's end) is dropped: ``if index_start >= all_features.size(0) or index_end <=
+  index_start: continue``; the result counts them (``dropped_tokens``).
+  (Before: ``stop = floor(...) + 1``, one frame more per token, and a frameless token kept
+  its middle frame. This was most of the within-speaker difference, e.g. MFCC 1.24 vs 1.61 %.)
+* Frames are scaled to unit length; an all-zero frame gets the reference's
+  ``normalize_with_singularity``: "Extend all vectors by eps=1e-12 to put the null vector at
+  the maximal cosine distance from any non-null vector", i.e. angular distance 1 to every
+  non-zero frame and 0 to another zero frame (before: 0.5 to everything).
+
+Distance (``abx_group_computation.py``, ``dtw.pyx``)
+-----------------------------------------------------
+* Frame-wise ``torch.clamp(prod.sum(dim=4), -1, 1).acos() / math.pi`` in float32 (0 for the
+  same direction, 0.5 orthogonal, 1 opposite); DTW with steps (1,0), (0,1), (1,1); the cost of
+  the best path is divided by its number of cells. The reference finds that path by walking
+  back with ``if c_diag <= c_left and c_diag <= c_up`` (diagonal) ``elif c_left <= c_up``
+  (``j -= 1``) ``else`` (``i -= 1``): ties prefer the diagonal, then (0,1), then (1,0) (before:
+  (1,0) before (0,1)). The cost is summed in float32 and the result stored in float32, so are
+  ours: two tokens at equal float32 distance from X tie, as in the reference.
+* Orientation: ``dtw_batch(x, a, ...)`` puts X's frames on the rows (``d(X, A)``, ``d(X, B)``);
+  within speaker, A against A is computed once per unordered pair, the earlier token of the
+  drawn sample on the rows. Tie-breaking is not symmetric, so each pair is computed in the
+  reference's orientation.
+
+Triplets and sampling (``ABXIterators/abx_iterators.py``)
+---------------------------------------------------------
+* Tokens are grouped by (context, speaker, phone), visited in the order of the ids the item
+  file gives them ("The id in each case is iterative (0, 1 ...)": first appearance); inside a
+  group, tokens are in file order (the reference's file list; we take files sorted by name,
+  pass the reference a sorted list to get the same draws), then item-file order.
+* Within speaker, for each context, speaker, phone a with at least 2 tokens and phone b ≠ a of
+  the same context and speaker: one cell with A = X = a sample of a's group and B of b's
+  group. Across: for each context, speaker s with at least 2 phones, phone a: up to
+  ``max_x_across`` other speakers with a in that context (``random.sample(ref, k=self.max_x)``,
+  in the order drawn), and for each such speaker s' and each phone b ≠ a of (context, s): one
+  cell with A from (a, s), B from (b, s), X from (a, s').
+* A group of more than ``max_size_group`` tokens is subsampled *each time a cell uses it*:
+  ``get_group`` calls ``random.sample(to_take, k=self.max_size_group)``, B before A within
+  speaker, A, B then X across, with Python's ``random`` seeded (``random.seed(self.seed_n)``,
+  3459) once for the within iterator and once more for the across iterator. We draw the same
+  numbers from a local ``random.Random(seed)`` (the caller's global state is left alone), so the
+  draws agree with the reference given the same file order. (Before: one numpy-seeded subsample
+  per group, kept for all its cells, seed 0, and numpy-drawn X speakers: another sample of the
+  same expectation.)
+
+Scores (``get_theta_group_dtw``, ``eval_ABX.py``)
+-------------------------------------------------
+* A cell's error is the share of triplets (a, b, x) with d(A, X) > d(B, X), half on a tie;
+  within speaker the triplets with a = x are left out (``n_pos = Na * (Na - 1)``).
+* Within: mean over contexts for each (speaker, a, b) (``torch.sparse.sum(group_confusion,
+  dimnwithin)`` over the context dimension, divided by the cell count), then over speakers
+  for each (a, b), then over (a, b) pairs. Across: for each (speaker, a, b) the mean over all
+  its (context, X speaker) cells at once (``dimnacross = [3, 4]``), then over speakers, then
+  over pairs. (Before: across averaged contexts for each (speaker, X speaker), then the
+  speaker pairs: another weighting, most of the across difference, e.g. MFCC 11.2 vs 10.7 %.)
+  Reported in percent.
+
+Where we differ on purpose: input checks
+----------------------------------------
 * Item rows must lie inside their file: an onset before 0, or an offset more than
   ``tolerance`` frames (default 2 = 20 ms, rounding and conv arithmetic at the end) past the
   file's last frame, raises :class:`cpc.features.FeatureError` naming the row, its file and
   the value (``cpc abx`` checks against the audio before extracting features, and names the
-  item file's line). Such rows are errors rather than clipped: a token moved to frame 0 or
-  to the file's end is another token, scored silently.
+  item file's line). The reference clips them silently (``min(all_features.size(0), ...)``);
+  a token moved to a file's end is another token. Rows within the tolerance are clipped as
+  the reference does. Item files naming files without features are an error too (the
+  reference skips those rows).
 * Few cells: a score averages cell scores, each in [0, 1]; with a handful of cells it moves in
   large steps (2 cells give 0, 25, 50, 75 or 100 %) and says little. The result counts the
   cells (``within_cells``, ``across_cells``), and below :data:`MIN_CELLS` (30) of a kind
   :func:`abx_error` logs a WARNING and adds it to the result's ``warnings``.
+* ``max_per_group`` must be at least 2: with one token, a within cell has no (a, x) pair and
+  the reference divides by zero.
 
-Vectorisation: every needed token pair is listed once, pairs are sorted by length and cut into
-batches of bounded size; each batch gathers its frames with one index (``flat[offset + t]``),
-computes all frame distances with one ``bmm`` and runs DTW over anti-diagonals (N + M steps
-of (P, diagonal) tensor operations, not N × M Python steps). The cells are then scored from
-the distance table with small numpy operations.
+Vectorisation: every needed (rows, columns) token pair is listed once, pairs are sorted by
+length and cut into batches of bounded size; each batch gathers its frames with one index
+(``flat[offset + t]``), computes all frame distances with one ``bmm`` and runs DTW over
+anti-diagonals (N + M steps of (P, diagonal) tensor operations, not N × M Python steps). The
+cells are then scored from the distance table with small numpy operations.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -56,11 +114,14 @@ from torch import Tensor
 
 from cpc.features import FeatureError, torch_threads
 
-__all__ = ["MIN_CELLS", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
+__all__ = ["DEFAULT_SEED", "MIN_CELLS", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
 
 log = logging.getLogger(__name__)
 
-FRAMES_PER_SECOND = 100  # the 10 ms grid
+FRAMES_PER_SECOND = 100  # the 10 ms grid (the reference's stepFeature = 1 / feature_size)
+
+DEFAULT_SEED = 3459
+"""The reference's ``SEED``: with it (and files in name order) :func:`abx_error` draws the reference's samples."""
 
 MIN_CELLS = 30
 """Fewer (within or across) cells than this and :func:`abx_error` warns that its score is not a measurement.
@@ -74,22 +135,31 @@ hundred; an item file with a couple of tokens per phone gives 2 and a score of 5
 def angular_distances(first: Tensor, second: Tensor, *, normalized: bool = False) -> Tensor:
     """Frame-wise angular distance in [0, 1]: first (P, N, D), second (P, M, D) -> (P, N, M).
 
-    Zero frames have no direction; they are treated as orthogonal to everything (distance 0.5).
-    ``normalized=True`` skips the normalisation for rows that already have unit length.
+    An all-zero frame has no direction: as in the reference, it is at distance 1 from every
+    non-zero frame and 0 from another zero frame. ``normalized=True`` skips the normalisation
+    for rows that already have unit length (or are zero).
     """
+    first_zero = (first * first).sum(-1) == 0  # (P, N)
+    second_zero = (second * second).sum(-1) == 0  # (P, M)
     if not normalized:
         first = torch.nn.functional.normalize(first, dim=-1, eps=1e-12)
         second = torch.nn.functional.normalize(second, dim=-1, eps=1e-12)
     cosine = torch.bmm(first, second.transpose(1, 2)).clamp(-1.0, 1.0)  # (P, N, M)
+    if first_zero.any() or second_zero.any():
+        both = first_zero[:, :, None] & second_zero[:, None, :]
+        either = first_zero[:, :, None] | second_zero[:, None, :]
+        cosine = torch.where(either, torch.where(both, 1.0, -1.0), cosine)
     return torch.arccos(cosine) / math.pi
 
 
 def dtw_average_cost(distances: Tensor, first_lengths: Tensor, second_lengths: Tensor) -> Tensor:
     """DTW over padded frame distances (P, N, M) with valid lengths (P,), (P,) -> path-averaged cost (P,) float64.
 
-    cost[i, j] = d[i, j] + min(cost[i-1, j-1], cost[i-1, j], cost[i, j-1]) (1-based, cost[0, 0] = 0);
+    cost[i, j] = d[i, j] + min(cost[i-1, j-1], cost[i, j-1], cost[i-1, j]) (1-based, cost[0, 0] = 0);
     the result is cost[n, m] divided by the number of cells on that best path (ties: diagonal,
-    then (1,0), then (0,1)). Cells past a pair's lengths hold anything: no valid cell depends on them.
+    then (0,1), then (1,0), the reference's order). Costs add up in the dtype of ``distances``
+    (float32 in :func:`abx_error`, as the reference). Cells past a pair's lengths hold
+    anything: no valid cell depends on them.
 
     The recursion runs over anti-diagonals i + j = const: every cell of one depends only on the
     two before it, so each step is a few (P, diagonal length) operations on contiguous slices.
@@ -115,8 +185,8 @@ def dtw_average_cost(distances: Tensor, first_lengths: Tensor, second_lengths: T
         local = local_costs[i - 1, diagonal - i - 1]  # (L, P): 0-based cells (i - 1, j - 1)
         best, best_steps = costs[before, low - 1 : high], steps[before, low - 1 : high]  # from (i-1, j-1)
         for candidate, candidate_steps in (
-            (costs[last, low - 1 : high], steps[last, low - 1 : high]),  # from (i-1, j)
             (costs[last, low : high + 1], steps[last, low : high + 1]),  # from (i, j-1)
+            (costs[last, low - 1 : high], steps[last, low - 1 : high]),  # from (i-1, j)
         ):
             better = candidate < best  # strict: ties keep the earlier candidate
             best = torch.where(better, candidate, best)
@@ -132,13 +202,14 @@ def dtw_average_cost(distances: Tensor, first_lengths: Tensor, second_lengths: T
 
 
 def token_frames(onset: float, offset: float, num_frames: int) -> tuple[int, int]:
-    """Frames [start, stop) whose centres lie in [onset, offset] seconds; at least one frame."""
+    """Frames [start, stop) of a token, the reference's rounding: empty (stop <= start) when it has none.
+
+    start = ceil(100 onset - 0.5), the first frame whose centre is at or after the onset;
+    stop = floor(100 offset - 0.5), the last frame whose centre is at or before the offset,
+    itself left out; both clipped to [0, num_frames].
+    """
     start = max(0, math.ceil(FRAMES_PER_SECOND * onset - 0.5))
-    stop = min(num_frames, math.floor(FRAMES_PER_SECOND * offset - 0.5) + 1)
-    if stop <= start:
-        middle = int(round(FRAMES_PER_SECOND * (onset + offset) / 2 - 0.5))
-        start = min(max(middle, 0), num_frames - 1)
-        stop = start + 1
+    stop = min(num_frames, math.floor(FRAMES_PER_SECOND * offset - 0.5))
     return start, stop
 
 
@@ -164,49 +235,107 @@ def check_item_times(items: Sequence, durations: dict[str, float], *, tolerance:
 
 @dataclass
 class _Tokens:
-    """Subsampled tokens: frames of token k are flat[offsets[k] : offsets[k] + lengths[k]]."""
+    """Tokens with frames: frames of token k are flat[offsets[k] : offsets[k] + lengths[k]].
 
-    flat: Tensor  # (total frames, D), unit-length rows
+    ``groups[context][speaker][phone]`` lists a group's tokens; every level is a dict in the
+    order of the reference's ids (first appearance in the item file), tokens in file-name order
+    then item order.
+    """
+
+    flat: Tensor  # (total frames, D), unit-length or zero rows
     offsets: Tensor  # (K,)
     lengths: Tensor  # (K,)
-    groups: dict[tuple, list[int]]  # (context, phone, speaker) -> token indices
+    groups: dict[str, dict[str, dict[str, list[int]]]]
+    dropped: int  # item rows with no frame
 
 
-def _tokens(features: dict[str, np.ndarray], items: Sequence, max_per_group: int, rng: np.random.Generator) -> _Tokens:
-    by_group: dict[tuple, list] = defaultdict(list)
+def _tokens(features: dict[str, np.ndarray], items: Sequence) -> _Tokens:
+    # Ids by first appearance: the order in which the reference visits contexts, speakers and phones.
+    ids: list[dict] = [{}, {}, {}]
     for row in items:
-        by_group[((row.prev_phone, row.next_phone), row.phone, row.speaker)].append(row)
-    pieces, offsets, lengths, groups, total = [], [], [], {}, 0
-    for key in sorted(by_group):
-        rows = by_group[key]
-        if len(rows) > max_per_group:
-            rows = [rows[i] for i in sorted(rng.choice(len(rows), max_per_group, replace=False))]
-        groups[key] = []
-        for row in rows:
-            values = features[row.file]
+        for level, name in zip(ids, ((row.prev_phone, row.next_phone), row.speaker, row.phone)):
+            level.setdefault(name, len(level))
+    by_file: dict[str, list] = defaultdict(list)
+    for row in items:
+        by_file[row.file].append(row)
+    pieces, offsets, lengths, members, total, dropped = [], [], [], defaultdict(list), 0, 0
+    for file in sorted(by_file):
+        values = features[file]
+        for row in by_file[file]:
             start, stop = token_frames(row.onset, row.offset, len(values))
-            groups[key].append(len(offsets))
+            if stop <= start:
+                dropped += 1
+                continue
+            members[((row.prev_phone, row.next_phone), row.speaker, row.phone)].append(len(offsets))
             pieces.append(torch.from_numpy(np.asarray(values[start:stop], dtype=np.float32)))
             offsets.append(total)
             lengths.append(stop - start)
             total += stop - start
-    flat = torch.nn.functional.normalize(torch.cat(pieces), dim=-1, eps=1e-12)
-    return _Tokens(flat, torch.tensor(offsets), torch.tensor(lengths), groups)
+    if not pieces:
+        raise FeatureError(f"none of the {len(items)} ABX item rows covers a frame (tokens need about 15 ms)")
+    groups: dict = {}
+    for key in sorted(members, key=lambda key: [level[name] for level, name in zip(ids, key)]):
+        context, speaker, phone = key
+        groups.setdefault(context, {}).setdefault(speaker, {})[phone] = members[key]
+    flat = torch.cat(pieces)  # (total frames, D)
+    squared_norms = (flat**2).sum(dim=1, keepdim=True)
+    # x / sqrt(sum x²) as the reference rounds it; zero frames stay zero (angular_distances places them).
+    flat = torch.where(squared_norms > 0, flat / torch.sqrt(squared_norms), torch.zeros_like(flat))
+    return _Tokens(flat, torch.tensor(offsets), torch.tensor(lengths), groups, dropped)
+
+
+def _within_cells(tokens: _Tokens, max_per_group: int, rng: random.Random) -> list[tuple]:
+    """Within-speaker cells ((speaker, a, b, context), A, B), X = A, drawn in the reference's order."""
+
+    def sample(group: list[int]) -> list[int]:
+        return rng.sample(group, max_per_group) if len(group) > max_per_group else group
+
+    cells = []
+    for context, by_speaker in tokens.groups.items():
+        for speaker, by_phone in by_speaker.items():
+            for phone_a, a_group in by_phone.items():
+                if len(by_phone) == 1 or len(a_group) == 1:
+                    continue
+                for phone_b, b_group in by_phone.items():
+                    if phone_b != phone_a:
+                        b_tokens = sample(b_group)  # B is drawn before A
+                        cells.append(((speaker, phone_a, phone_b, context), sample(a_group), b_tokens))
+    return cells
+
+
+def _across_cells(tokens: _Tokens, max_per_group: int, max_x_speakers: int, rng: random.Random) -> list[tuple]:
+    """Across-speaker cells ((speaker, a, b, context, x_speaker), A, B, X), drawn in the reference's order."""
+
+    def sample(group: list[int]) -> list[int]:
+        return rng.sample(group, max_per_group) if len(group) > max_per_group else group
+
+    cells = []
+    for context, by_speaker in tokens.groups.items():
+        for speaker, by_phone in by_speaker.items():
+            if len(by_phone) == 1:
+                continue
+            for phone_a, a_group in by_phone.items():
+                others = [(other, groups[phone_a]) for other, groups in by_speaker.items() if other != speaker and phone_a in groups]
+                if len(others) > max_x_speakers:
+                    others = rng.sample(others, max_x_speakers)
+                for x_speaker, x_group in others:
+                    for phone_b, b_group in by_phone.items():
+                        if phone_b != phone_a:
+                            a_tokens, b_tokens = sample(a_group), sample(b_group)
+                            cells.append(((speaker, phone_a, phone_b, context, x_speaker), a_tokens, b_tokens, sample(x_group)))
+    return cells
 
 
 def _pair_distances(tokens: _Tokens, pairs: list[tuple[int, int]], max_cells: int) -> dict[tuple[int, int], float]:
-    """DTW distance for each (u, v) token pair, batched by length.
+    """DTW distance for each (rows, columns) token pair, batched by length; values rounded to float32 as the reference's.
 
-    Each pair is computed with its longer token as rows; pairs are bucketed by that length and
-    cut into batches of at most ``max_cells`` DTW cells, so padding stays small.
+    Pairs are bucketed by their row token's length and cut into batches of at most
+    ``max_cells`` DTW cells, so padding stays small.
     """
     if not pairs:
         return {}
     pair_tensor = torch.tensor(pairs)  # (P, 2)
-    lengths = tokens.lengths[pair_tensor]  # (P, 2)
-    swap = lengths[:, 1] > lengths[:, 0]
-    rows_token = torch.where(swap, pair_tensor[:, 1], pair_tensor[:, 0])
-    columns_token = torch.where(swap, pair_tensor[:, 0], pair_tensor[:, 1])
+    rows_token, columns_token = pair_tensor[:, 0], pair_tensor[:, 1]
     row_lengths, column_lengths = tokens.lengths[rows_token], tokens.lengths[columns_token]
     order = torch.argsort(row_lengths * (int(column_lengths.max()) + 1) + column_lengths)
     values = torch.empty(len(pairs), dtype=torch.float64)
@@ -226,23 +355,40 @@ def _pair_distances(tokens: _Tokens, pairs: list[tuple[int, int]], max_cells: in
             first_index = tokens.offsets[first][:, None] + torch.arange(rows)[None]
             second_index = tokens.offsets[second][:, None] + torch.minimum(torch.arange(columns)[None], (m - 1)[:, None])
             distances = angular_distances(tokens.flat[first_index], tokens.flat[second_index], normalized=True)  # (P, N, M)
-            values[batch] = dtw_average_cost(distances, n, m)
+            values[batch] = dtw_average_cost(distances, n, m).float().double()  # the reference stores float32
             start = stop
     return dict(zip(pairs, values.tolist()))
 
 
-def _score(a_x: np.ndarray, b_x: np.ndarray, exclude_same: bool) -> float:
-    """Mean error over triplets: a_x (|A|, |X|) = d(A_i, X_k), b_x (|B|, |X|) = d(B_j, X_k).
+def _score(x_a: np.ndarray, x_b: np.ndarray, exclude_same: bool) -> float:
+    """Mean error over triplets: x_a (|X|, |A|) = d(X_k, A_i), x_b (|X|, |B|) = d(X_k, B_j).
 
-    Triplet (i, j, k) errs when d(A_i, X_k) > d(B_j, X_k) (half on a tie); ``exclude_same`` drops
-    i == k (within speaker, A and X are drawn from one group and must be different tokens).
+    Triplet (k, i, j) errs when d(X_k, A_i) > d(X_k, B_j) (half on a tie); ``exclude_same`` drops
+    i == k (within speaker, X and A are the same sample and must be different tokens).
     """
-    comparison = a_x[:, None, :] - b_x[None, :, :]  # (|A|, |B|, |X|)
+    comparison = x_a[:, :, None] - x_b[:, None, :]  # (|X|, |A|, |B|)
     errors = (comparison > 0) + 0.5 * (comparison == 0)
     if exclude_same:
-        keep = ~np.eye(a_x.shape[0], a_x.shape[1], dtype=bool)[:, None, :]
-        return float((errors * keep).sum() / (keep.sum() * b_x.shape[0]))
+        keep = ~np.eye(x_a.shape[0], x_a.shape[1], dtype=bool)[:, :, None]
+        return float((errors * keep).sum() / (keep.sum() * x_b.shape[1]))
     return float(errors.mean())
+
+
+def _average(scores: dict[tuple, list[float]]) -> float | None:
+    """Cell scores keyed (speaker, a, b, *rest) -> percent: mean over ``rest`` for each (speaker, a, b), then over speakers, then (a, b).
+
+    Within, ``rest`` is (context,); across, (context, X speaker): the reference averages all
+    cells of one (speaker, a, b) at once, whatever their context and X speaker.
+    """
+    by_speaker: dict[tuple, list[float]] = defaultdict(list)
+    for (speaker, phone_a, phone_b, *_), values in scores.items():
+        by_speaker[(speaker, phone_a, phone_b)].extend(values)
+    by_pair: dict[tuple, list[float]] = defaultdict(list)
+    for (_, phone_a, phone_b), values in by_speaker.items():
+        by_pair[(phone_a, phone_b)].append(float(np.mean(values)))
+    if not by_pair:
+        return None
+    return 100.0 * float(np.mean([np.mean(values) for values in by_pair.values()]))
 
 
 def abx_error(
@@ -251,24 +397,26 @@ def abx_error(
     *,
     max_per_group: int = 10,
     max_x_speakers: int = 5,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     max_cells: int = 4_000_000,
     tolerance: int = 2,
     threads: int | None = None,
 ) -> dict:
-    """Within- and across-speaker ABX error (%) of per-file features {file: (T, D)} on item rows.
+    """Within- and across-speaker ABX error (%) of per-file features {file: (T, D)} on item rows (within context).
 
     ``items``: rows with ``file, onset, offset, phone, prev_phone, next_phone, speaker``
-    (:func:`cpc.corpus.formats.read_item`). ``threads``: torch intra-op threads for the DTW
-    (None: leave the caller's setting). ``max_x_speakers=0`` scores within speaker only.
-    Raises :class:`FeatureError` listing item files with no features, or rows outside their
-    file (by more than ``tolerance`` frames at the end; see the module docstring). Returns
-    ``{"within", "across", "within_cells", "across_cells", ..., "warnings"}``; a score is None
-    when the items allow no triplet of that kind (e.g. one speaker only), and ``warnings``
-    says when a score rests on fewer than :data:`MIN_CELLS` cells.
+    (:func:`cpc.corpus.formats.read_item`), in item-file order (it sets the order of the draws).
+    ``max_per_group``, ``max_x_speakers`` and ``seed`` are the reference's ``max_size_group``,
+    ``max_x_across`` and ``seed`` (see the module docstring); ``max_x_speakers=0`` scores within
+    speaker only. ``threads``: torch intra-op threads for the DTW (None: leave the caller's
+    setting). Raises :class:`FeatureError` listing item files with no features, or rows outside
+    their file (by more than ``tolerance`` frames at the end). Returns ``{"within", "across",
+    "within_cells", "across_cells", "dropped_tokens", ..., "warnings"}``; a score is None when
+    the items allow no triplet of that kind (e.g. one speaker only), and ``warnings`` says when
+    a score rests on fewer than :data:`MIN_CELLS` cells.
     """
-    if max_per_group < 1:
-        raise ValueError(f"max_per_group={max_per_group}: expected at least 1 token per (context, phone, speaker) group")
+    if max_per_group < 2:
+        raise ValueError(f"max_per_group={max_per_group}: expected at least 2 tokens per (context, phone, speaker) group")
     if max_x_speakers < 0:
         raise ValueError(f"max_x_speakers={max_x_speakers}: expected 0 (within speaker only) or more")
     if not items:
@@ -278,64 +426,41 @@ def abx_error(
         shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
         raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
     check_item_times(items, {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()}, tolerance=tolerance / FRAMES_PER_SECOND)
-    rng = np.random.default_rng(seed)
-    tokens = _tokens(features, items, max_per_group, rng)
-    by_context: dict[tuple, dict[tuple, list[int]]] = defaultdict(dict)  # context -> (phone, speaker) -> tokens
-    for (context, phone, speaker), members in tokens.groups.items():
-        by_context[context][(phone, speaker)] = members
+    tokens = _tokens(features, items)
+    # Two iterators, each seeded afresh, as the reference's.
+    within_cells = _within_cells(tokens, max_per_group, random.Random(seed))
+    across_cells = _across_cells(tokens, max_per_group, max_x_speakers, random.Random(seed)) if max_x_speakers else []
 
-    # --- list the cells and the token pairs they need
-    within_cells, across_cells, needed = [], [], set()
-
-    def need(first: list[int], second: list[int]) -> None:
-        needed.update((min(u, v), max(u, v)) for u in first for v in second if u != v)
-
-    for context in sorted(by_context):
-        groups = by_context[context]
-        speakers_of: dict[str, list[str]] = defaultdict(list)  # phone -> speakers with tokens
-        for phone, speaker in sorted(groups):
-            speakers_of[phone].append(speaker)
-        for (phone_a, speaker), a_tokens in sorted(groups.items()):
-            others = [phone for phone in sorted(speakers_of) if phone != phone_a and (phone, speaker) in groups]
-            x_speakers = [s for s in speakers_of[phone_a] if s != speaker]
-            if len(x_speakers) > max_x_speakers:
-                x_speakers = [x_speakers[i] for i in sorted(rng.choice(len(x_speakers), max_x_speakers, replace=False))]
-            for phone_b in others:
-                b_tokens = groups[(phone_b, speaker)]
-                if len(a_tokens) >= 2:
-                    within_cells.append((context, speaker, phone_a, phone_b, a_tokens, b_tokens))
-                    need(a_tokens, a_tokens)
-                    need(b_tokens, a_tokens)
-                for x_speaker in x_speakers:
-                    x_tokens = groups[(phone_a, x_speaker)]
-                    across_cells.append((context, (speaker, x_speaker), phone_a, phone_b, a_tokens, b_tokens, x_tokens))
-                    need(a_tokens, x_tokens)
-                    need(b_tokens, x_tokens)
-
+    # --- list the (rows, columns) token pairs the cells need, in the reference's orientation
+    needed: set[tuple[int, int]] = set()
+    for _, a_tokens, b_tokens in within_cells:
+        needed.update((u, v) for i, u in enumerate(a_tokens) for v in a_tokens[i + 1 :])  # A x A once, earlier on the rows
+        needed.update((x, v) for x in a_tokens for v in b_tokens)
+    for _, a_tokens, b_tokens, x_tokens in across_cells:
+        needed.update((x, v) for x in x_tokens for v in a_tokens + b_tokens)
     with torch_threads(threads):
         distance = _pair_distances(tokens, sorted(needed), max_cells)
 
-    def table(first: list[int], second: list[int]) -> np.ndarray:
-        return np.array([[0.0 if u == v else distance[(min(u, v), max(u, v))] for v in second] for u in first])
+    def table(rows: list[int], columns: list[int]) -> np.ndarray:
+        return np.array([[distance[(u, v)] for v in columns] for u in rows])
 
-    # --- score cells, then average over contexts, speakers, phone pairs
-    def aggregate(scores: dict[tuple, list[float]]) -> float | None:
-        """scores: (phone_a, phone_b, speakers) -> per-context cell scores."""
-        by_pair: dict[tuple, list[float]] = defaultdict(list)
-        for (phone_a, phone_b, _), values in scores.items():
-            by_pair[(phone_a, phone_b)].append(float(np.mean(values)))  # mean over contexts
-        if not by_pair:
-            return None
-        return 100.0 * float(np.mean([np.mean(values) for values in by_pair.values()]))  # speakers, then pairs
+    def symmetric_table(sample: list[int]) -> np.ndarray:
+        values = np.zeros((len(sample), len(sample)))  # the diagonal is left out of the score
+        for i, u in enumerate(sample):
+            for j in range(i + 1, len(sample)):
+                values[i, j] = values[j, i] = distance[(u, sample[j])]
+        return values
 
     within_scores: dict[tuple, list[float]] = defaultdict(list)
-    for context, speaker, phone_a, phone_b, a_tokens, b_tokens in within_cells:
-        within_scores[(phone_a, phone_b, speaker)].append(_score(table(a_tokens, a_tokens), table(b_tokens, a_tokens), exclude_same=True))
+    for key, a_tokens, b_tokens in within_cells:
+        within_scores[key].append(_score(symmetric_table(a_tokens), table(a_tokens, b_tokens), exclude_same=True))
     across_scores: dict[tuple, list[float]] = defaultdict(list)
-    for context, speakers, phone_a, phone_b, a_tokens, b_tokens, x_tokens in across_cells:
-        across_scores[(phone_a, phone_b, speakers)].append(_score(table(a_tokens, x_tokens), table(b_tokens, x_tokens), exclude_same=False))
+    for key, a_tokens, b_tokens, x_tokens in across_cells:
+        across_scores[key].append(_score(table(x_tokens, a_tokens), table(x_tokens, b_tokens), exclude_same=False))
 
     warnings = []
+    if tokens.dropped:
+        log.info("ABX: %d of %d item rows cover no frame and are left out, as in the reference", tokens.dropped, len(items))
     for kind, count in (("within", len(within_cells)), ("across", len(across_cells))):
         if kind == "across" and max_x_speakers == 0:
             continue
@@ -346,10 +471,11 @@ def abx_error(
     for warning in warnings:
         log.warning("ABX: %s", warning)
     return {
-        "within": aggregate(within_scores),
-        "across": aggregate(across_scores),
+        "within": _average(within_scores),
+        "across": _average(across_scores),
         "items": len(items),
         "tokens": len(tokens.lengths),
+        "dropped_tokens": tokens.dropped,
         "token_pairs": len(needed),
         "within_cells": len(within_cells),
         "across_cells": len(across_cells),
