@@ -248,6 +248,70 @@ class OptimConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 disables
 
 
+# ----------------------------------------------------------------------------- augmentation
+# Training-time waveform augmentation (cpc.augment; Kharitonov et al. 2020, arXiv 2007.00991).
+# Each augmentation is applied to a window with its ``probability`` (0, the default, turns it
+# off), with parameters drawn uniformly from its range; all off = recipes train as before.
+
+
+class AugmentSide(str, Enum):
+    past = "past"  # only the context network's input is augmented; targets and negatives are the clean window's (two encoder passes)
+    both = "both"  # one augmented window feeds the context network, the targets and the negatives
+
+
+@dataclass
+class PitchShiftConfig:
+    """Pitch shift that keeps the duration (a causal two-tap delay-line shifter)."""
+
+    probability: float = 0.0
+    max_semitones: float = 3.0  # shift drawn from [-max, +max] semitones
+    grain_ms: float = 20.0  # the delay line's length: the largest delay the shifter adds (its mean: half of it)
+
+
+@dataclass
+class ReverbConfig:
+    """Convolution with a synthetic room impulse response: the direct path at lag 0, then an exponentially decaying noise tail."""
+
+    probability: float = 0.0
+    min_rt60_s: float = 0.1  # time for the tail to decay by 60 dB
+    max_rt60_s: float = 0.5  # also the impulse response's length
+    min_direct_to_reverb_db: float = 0.0  # energy of the direct path over the tail's
+    max_direct_to_reverb_db: float = 15.0
+
+
+@dataclass
+class BandRejectConfig:
+    """A minimum-phase FIR filter that removes one frequency band."""
+
+    probability: float = 0.0
+    min_center_hz: float = 200.0  # band centre, drawn on a log scale
+    max_center_hz: float = 6000.0
+    min_width_octaves: float = 0.25
+    max_width_octaves: float = 1.0
+    depth_db: float = 40.0  # attenuation inside the band
+
+
+@dataclass
+class NoiseConfig:
+    """Additive coloured Gaussian noise (power spectrum 1/f^color) at a signal-to-noise ratio."""
+
+    probability: float = 0.0
+    min_snr_db: float = 5.0
+    max_snr_db: float = 30.0
+    max_color: float = 2.0  # exponent drawn from [0, max]: 0 white, 1 pink, 2 brown
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentations, in the fixed order pitch -> reverb -> band_reject -> noise, and which side sees them."""
+
+    side: AugmentSide = AugmentSide.past
+    pitch: PitchShiftConfig = field(default_factory=PitchShiftConfig)
+    reverb: ReverbConfig = field(default_factory=ReverbConfig)
+    band_reject: BandRejectConfig = field(default_factory=BandRejectConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
 @dataclass
 class TrainConfig:
     seed: int = 0  # any non-negative integer
@@ -267,6 +331,7 @@ class TrainConfig:
     logger: Logger = Logger.none  # wandb honours WANDB_MODE=offline|disabled
     wandb_project: str = "cpc"
     progress: bool = True  # tqdm progress bar
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # speech only; off by default (cpc.augment)
 
 
 @dataclass

@@ -20,7 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from cpc.config import Config, ModelConfig, variant_schema
+from cpc.augment import build_augmentation
+from cpc.config import Config, ConfigError, ModelConfig, variant_schema
 from cpc.streaming import StreamingExtractor
 
 LAYERS = ("context", "encoder")
@@ -30,12 +31,18 @@ class CPC(nn.Module):
     """Contrastive Predictive Coding model. ``model(inputs, lengths, generator=g)`` -> the criterion's metrics dict
     (cpc.objectives: "loss", "accuracy_per_step", ...)."""
 
-    def __init__(self, encoder: nn.Module, context: nn.Module, predictors: nn.Module, criterion: nn.Module, *, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, encoder: nn.Module, context: nn.Module, predictors: nn.Module, criterion: nn.Module, *,
+        augment: nn.Module | None = None, config: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.context = context
         self.predictors = predictors
         self.criterion = criterion
+        # Training-time waveform augmentation (cpc.augment), used by forward in training mode
+        # only; its ``side`` is "past" (the context network's input) or "both". No state.
+        self.augment = augment
         self.config = config  # the model section it was built from, saved in checkpoints
 
     @property
@@ -49,9 +56,18 @@ class CPC(nn.Module):
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
-        (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent)."""
-        latents, latent_lengths = self.encoder(inputs, lengths)  # (B, T, C) or (B, rows, cols, C); (B,)
-        context, _ = self.context(latents)  # (B, *grid, H)
+        (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent).
+
+        With ``augment`` in training mode, ``generator`` also draws the augmentation (before the
+        negatives): side "both" encodes the augmented window only; side "past" encodes the clean
+        window for the targets and negatives and the augmented one for the context network."""
+        augment = self.augment if self.training else None  # training windows only
+        side = augment.side if augment is not None else None
+        if side == "both":
+            inputs = augment(inputs, lengths, generator)  # (B, S): one augmented window feeds everything
+        latents, latent_lengths = self.encoder(inputs, lengths)  # (B, T, C) or (B, rows, cols, C); (B,): the targets z
+        seen = self.encoder(augment(inputs, lengths, generator), lengths)[0] if side == "past" else latents  # what g_ar reads
+        context, _ = self.context(seen)  # (B, *grid, H)
         predictions = self.predictors(context)  # (B, *grid, K, C)
         return self.criterion(predictions, latents, latent_lengths, generator, offsets=self.predictors.offsets)
 
@@ -86,7 +102,12 @@ def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
 
     if isinstance(config, dict):
         config = OmegaConf.create(config)
-    if "model" in config:
+    augment = None
+    if "model" in config:  # a full config: its train.augment section, when it has one
+        augment_config = OmegaConf.select(config, "train.augment", default=None)
+        augment = build_augmentation(augment_config)
+        if augment is not None and OmegaConf.select(config, "data.name", default="speech") != "speech":
+            raise ConfigError(f"train.augment works on speech waveforms; data.name={config.data.name!r} is not speech")
         config = config.model
     schema = variant_schema({"model": config}).model  # typed by the variants the config names
     model_config: ModelConfig = OmegaConf.merge(schema, config)
@@ -95,4 +116,4 @@ def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
     context = parts["context"](model_config.context, encoder.output_size)
     predictors = parts["predictor"](model_config.predictor, context.output_size, encoder.output_size)
     criterion = parts["loss"](model_config.loss)
-    return CPC(encoder, context, predictors, criterion, config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True))
+    return CPC(encoder, context, predictors, criterion, augment=augment, config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True))
