@@ -18,8 +18,8 @@ Tokens (``ABXDataset/abx_feature_loader.py``)
   int(math.ceil(stepFeature * phone_start - 0.5)))`` and ``index_end = min(T,
   int(math.floor(stepFeature * phone_end - 0.5)))``, ``stepFeature = 1 / feature_size = 100``:
   the frames whose centres ((t + 0.5) × 10 ms) lie in [onset, offset], *less the last one*
-  (``index_end`` is exclusive). A token left with no frame (shorter than about 15 ms, or past
-  the file's end) is dropped: ``if index_start >= all_features.size(0) or index_end <=
+  (``index_end`` is exclusive). A token left with no frame (fewer than two frame centres
+  inside: every token under 10 ms, some under 20 ms; or past the file's end) is dropped: ``if index_start >= all_features.size(0) or index_end <=
   index_start: continue``; the result counts them (``dropped_tokens``).
   (Before: ``stop = floor(...) + 1``, one frame more per token, and a frameless token kept
   its middle frame. This was most of the within-speaker difference, e.g. MFCC 1.24 vs 1.61 %.)
@@ -272,7 +272,7 @@ def _tokens(features: dict[str, np.ndarray], items: Sequence) -> _Tokens:
             lengths.append(stop - start)
             total += stop - start
     if not pieces:
-        raise FeatureError(f"none of the {len(items)} ABX item rows covers a frame (tokens need about 15 ms)")
+        raise FeatureError(f"none of the {len(items)} ABX item rows covers a frame (a token needs two frame centres inside it)")
     groups: dict = {}
     for key in sorted(members, key=lambda key: [level[name] for level, name in zip(ids, key)]):
         context, speaker, phone = key

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from cpc.cli import CommandError
+from cpc.eval.abx import DEFAULT_SEED
 from cpc.features import FeatureCache, FeatureError, check_device, extract, feature_set
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,14 @@ def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=
 
 
 def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", architecture=None, cache: FeatureCache | None = None,
-                 device: str = "cpu", progress: bool = True, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = 0,
+                 device: str = "cpu", progress: bool = True, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = DEFAULT_SEED,
                  threads: int | None = DEFAULT_THREADS) -> dict:
     """Within/across-speaker ABX error (%) of feature set ``name`` on the tokens of an item file.
 
     ``threads``: torch intra-op threads for feature extraction and the DTW (None: the caller's setting).
-    Item rows outside their audio (onset before 0, offset past the end) are rejected before any
-    feature is extracted, with a :class:`FeatureError` naming the item file's line.
+    ``seed``: of the draws (default the reference's, :data:`cpc.eval.abx.DEFAULT_SEED`). Item rows
+    outside their audio (onset before 0, offset past the end) are rejected before any feature is
+    extracted, with a :class:`FeatureError` naming the item file's line.
     """
     from cpc.corpus.formats import FRAME_SAMPLES, read_item
     from cpc.eval.abx import FRAMES_PER_SECOND, abx_error, check_item_times
@@ -199,12 +201,15 @@ Example:
 ABX_DESCRIPTION = """\
 Within- and across-speaker ABX phone discrimination error (ZeroSpeech protocol): for
 tokens A and X of one phone and B of another, in the same context, is X closer to A
-than to B? Distance: frame-wise angle between feature vectors, aligned by DTW.
+than to B? Distance: frame-wise angle between feature vectors, aligned by DTW. The
+protocol and its defaults are those of the ZeroSpeech reference (zerospeech-libriabx2,
+"within context"), which gives the same scores on the same features (see cpc/eval/abx.py).
 
 Tokens come from an item file (default DATA/abx/test.item; header
 "#file onset offset #phone prev-phone next-phone speaker", times in seconds). Rows
 must lie inside their audio file: an onset before 0 or an offset more than 20 ms past
-the end is an error naming the line. The table gives the number of cells (context x
+the end is an error naming the line; a token that covers fewer than two frame centres
+(all under 10 ms, some under 20 ms) has no frame and is left out, as in the reference. The table gives the number of cells (context x
 speaker x phone pair) behind each score; below 30 a warning says the score is not a
 meaningful measurement. The result table is printed; --json also writes it as JSON,
 with a markdown table next to it (OUT.md).
@@ -216,10 +221,10 @@ Example:
 
 def _check_arguments(args, *, counts: dict[str, int]) -> None:
     """Fail before any work, on one line: ``counts`` maps an option to a value that must be >= the minimum."""
-    minimum = {"--max-x-speakers": 0}
+    minimum = {"--max-x-speakers": 0, "--max-per-group": 2}
     for option, value in {"--threads": args.threads, **counts}.items():
         if value < minimum.get(option, 1):
-            raise ArgumentError(f"{option} {value}: expected {'0 or more' if minimum.get(option) == 0 else 'a positive number'}")
+            raise ArgumentError(f"{option} {value}: expected {'a positive number' if option not in minimum else f'{minimum[option]} or more'}")
     check_device(args.device)
     if args.json:
         _check_writable(Path(args.json))
@@ -351,9 +356,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(abx)
     abx.add_argument("--item", help="ABX item file (default: DATA/abx/test.item)")
-    abx.add_argument("--max-per-group", type=int, default=10, help="tokens kept per (context, phone, speaker); at least 1")
-    abx.add_argument("--max-x-speakers", type=int, default=5, help="other speakers drawn for X (across); 0: within speaker only")
-    abx.add_argument("--seed", type=int, default=0, help="subsampling seed")
+    abx.add_argument("--max-per-group", type=int, default=10,
+                     help="tokens drawn per (context, phone, speaker) for each cell; at least 2 (the reference's max_size_group)")
+    abx.add_argument("--max-x-speakers", type=int, default=5,
+                     help="other speakers drawn for X (across; the reference's max_x_across); 0: within speaker only")
+    abx.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the draws (default: %(default)s, the reference's)")
     abx.set_defaults(func=_abx)
 
 
