@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cpc.corpus.formats import ItemRow, read_item, write_item
-from cpc.eval.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames
+from cpc.eval.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames, unit_frames
 from cpc.features import FeatureError
 
 
@@ -72,7 +72,8 @@ def test_zero_frames_are_farthest_from_everything_but_zero_frames():
     # The reference's normalize_with_singularity: "put the null vector at the maximal cosine distance from any non-null vector".
     x = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-3.0, 4.0]]])
     np.testing.assert_allclose(angular_distances(x, x)[0].numpy(), [[0.0, 1.0, 0.7048], [1.0, 0.0, 1.0], [0.7048, 1.0, 0.0]], atol=1e-4)
-    unit = torch.nn.functional.normalize(x, dim=-1)  # zero rows stay zero
+    unit = unit_frames(x[0])[None]  # (1, 3, 3): unit rows extended by 1e-12; the zero row by -2e12
+    np.testing.assert_allclose(unit[0, 1].numpy(), [1 / math.sqrt(2), 1 / math.sqrt(2), -2e12])
     np.testing.assert_array_equal(angular_distances(unit, unit, normalized=True).numpy(), angular_distances(x, x).numpy())
 
 
@@ -284,3 +285,17 @@ def test_abx_equals_the_reference(tmp_path):
     assert ours["across"] == pytest.approx(reference["across"], abs=1e-4)
     assert reference["within"] == pytest.approx(GENERATED_REFERENCE["within"], abs=1e-4)
     assert reference["across"] == pytest.approx(GENERATED_REFERENCE["across"], abs=1e-4)
+
+
+def test_frame_distances_equal_the_references_to_the_bit():
+    abx_groups = pytest.importorskip("zrc_abx2.ABX_src.abx_group_computation", reason="zerospeech-libriabx2 is not installed")
+    from zrc_abx2.ABX_src.ABXDataset.abx_feature_loader import normalize_with_singularity
+
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randn(2, 7, 33, generator=generator) * 1e-3 + torch.randn(33, generator=generator)  # nearly parallel frames
+    frames[0, 3] = 0.0
+    first, second = normalize_with_singularity(frames[0].clone()), normalize_with_singularity(frames[1].clone())
+    np.testing.assert_array_equal(unit_frames(frames[0]).numpy(), first.numpy())
+    expected = abx_groups.get_cosine_distance_batch(first[None], second[None])[0, 0]  # (7, 7)
+    np.testing.assert_array_equal(angular_distances(first[None], second[None], normalized=True)[0].numpy(), expected.numpy())
+    np.testing.assert_array_equal(angular_distances(frames[:1], frames[1:])[0].numpy(), expected.numpy())

@@ -23,15 +23,21 @@ Tokens (``ABXDataset/abx_feature_loader.py``)
   index_start: continue``; the result counts them (``dropped_tokens``).
   (Before: ``stop = floor(...) + 1``, one frame more per token, and a frameless token kept
   its middle frame. This was most of the within-speaker difference, e.g. MFCC 1.24 vs 1.61 %.)
-* Frames are scaled to unit length; an all-zero frame gets the reference's
-  ``normalize_with_singularity``: "Extend all vectors by eps=1e-12 to put the null vector at
-  the maximal cosine distance from any non-null vector", i.e. angular distance 1 to every
-  non-zero frame and 0 to another zero frame (before: 0.5 to everything).
+* Frames are scaled to unit length by the reference's ``normalize_with_singularity``
+  (:func:`unit_frames`): "Extend all vectors by eps=1e-12 to put the null vector at the
+  maximal cosine distance from any non-null vector", i.e. an all-zero frame is at angular
+  distance 1 from every non-zero frame and 0 from another zero frame (before: 0.5 from
+  everything; no frame of the demo's MFCC, log-mel or CPC features is zero, so this changed
+  none of its numbers).
 
 Distance (``abx_group_computation.py``, ``dtw.pyx``)
 -----------------------------------------------------
 * Frame-wise ``torch.clamp(prod.sum(dim=4), -1, 1).acos() / math.pi`` in float32 (0 for the
-  same direction, 0.5 orthogonal, 1 opposite); DTW with steps (1,0), (0,1), (1,1); the cost of
+  same direction, 0.5 orthogonal, 1 opposite), the dot product summed as the reference sums it
+  (elementwise products, then ``sum`` over the last dimension; a ``bmm`` adds in another order,
+  and near cos = 1, where arccos is steep, one rounding step of the cosine moves the distance by
+  ~1e-4: with the untrained model's nearly parallel frames that alone moved the within score
+  from 44.375 to 44.588 %); DTW with steps (1,0), (0,1), (1,1); the cost of
   the best path is divided by its number of cells. The reference finds that path by walking
   back with ``if c_diag <= c_left and c_diag <= c_up`` (diagonal) ``elif c_left <= c_up``
   (``j -= 1``) ``else`` (``i -= 1``): ties prefer the diagonal, then (0,1), then (1,0) (before:
@@ -94,7 +100,7 @@ Where we differ on purpose: input checks
 
 Vectorisation: every needed (rows, columns) token pair is listed once, pairs are sorted by
 length and cut into batches of bounded size; each batch gathers its frames with one index
-(``flat[offset + t]``), computes all frame distances with one ``bmm`` and runs DTW over
+(``flat[offset + t]``), computes all frame distances with a few broadcast products and runs DTW over
 anti-diagonals (N + M steps of (P, diagonal) tensor operations, not N × M Python steps). The
 cells are then scored from the distance table with small numpy operations.
 """
@@ -114,7 +120,7 @@ from torch import Tensor
 
 from cpc.features import FeatureError, torch_threads
 
-__all__ = ["DEFAULT_SEED", "MIN_CELLS", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
+__all__ = ["DEFAULT_SEED", "MIN_CELLS", "unit_frames", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
 
 log = logging.getLogger(__name__)
 
@@ -132,24 +138,47 @@ hundred; an item file with a couple of tokens per phone gives 2 and a score of 5
 """
 
 
-def angular_distances(first: Tensor, second: Tensor, *, normalized: bool = False) -> Tensor:
+def unit_frames(frames: Tensor) -> Tensor:
+    """Frames (T, D) -> (T, D + 1) of unit length, the reference's ``normalize_with_singularity``, to the bit.
+
+    Each frame is divided by ``sqrt(sum x²)`` and extended by 1e-12; an all-zero frame becomes
+    (1/√D, ..., 1/√D, -2·10¹²), whose dot product with any extended unit frame is below -1: it
+    lies at distance 1 from every non-zero frame and 0 from another zero frame.
+    """
+    if frames.dim() != 2:
+        raise ValueError(f"expected frames of shape (T, D), got {tuple(frames.shape)}")
+    squared = (frames**2).sum(dim=1, keepdim=True)  # (T, 1)
+    zero = squared[:, 0] == 0
+    unit = frames / torch.sqrt(squared)
+    unit[zero] = 1 / math.sqrt(frames.shape[1])
+    border = torch.zeros((len(frames), 1), dtype=frames.dtype) + 1e-12
+    border[zero] = -2 * 1e12
+    return torch.cat([unit, border], dim=1)  # (T, D + 1)
+
+
+def angular_distances(first: Tensor, second: Tensor, *, normalized: bool = False, max_elements: int = 2**24) -> Tensor:
     """Frame-wise angular distance in [0, 1]: first (P, N, D), second (P, M, D) -> (P, N, M).
 
-    An all-zero frame has no direction: as in the reference, it is at distance 1 from every
-    non-zero frame and 0 from another zero frame. ``normalized=True`` skips the normalisation
-    for rows that already have unit length (or are zero).
+    ``arccos(clamp(x·y, -1, 1)) / π`` of :func:`unit_frames`, so an all-zero frame is at distance
+    1 from every other frame and 0 from a zero frame. ``normalized=True``: the rows already come
+    from :func:`unit_frames` (D + 1 columns). The dot products are summed as the reference sums
+    them (``(x * y).sum(-1)`` over a (P, N, M, D) product, not a ``bmm``, whose other order of
+    additions rounds differently and turns ties of nearly parallel frames into wins or losses),
+    in chunks of at most ``max_elements`` products.
     """
-    first_zero = (first * first).sum(-1) == 0  # (P, N)
-    second_zero = (second * second).sum(-1) == 0  # (P, M)
+    if first.dim() != 3 or second.dim() != 3 or first.shape[0] != second.shape[0] or first.shape[2] != second.shape[2]:
+        raise ValueError(f"expected first (P, N, D) and second (P, M, D), got {tuple(first.shape)} and {tuple(second.shape)}")
+    pairs, rows, dimensions = first.shape
     if not normalized:
-        first = torch.nn.functional.normalize(first, dim=-1, eps=1e-12)
-        second = torch.nn.functional.normalize(second, dim=-1, eps=1e-12)
-    cosine = torch.bmm(first, second.transpose(1, 2)).clamp(-1.0, 1.0)  # (P, N, M)
-    if first_zero.any() or second_zero.any():
-        both = first_zero[:, :, None] & second_zero[:, None, :]
-        either = first_zero[:, :, None] | second_zero[:, None, :]
-        cosine = torch.where(either, torch.where(both, 1.0, -1.0), cosine)
-    return torch.arccos(cosine) / math.pi
+        first = unit_frames(first.reshape(-1, dimensions)).reshape(pairs, rows, -1)
+        second = unit_frames(second.reshape(-1, dimensions)).reshape(pairs, second.shape[1], -1)
+    columns = second.shape[1]
+    cosine = torch.empty((pairs, rows, columns), dtype=first.dtype)
+    chunk = max(1, max_elements // max(1, rows * columns * first.shape[2]))
+    for start in range(0, pairs, chunk):
+        products = first[start : start + chunk, :, None, :] * second[start : start + chunk, None, :, :]  # (p, N, M, D)
+        cosine[start : start + chunk] = products.sum(dim=-1)
+    return torch.clamp(cosine, -1, 1).acos() / math.pi
 
 
 def dtw_average_cost(distances: Tensor, first_lengths: Tensor, second_lengths: Tensor) -> Tensor:
@@ -242,7 +271,7 @@ class _Tokens:
     then item order.
     """
 
-    flat: Tensor  # (total frames, D), unit-length or zero rows
+    flat: Tensor  # (total frames, D + 1), rows of unit_frames
     offsets: Tensor  # (K,)
     lengths: Tensor  # (K,)
     groups: dict[str, dict[str, dict[str, list[int]]]]
@@ -277,11 +306,7 @@ def _tokens(features: dict[str, np.ndarray], items: Sequence) -> _Tokens:
     for key in sorted(members, key=lambda key: [level[name] for level, name in zip(ids, key)]):
         context, speaker, phone = key
         groups.setdefault(context, {}).setdefault(speaker, {})[phone] = members[key]
-    flat = torch.cat(pieces)  # (total frames, D)
-    squared_norms = (flat**2).sum(dim=1, keepdim=True)
-    # x / sqrt(sum x²) as the reference rounds it; zero frames stay zero (angular_distances places them).
-    flat = torch.where(squared_norms > 0, flat / torch.sqrt(squared_norms), torch.zeros_like(flat))
-    return _Tokens(flat, torch.tensor(offsets), torch.tensor(lengths), groups, dropped)
+    return _Tokens(unit_frames(torch.cat(pieces)), torch.tensor(offsets), torch.tensor(lengths), groups, dropped)
 
 
 def _within_cells(tokens: _Tokens, max_per_group: int, rng: random.Random) -> list[tuple]:
