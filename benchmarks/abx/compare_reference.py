@@ -81,7 +81,7 @@ def main() -> None:
                    "reference_seconds": time.perf_counter() - started - ours_seconds}
             results.append(row)
             print(f"{name}: within ours {ours['within']:.3f} reference {reference['within']:.3f} | across ours {ours['across']:.3f} "
-                  f"reference {reference['across']:.3f} ({len(items)} rows; {row['ours_seconds']:.0f} s vs {row['reference_seconds']:.0f} s)",
+                  f"reference {reference['across']:.3f} ({len(items)} rows; {row['ours_seconds']:.2f} s vs {row['reference_seconds']:.2f} s)",
                   flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
