@@ -1,4 +1,6 @@
-"""The corpus builder: formats, determinism, label/audio alignment, missing tools, the CLI.
+"""The corpus builder: formats, determinism, label/audio alignment, missing tools, the CLI, and
+the variation (prosody, room, noise): it is real, it moves no label, its SNR is the one asked
+for, and each part switches off.
 
 Needs the engines (``apt-get install festival festvox-kallpc16k festvox-kdlpc16k
 festvox-us-slt-hts espeak-ng bible-kjv``); the tests skip, naming that line, only when they are
@@ -21,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpc.corpus import synth
-from cpc.corpus.formats import load_corpus
+from cpc.corpus import synth, variation
+from cpc.corpus.formats import load_corpus, read_alignments
 from cpc.data.audio import read_audio
 
 from test_corpus_formats import check_built_corpus
@@ -102,8 +104,10 @@ def test_built_corpus_has_every_file_in_its_format(built):
 
 @needs_engines
 def test_same_arguments_give_byte_identical_files(tmp_path):
+    """The default build: prosody, room and noise on (their random draws are planned by the parent)."""
     first, second = tmp_path / "a", tmp_path / "b"
     synth.build_corpus(first, hours=0.03, seed=1, workers=2)
+    assert json.loads((first / "summary.json").read_text())["variation"]["reverb"]
     synth.build_corpus(second, hours=0.03, seed=1, workers=1)  # worker count must not matter either
     assert _checksums(first) == _checksums(second)
     assert any(name.endswith(".flac") for name in _checksums(first))
@@ -207,3 +211,136 @@ def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_pat
     assert "already holds a finished corpus" in capsys.readouterr().err
     assert main([*command[3:], "--overwrite"]) == 0
     assert _checksums(out) == rebuilt
+
+
+# ----------------------------------------------------------------------------- variation
+def _lag_of_peak_correlation(dry: np.ndarray, wet: np.ndarray, max_lag: int) -> int:
+    lags = np.arange(-max_lag, max_lag + 1)
+    correlation = [np.dot(dry[max(0, -lag) : len(dry) - max(0, lag)], wet[max(0, lag) : len(wet) - max(0, -lag)]) for lag in lags]
+    return int(lags[np.argmax(correlation)])
+
+
+def test_room_impulse_response_has_its_direct_path_at_sample_0(monkeypatch):
+    """With no reflections (image order 0) the response is the direct path alone: at sample 0, and
+    reverberating white noise with it delays nothing. With reflections, sample 0 is still that path."""
+    dry = np.random.default_rng(1).standard_normal(16000)
+    for seed in range(5):
+        with monkeypatch.context() as patch:
+            patch.setattr(variation, "MAX_IMAGE_ORDER", 0)
+            direct = variation.room_impulse_response(np.random.default_rng(seed), (0.2, 0.7), 16000)
+        response = variation.room_impulse_response(np.random.default_rng(seed), (0.2, 0.7), 16000)
+        assert np.argmax(np.abs(direct)) == 0  # within half a sample: the path arrives at a fractional delay
+        assert _lag_of_peak_correlation(dry, variation.reverberate(dry, direct), 200) == 0
+        assert response[0] == pytest.approx(direct[0], rel=0.1) and len(response) > 1000
+        assert len(variation.reverberate(dry, response)) == len(dry)
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 12.5, 30.0])
+def test_added_noise_has_the_requested_snr(snr_db):
+    rng = np.random.default_rng(2)
+    speech = np.sin(np.arange(32000) / 10.0) * np.linspace(0, 1, 32000)
+    noisy = variation.add_noise(speech, snr_db, rng, 16000)
+    noise = noisy - speech
+    assert 10 * np.log10(np.mean(speech**2) / np.mean(noise**2)) == pytest.approx(snr_db, abs=1e-6)
+    spectrum = np.abs(np.fft.rfft(noise)) ** 2
+    assert spectrum[: int(len(noise) * 40 / 16000)].sum() < 1e-9 * spectrum.sum()  # nothing below 50 Hz
+
+
+def test_word_factors_vary_by_word_and_phrase_within_their_range():
+    text = "And he said, Behold, the man is become as one of us, to know good and evil: and now, lest he put forth his hand"
+    stretches, pitches = variation.word_factors(text, np.random.default_rng(0))
+    assert len(stretches) == len(pitches) == len(text.split())
+    assert np.std(np.log(stretches)) > 0.08 and np.std(np.log(pitches)) > 0.04
+    assert min(stretches + pitches) >= variation.FACTOR_RANGE[0] and max(stretches + pitches) <= variation.FACTOR_RANGE[1]
+    assert (stretches, pitches) == variation.word_factors(text, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("field, value", [("snr_db", (20, 10)), ("snr_db", (float("nan"), 10)), ("rt60", (0.1, 0.5)), ("rt60", (0.5, 0.3))])
+def test_bad_variation_ranges_are_one_line(field, value, tmp_path, capsys):
+    from cpc.corpus.cli import main
+
+    with pytest.raises(ValueError, match=field):
+        variation.Variation(**{field: value})
+    flag = "--snr-db" if field == "snr_db" else "--rt60"
+    assert main(["synth", "--out", str(tmp_path / "out"), "--hours", "0.01", flag, *map(str, value)]) == 2
+    assert capsys.readouterr().err.startswith(f"cpc data: error: {field} must be")
+    assert not (tmp_path / "out").exists()
+
+
+FIXED_SNR_DB = 12.0
+FLAVOURS = {
+    "clean": variation.CLEAN,
+    "prosody": variation.Variation(reverb=False, noise=False),
+    "room": variation.Variation(noise=False),
+    "noise": variation.Variation(reverb=False, snr_db=(FIXED_SNR_DB, FIXED_SNR_DB)),
+    "all": variation.Variation(),
+}
+
+
+@pytest.fixture(scope="module")
+def flavours(tmp_path_factory) -> dict[str, Path]:
+    """One tiny corpus (6 speakers, ~24 utterances) per set of options, same seed."""
+    root = tmp_path_factory.mktemp("flavours")
+    for name, options in FLAVOURS.items():
+        synth.build_corpus(root / name, hours=0.02, seed=5, workers=2, variation=options)
+    return {name: root / name for name in FLAVOURS}
+
+
+def _waves(root: Path) -> dict[str, np.ndarray]:
+    return {path.stem: read_audio(path).astype(np.float64) for path in sorted(root.glob("*/*/*.flac"))}
+
+
+def _context_duration_spread(root: Path) -> float:
+    """Pooled within-(speaker, previous, phone, next) standard deviation of log phone durations (frame runs)."""
+    groups: dict[tuple, list[float]] = {}
+    for utterance, labels in read_alignments(root / "alignments.txt").items():
+        bounds = np.flatnonzero(np.diff(labels)) + 1
+        runs = np.split(labels, bounds)
+        for index in range(1, len(runs) - 1):
+            key = (utterance.split("-")[0], runs[index - 1][0], runs[index][0], runs[index + 1][0])
+            groups.setdefault(key, []).append(np.log(len(runs[index])))
+    deviations = [value - np.mean(values) for values in groups.values() if len(values) >= 2 for value in values]
+    return float(np.sqrt(np.mean(np.square(deviations))))
+
+
+@needs_engines
+def test_prosody_makes_tokens_of_a_phone_differ_within_a_speaker(flavours):
+    clean, varied = _context_duration_spread(flavours["clean"]), _context_duration_spread(flavours["prosody"])
+    assert varied > 1.5 * clean, (clean, varied)
+    summary = json.loads((flavours["prosody"] / "summary.json").read_text())
+    assert summary["variation"]["prosody"] and not summary["variation"]["reverb"] and not summary["variation"]["noise"]
+
+
+@needs_engines
+def test_room_and_noise_move_no_label_and_each_option_switches_its_part_off(flavours):
+    labels = {name: (root / "alignments.txt").read_text() for name, root in flavours.items()}
+    assert labels["prosody"] == labels["room"] == labels["noise"] == labels["all"] != labels["clean"]
+    waves = {name: _waves(root) for name, root in flavours.items()}
+    assert waves["prosody"].keys() == waves["all"].keys()
+    for utterance, dry in waves["prosody"].items():
+        assert all(len(waves[name][utterance]) == len(dry) for name in ("room", "noise", "all"))
+        assert not np.array_equal(dry, waves["room"][utterance]) and not np.array_equal(dry, waves["noise"][utterance])
+    check_built_corpus(flavours["all"])
+
+
+@needs_engines
+def test_reverberant_speech_lines_up_with_the_dry_speech(flavours):
+    """The room's direct path is at sample 0: the cross-correlation of dry and reverberant speech peaks at lag 0."""
+    wet_waves = _waves(flavours["room"])
+    lags = [_lag_of_peak_correlation(dry, wet_waves[utterance], 160) for utterance, dry in _waves(flavours["prosody"]).items()]
+    # A fractional direct path can put the peak a sample early; a strong early reflection (floor and
+    # ceiling images arriving together) can outweigh it in a few utterances. A wrongly cut response
+    # (pyroomacoustics' 40-sample filter delay, or the distance) would move every peak.
+    assert sum(abs(lag) <= 1 for lag in lags) >= 0.75 * len(lags), lags
+
+
+@needs_engines
+def test_noise_in_the_built_corpus_has_the_requested_snr(flavours):
+    """The noisy wave is the dry one (scaled) plus noise: project out the dry part and measure what is left."""
+    noisy_waves = _waves(flavours["noise"])
+    for utterance, dry in _waves(flavours["prosody"]).items():
+        noisy = noisy_waves[utterance]
+        scale = np.dot(noisy, dry) / np.dot(dry, dry)
+        residual = noisy - scale * dry
+        measured = 10 * np.log10(np.sum((scale * dry) ** 2) / np.sum(residual**2))
+        assert measured == pytest.approx(FIXED_SNR_DB, abs=0.5), utterance

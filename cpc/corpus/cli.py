@@ -17,9 +17,12 @@ __all__ = ["register", "main"]
 def _synth(args: argparse.Namespace) -> int:
     from cpc.cli import CommandError
     from cpc.corpus.synth import MissingToolError, build_corpus
+    from cpc.corpus.variation import Variation
 
+    variation = Variation(prosody=not (args.no_prosody or args.clean), reverb=not (args.no_reverb or args.clean),
+                          noise=not (args.no_noise or args.clean), snr_db=tuple(args.snr_db), rt60=tuple(args.rt60))
     try:
-        summary = build_corpus(args.out, args.hours, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+        summary = build_corpus(args.out, args.hours, seed=args.seed, workers=args.workers, overwrite=args.overwrite, variation=variation)
     except MissingToolError as error:
         raise CommandError(str(error)) from None
     print(json.dumps({key: summary[key] for key in ("hours", "num_utterances", "num_speakers", "split_sizes")}))
@@ -54,6 +57,18 @@ def register(subparsers) -> None:
     synth.add_argument("--hours", type=float, required=True, help="approximate hours of audio to build")
     synth.add_argument("--seed", type=int, default=0, help="random seed (speakers, sentences, splits)")
     synth.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
+    from cpc.corpus.variation import Variation
+
+    default = Variation()
+    varied = synth.add_argument_group("variation", "what is added to the voices (cpc.corpus.variation); all of it by default")
+    varied.add_argument("--no-prosody", action="store_true", help="no per-word / per-phrase duration and pitch changes inside utterances")
+    varied.add_argument("--no-reverb", action="store_true", help="no simulated room (pyroomacoustics)")
+    varied.add_argument("--no-noise", action="store_true", help="no additive coloured noise")
+    varied.add_argument("--clean", action="store_true", help="all three off: the dry voices of earlier releases")
+    varied.add_argument("--snr-db", type=float, nargs=2, metavar=("LOW", "HIGH"), default=list(default.snr_db),
+                        help=f"range of the per-utterance SNR in dB (default {default.snr_db[0]:g} {default.snr_db[1]:g})")
+    varied.add_argument("--rt60", type=float, nargs=2, metavar=("LOW", "HIGH"), default=list(default.rt60),
+                        help=f"range of the room reverberation time in seconds (default {default.rt60[0]:g} {default.rt60[1]:g})")
     synth.set_defaults(func=_synth)
     from cpc.text.corpus import DEFAULT_ROOT
 

@@ -10,12 +10,17 @@ Design notes
 * espeak-ng keeps global state (voice, parameters). Switching voices inside one process made
   some variants differ between runs, so the builder calls :func:`synthesize` from a fresh
   process per batch (``multiprocessing.Pool(maxtasksperchild=1)``) and never mixes voices.
+* Prosody inside an utterance: with per-word factors the text is sent as SSML, each word in
+  ``<prosody rate="R%" pitch="±P%">``; espeak-ng changes speed and pitch from word to word
+  within a clause, and its phoneme events still give the times it spoke each phone at. In SSML
+  mode the first phone can start a few milliseconds into the wave (the caller labels that ``sil``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -27,6 +32,7 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
+_SSML = 0x10
 _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _PARAMETER_PITCH = 3
@@ -102,11 +108,23 @@ def _initialise() -> None:
     library.espeak_SetSynthCallback(_callback)
 
 
-def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None) -> tuple[int, list[tuple[np.ndarray, list[tuple[int, str]]]]]:
+def ssml(text: str, stretches: list[float], pitches: list[float]) -> str:
+    """``text`` as SSML with word i spoken ``stretches[i]`` times as long and ``pitches[i]`` times as high."""
+    words = text.split()
+    if not len(words) == len(stretches) == len(pitches):
+        raise ValueError(f"{len(words)} words but {len(stretches)} stretches and {len(pitches)} pitch factors: {text!r}")
+    spans = [f'<prosody rate="{100 / stretch:.1f}%" pitch="{100 * (pitch - 1):+.1f}%">{escape(word)}</prosody>'
+             for word, stretch, pitch in zip(words, stretches, pitches)]
+    return "<speak>" + " ".join(spans) + "</speak>"
+
+
+def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None,
+               prosody: list[tuple[list[float], list[float]]] | None = None) -> tuple[int, list[tuple[np.ndarray, list[tuple[int, str]]]]]:
     """Synthesise ``texts`` with one espeak-ng voice (e.g. ``"en-us+m3"``).
 
     ``pitches[i]`` scales espeak-ng's pitch parameter for text i (50 = the voice's default, so
-    1.1 → 55; default 1.0).
+    1.1 → 55; default 1.0). ``prosody[i]`` = (duration stretches, pitch factors), one per
+    whitespace-separated word of text i (see :func:`ssml`); default: none.
     Returns ``(sample_rate, [(wave, events), ...])``: ``wave`` is float32 in [-1, 1] at the
     engine's rate (22,050 Hz), ``events`` lists ``(start_sample, phoneme_name)`` in order.
     """
@@ -116,12 +134,15 @@ def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = No
         raise EspeakError(f"espeak-ng does not know the voice {voice!r} (see `espeak-ng --voices=en`)")
     pitches = [1.0] * len(texts) if pitches is None else pitches
     results = []
-    for text, pitch in zip(texts, pitches, strict=True):
+    for index, (text, pitch) in enumerate(zip(texts, pitches, strict=True)):
         library.espeak_SetParameter(_PARAMETER_PITCH, int(round(_DEFAULT_PITCH * pitch)), 0)
         _chunks.clear()
         _events.clear()
+        flags = _CHARS_UTF8
+        if prosody is not None:
+            text, flags = ssml(text, *prosody[index]), _CHARS_UTF8 | _SSML
         encoded = text.encode("utf-8")
-        status = library.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        status = library.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, flags, None, None)
         library.espeak_Synchronize()
         if status != 0 or not _chunks:
             raise EspeakError(f"espeak-ng voice {voice!r} produced no audio for {text!r} (status {status})")

@@ -33,6 +33,14 @@ Design decisions
   each chapter (≤ 20 utterances of one speaker) is synthesised in a fresh worker process
   (``Pool(maxtasksperchild=1)``) because espeak-ng keeps global state, and results are
   collected in task order. Same arguments + same package versions → byte-identical files.
+* Variation (:mod:`cpc.corpus.variation`, on by default, each part switched off by a
+  :class:`~cpc.corpus.variation.Variation` field or ``--no-prosody`` / ``--no-reverb`` /
+  ``--no-noise``): per-word and per-phrase duration and pitch inside each utterance (applied
+  by the engines, so the timings stay theirs), then a simulated room (pyroomacoustics, direct
+  path at sample 0, so labels do not move) and coloured noise at an SNR drawn from a range.
+  :data:`~cpc.corpus.variation.CLEAN` builds what earlier releases built (every file the same
+  but ``summary.json``, which records the variation). Without an importable pyroomacoustics the
+  build warns once and goes on without the room.
 * Levels: each utterance is scaled to an RMS of 0.05 (peak ≤ 0.99) so loudness is no speaker cue.
 * Reruns: ``summary.json`` is written last, so a folder of this layout without it is an unfinished
   (interrupted) build: it is deleted and built again, with a warning. A finished corpus is only
@@ -53,13 +61,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from cpc.corpus import espeak, festival
+from cpc.corpus import espeak, festival, variation as variation_module
 from cpc.corpus.formats import (
     ABX_ITEM_FILE,
     ALIGNMENTS_FILE,
@@ -76,9 +84,10 @@ from cpc.corpus.formats import (
     write_split,
 )
 from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
+from cpc.corpus.variation import Variation
 from cpc.data.audio import SAMPLE_RATE, resample
 
-__all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "build_corpus", "check_tools"]
+__all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +107,7 @@ SECONDS_PER_UTTERANCE = 0.52
 MIN_WORDS, MAX_WORDS = 6, 22
 SPEED_JITTER = 0.03  # per-utterance speed and pitch: uniform within ± this fraction of the speaker's
 PITCH_JITTER = 0.06
+VARIATION_STREAM = 13  # the utterances' variation seeds come from default_rng([seed, 13]), not from the plan's generator
 
 
 class MissingToolError(RuntimeError):
@@ -158,6 +168,10 @@ def _engine_versions() -> dict[str, str]:
     return versions
 
 
+def _pyroomacoustics_version(variation: Variation) -> str | None:
+    return variation_module.import_pyroomacoustics().__version__ if variation.reverb else None
+
+
 _PLAIN_VERSE = re.compile(r"^[A-Za-z ,.;:?!'-]+$")
 
 
@@ -194,7 +208,8 @@ class _Chapter:
     out: str
     speaker: SpeakerRow
     chapter: str
-    utterances: tuple[tuple[str, str, float, float], ...]  # (utterance id, text, speed, pitch)
+    utterances: tuple[tuple[str, str, float, float, int], ...]  # (utterance id, text, speed, pitch, variation seed)
+    variation: Variation = variation_module.CLEAN
 
 
 def _plan_speakers(num_speakers: int, rng: np.random.Generator) -> list[SpeakerRow]:
@@ -227,7 +242,8 @@ def _estimated_seconds(text: str, speed: float) -> float:
     return SECONDS_PER_WORD * len(text.split()) / speed + SECONDS_PER_UTTERANCE
 
 
-def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hours: float, rng: np.random.Generator) -> list[_Chapter]:
+def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hours: float, rng: np.random.Generator,
+                   variation: Variation, variation_rng: np.random.Generator) -> list[_Chapter]:
     order = rng.permutation(len(verses))
     seconds_per_speaker = hours * 3600 / len(speakers)
     chapters: list[_Chapter] = []
@@ -248,8 +264,9 @@ def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hou
             for index, text in enumerate(batch):
                 speed = speaker.speed * (1 + SPEED_JITTER * rng.uniform(-1, 1))
                 pitch = speaker.pitch * (1 + PITCH_JITTER * rng.uniform(-1, 1)) if _has_pitch(speaker) else 1.0
-                utterances.append((f"{speaker.speaker}-{chapter}-{index:04d}", text, round(speed, 4), round(pitch, 4)))
-            chapters.append(_Chapter(str(out), speaker, chapter, tuple(utterances)))
+                variation_seed = int(variation_rng.integers(2**63))
+                utterances.append((f"{speaker.speaker}-{chapter}-{index:04d}", text, round(speed, 4), round(pitch, 4), variation_seed))
+            chapters.append(_Chapter(str(out), speaker, chapter, tuple(utterances), variation))
     return chapters
 
 
@@ -266,11 +283,15 @@ class _Utterance:
 def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tuple[float, float, str]]]]:
     """Synthesise a chapter; per utterance (wave, rate, [(start s, end s, mapped phone)]) at the engine's rate."""
     speaker = chapter.speaker
-    texts = [text for _, text, _, _ in chapter.utterances]
-    pitches = [pitch for _, _, _, pitch in chapter.utterances]
+    texts = [text for _, text, _, _, _ in chapter.utterances]
+    pitches = [pitch for _, _, _, pitch, _ in chapter.utterances]
+    prosody = None
+    if chapter.variation.prosody and _has_pitch(speaker):  # the HTS voice (slt) makes its own durations and F0
+        prosody = [variation_module.word_factors(text, variation_module.streams(seed)[0]) for _, text, _, _, seed in chapter.utterances]
     results = []
     if speaker.engine == "festival":
-        for (utterance, *_), (wave, rate, rows) in zip(chapter.utterances, festival.synthesize(speaker.voice, texts, pitches=pitches)):
+        synthesised = festival.synthesize(speaker.voice, texts, pitches=pitches, prosody=prosody)
+        for (utterance, *_), (wave, rate, rows) in zip(chapter.utterances, synthesised):
             segments, start = [], 0.0
             for end, symbol in rows:
                 if end > start:
@@ -278,7 +299,7 @@ def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tupl
                 start = max(start, end)
             results.append((wave, rate, segments))
     else:
-        rate, outputs = espeak.synthesize(speaker.voice, texts, pitches=pitches)
+        rate, outputs = espeak.synthesize(speaker.voice, texts, pitches=pitches, prosody=prosody)
         for (utterance, *_), (wave, events) in zip(chapter.utterances, outputs):
             starts: list[tuple[int, str]] = []
             for sample, symbol in events:
@@ -289,6 +310,8 @@ def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tupl
                     starts[-1] = (sample, phone)
                 else:
                     starts.append((sample, phone))
+            if starts and starts[0][0] > 0:  # SSML input can start speaking a few milliseconds in
+                starts.insert(0, (0, SILENCE))
             bounds = [sample for sample, _ in starts] + [len(wave)]
             segments = [(bounds[i] / rate, bounds[i + 1] / rate, phone) for i, (_, phone) in enumerate(starts) if bounds[i + 1] > bounds[i]]
             results.append((wave, rate, segments))
@@ -322,12 +345,15 @@ def _synthesize_chapter(chapter: _Chapter) -> list[_Utterance]:
     folder = Path(chapter.out) / speaker.speaker / chapter.chapter
     folder.mkdir(parents=True, exist_ok=True)
     utterances = []
-    for (utterance, _, speed, _), (wave, rate, segments) in zip(chapter.utterances, _engine_segments(chapter)):
+    variation = chapter.variation
+    for (utterance, _, speed, _, seed), (wave, rate, segments) in zip(chapter.utterances, _engine_segments(chapter)):
         # Speed perturbation: treat the wave as recorded at rate × speed, then resample to 16 kHz.
         effective_rate = int(round(rate * speed))
         wave = resample(wave.astype(np.float32), effective_rate, SAMPLE_RATE, backend="librosa")
         time_scale = rate / effective_rate
         segments = _merge([(start * time_scale, end * time_scale, phone) for start, end, phone in segments])
+        if variation.reverb or variation.noise:  # same length, direct path at sample 0: the segments stay
+            wave = variation_module.apply_channel(wave, variation, seed, SAMPLE_RATE)
         rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
         peak = float(np.abs(wave).max())
         if rms == 0.0:
@@ -335,7 +361,7 @@ def _synthesize_chapter(chapter: _Chapter) -> list[_Utterance]:
         wave = wave * min(TARGET_RMS / rms, 0.99 / peak)
         sf.write(folder / f"{utterance}.flac", wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         utterances.append(_Utterance(utterance, speaker.speaker, len(wave), frame_labels(segments, len(wave)), segments))
-    lines = [f"{utterance} {_transcript(text)}\n" for utterance, text, _, _ in chapter.utterances]
+    lines = [f"{utterance} {_transcript(text)}\n" for utterance, text, *_ in chapter.utterances]
     (folder / f"{speaker.speaker}-{chapter.chapter}.trans.txt").write_text("".join(lines))
     return utterances
 
@@ -424,13 +450,17 @@ def _abx_items(utterances: list[_Utterance]) -> list[ItemRow]:
     return rows
 
 
-def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2, overwrite: bool = False) -> dict:
+def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2, overwrite: bool = False, *,
+                 variation: Variation = Variation()) -> dict:
     """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
+
+    ``variation`` says which of prosody, room and noise to add and in what ranges (default: all;
+    :data:`cpc.corpus.variation.CLEAN` for none).
 
     ``out`` must be absent, empty, or an unfinished build (rebuilt from scratch, with a warning);
     a finished corpus there is replaced only with ``overwrite=True``. The summary (also written,
     last, to ``out/summary.json``) holds the real duration, the speaker, utterance and split
-    counts, the frames per phone and the engine versions.
+    counts, the frames per phone, the variation and the engine versions.
     """
     out = Path(out)
     if not math.isfinite(hours) or hours <= 0:
@@ -441,11 +471,17 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2,
         raise ValueError(f"seed must be non-negative, got {seed}")
     existing = _check_output_folder(out, overwrite)
     check_tools()
+    if variation.reverb:
+        try:
+            variation_module.import_pyroomacoustics()
+        except ImportError as error:
+            log.warning("%s; building without reverberation", error)
+            variation = replace(variation, reverb=False)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     num_speakers = max(MIN_SPEAKERS, round(SPEAKERS_PER_HOUR * hours))
     speakers = _plan_speakers(num_speakers, rng)
-    chapters = _plan_chapters(out, speakers, read_verses(), hours, rng)
+    chapters = _plan_chapters(out, speakers, read_verses(), hours, rng, variation, np.random.default_rng([seed, VARIATION_STREAM]))
     total = sum(len(chapter.utterances) for chapter in chapters)
     if existing == "unfinished":
         log.warning("%s holds an unfinished build (no %s: interrupted?); deleting it and building again", out, SUMMARY_FILE)
@@ -456,7 +492,7 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2,
     log.info("synthesising %d utterances (%d speakers, %d chapters) into %s with %d workers", total, len(speakers), len(chapters), out, workers)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(out, hours, seed, workers, speakers, chapters, rng, started)
+        return _build(out, hours, seed, workers, speakers, chapters, rng, started, variation)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: {out} holds an unfinished build (no {SUMMARY_FILE}); run the same command again to rebuild it"
@@ -464,7 +500,7 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2,
 
 
 def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[SpeakerRow], chapters: list[_Chapter],
-           rng: np.random.Generator, started: float) -> dict:
+           rng: np.random.Generator, started: float, variation: Variation) -> dict:
     """Synthesise the planned chapters and write every corpus file, ``summary.json`` last."""
 
     # Import librosa/soxr once here: forked workers then inherit it instead of paying ~1 s each.
@@ -515,6 +551,7 @@ def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[Spea
         "split_sizes": {name: len(ids) for name, ids in splits.items()},
         "frames_per_phone": {PHONES[index]: frame_counts.get(index, 0) for index in range(len(PHONES))},
         "engine_versions": _engine_versions(),
+        "variation": {**asdict(variation), "pyroomacoustics": _pyroomacoustics_version(variation)},
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")  # last: marks the build finished
     log.info("built %.3f h (%d utterances, %d speakers) in %s in %.1f s", summary["hours"], len(utterances), len(speakers), out, time.perf_counter() - started)
