@@ -264,8 +264,10 @@ def test_abx_on_the_generated_set_gives_the_references_scores():
     features, items = generated_set()
     result = abx_error(features, items, **GENERATED_OPTIONS)
     assert result["dropped_tokens"] > 0 and result["within_cells"] >= 30 and result["across_cells"] >= 30
-    assert result["within"] == pytest.approx(GENERATED_REFERENCE["within"], abs=1e-4)
-    assert result["across"] == pytest.approx(GENERATED_REFERENCE["across"], abs=1e-4)
+    # 1e-6 here; 0.1 leaves room for a CPU whose float32 sums round otherwise and flip a near tie (one triplet moves a
+    # score by about 0.06), and still catches each protocol detail (the smallest, the across averaging, moves it by 0.67).
+    assert result["within"] == pytest.approx(GENERATED_REFERENCE["within"], abs=0.1)
+    assert result["across"] == pytest.approx(GENERATED_REFERENCE["across"], abs=0.1)
     # The draws matter here (groups hold more than 3 tokens, rows more than 2 X speakers): another seed moves the scores.
     other = abx_error(features, items, **GENERATED_OPTIONS, seed=DEFAULT_SEED + 1)
     assert other["within"] != pytest.approx(result["within"], abs=1e-3) and other["across"] != pytest.approx(result["across"], abs=1e-3)
