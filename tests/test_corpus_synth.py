@@ -344,3 +344,15 @@ def test_noise_in_the_built_corpus_has_the_requested_snr(flavours):
         residual = noisy - scale * dry
         measured = 10 * np.log10(np.sum((scale * dry) ** 2) / np.sum(residual**2))
         assert measured == pytest.approx(FIXED_SNR_DB, abs=0.5), utterance
+
+
+@needs_engines
+def test_without_pyroomacoustics_the_build_says_once_that_it_has_no_room(monkeypatch, tmp_path, caplog):
+    monkeypatch.setitem(sys.modules, "pyroomacoustics", None)  # `import pyroomacoustics` raises ImportError
+    with pytest.raises(ImportError, match="pip install pyroomacoustics"):
+        variation.import_pyroomacoustics()
+    summary = synth.build_corpus(tmp_path / "out", hours=0.01, seed=2)
+    warnings_logged = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings_logged) == 1 and "pip install pyroomacoustics" in warnings_logged[0], warnings_logged
+    assert "building without reverberation" in warnings_logged[0]
+    assert summary["variation"]["reverb"] is False and summary["variation"]["noise"] and summary["variation"]["prosody"]

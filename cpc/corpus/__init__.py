@@ -5,6 +5,8 @@
   and :func:`load_corpus`, the one loader for a built corpus and LibriSpeech + CPC alignments.
 * :mod:`cpc.corpus.synth`: ``build_corpus`` (``cpc data synth``), a multi-speaker corpus from
   Festival and espeak-ng.
+* :mod:`cpc.corpus.variation`: what the builder adds to the voices (prosody inside utterances,
+  simulated rooms, noise) and the options that switch it off.
 """
 
 from cpc.corpus.formats import Corpus, ItemRow, load_corpus, read_item

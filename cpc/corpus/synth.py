@@ -5,7 +5,7 @@ What is built (``build_corpus(out, hours)``, CLI ``cpc data synth --out DIR --ho
 * LibriSpeech layout ``DIR/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` (16 kHz mono
   FLAC) with ``<speaker>-<chapter>.trans.txt`` transcripts, and next to it the files that
   :func:`cpc.corpus.formats.load_corpus` reads: ``alignments.txt``, ``phones.txt``, the split
-  files, ``speakers.tsv``, ``abx/test.item`` and ``summary.json`` (counts, engine versions).
+  files, ``speakers.tsv``, ``abx/test.item`` and ``summary.json`` (counts, engine versions, variation).
 
 Design decisions
 ----------------
@@ -38,9 +38,11 @@ Design decisions
   ``--no-noise``): per-word and per-phrase duration and pitch inside each utterance (applied
   by the engines, so the timings stay theirs), then a simulated room (pyroomacoustics, direct
   path at sample 0, so labels do not move) and coloured noise at an SNR drawn from a range.
-  :data:`~cpc.corpus.variation.CLEAN` builds what earlier releases built (every file the same
-  but ``summary.json``, which records the variation). Without an importable pyroomacoustics the
-  build warns once and goes on without the room.
+  :data:`~cpc.corpus.variation.CLEAN` (``--clean``) builds what earlier releases built: the
+  same audio, transcripts, splits and items; ``summary.json`` also records the variation, and
+  ``alignments.txt`` labels ``sil`` the first frames (up to 40 ms) before espeak-ng's first
+  phoneme event, which earlier releases gave to the first phone. Without an importable
+  pyroomacoustics the build warns once and goes on without the room.
 * Levels: each utterance is scaled to an RMS of 0.05 (peak ≤ 0.99) so loudness is no speaker cue.
 * Reruns: ``summary.json`` is written last, so a folder of this layout without it is an unfinished
   (interrupted) build: it is deleted and built again, with a warning. A finished corpus is only
