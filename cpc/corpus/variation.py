@@ -74,18 +74,17 @@ class Variation:
     rt60: tuple[float, float] = (0.2, 0.7)
 
     def __post_init__(self):
-        object.__setattr__(self, "snr_db", tuple(float(x) for x in self.snr_db))
-        object.__setattr__(self, "rt60", tuple(float(x) for x in self.rt60))
+        for name in ("snr_db", "rt60"):
+            value = tuple(float(x) for x in getattr(self, name))
+            if len(value) != 2:
+                raise ValueError(f"{name} must be a range of two numbers LOW HIGH, got {value}")
+            object.__setattr__(self, name, value)
         low, high = self.snr_db
-        if not (len(self.snr_db) == 2 and math.isfinite(low) and math.isfinite(high) and low <= high):
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise ValueError(f"snr_db must be two finite numbers LOW <= HIGH (dB), got {self.snr_db}")
         low, high = self.rt60
-        if not (len(self.rt60) == 2 and MIN_RT60 <= low <= high <= 2.0):
+        if not MIN_RT60 <= low <= high <= 2.0:
             raise ValueError(f"rt60 must be two numbers {MIN_RT60} <= LOW <= HIGH <= 2 (seconds), got {self.rt60}")
-
-    @property
-    def any(self) -> bool:
-        return self.prosody or self.reverb or self.noise
 
 
 CLEAN = Variation(prosody=False, reverb=False, noise=False)
