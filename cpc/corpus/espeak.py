@@ -12,8 +12,8 @@ Design notes
   process per batch (``multiprocessing.Pool(maxtasksperchild=1)``) and never mixes voices.
 * Prosody inside an utterance: with per-word factors the text is sent as SSML, each word in
   ``<prosody rate="R%" pitch="±P%">``; espeak-ng changes speed and pitch from word to word
-  within a clause, and its phoneme events still give the times it spoke each phone at. In SSML
-  mode the first phone can start a few milliseconds into the wave (the caller labels that ``sil``).
+  within a clause, and its phoneme events still give the times it spoke each phone at. The
+  first phone can start a few milliseconds into the wave (the caller labels that ``sil``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def ssml(text: str, stretches: list[float], pitches: list[float]) -> str:
         raise ValueError(f"{len(words)} words but {len(stretches)} stretches and {len(pitches)} pitch factors: {text!r}")
     spans = [f'<prosody rate="{100 / stretch:.1f}%" pitch="{100 * (pitch - 1):+.1f}%">{escape(word)}</prosody>'
              for word, stretch, pitch in zip(words, stretches, pitches)]
-    return "<speak>" + " ".join(spans) + "</speak>"
+    return " ".join(spans)  # no <speak> root: inside one, espeak-ng ends the text with a 0.3 s pause
 
 
 def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None,
