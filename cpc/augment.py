@@ -89,7 +89,7 @@ def causal_convolve(waveforms: Tensor, kernels: Tensor) -> Tensor:
     By FFT, zero-padded so nothing wraps around: causal up to float round-off."""
     _check_waveforms(waveforms)
     num_samples = waveforms.shape[1]
-    size = num_samples + kernels.shape[1] - 1
+    size = 1 << (num_samples + kernels.shape[1] - 2).bit_length()  # >= S + L - 1; a power of 2 (a large prime factor is slow)
     spectrum = torch.fft.rfft(waveforms, n=size) * torch.fft.rfft(kernels, n=size)  # (B, F)
     return torch.fft.irfft(spectrum, n=size)[:, :num_samples]  # (B, S)
 

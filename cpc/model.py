@@ -10,6 +10,8 @@ ahead; an image's patch grid (rows, cols) stands where T stands for sequences.
 
 ``CPC`` only composes modules it is given; ``build_model(config)`` turns a config into
 modules through the registries of :mod:`cpc.registry`, each part chosen by its ``name``.
+Training-time waveform augmentation (``train.augment``, :mod:`cpc.augment`) is one more
+module it may be given, used by ``forward`` in training mode only.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class CPC(nn.Module):
 
 
 def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
-    """Build a CPC model from a full config (uses its ``model`` section) or a model section."""
+    """Build a CPC model from a full config (uses its ``model`` section, and ``train.augment``
+    when it turns augmentation on) or a model section (no augmentation)."""
     from cpc.registry import SECTIONS
 
     if isinstance(config, dict):

@@ -15,7 +15,8 @@ batches of model inputs; it knows nothing about audio or images.
 
 Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data)
 and the negatives of step s on rank r are drawn from a generator seeded with (seed, r, s), so
-``--resume`` from a checkpoint continues exactly as the uninterrupted run would.
+``--resume`` from a checkpoint continues exactly as the uninterrupted run would. The model
+draws its training-time augmentation (``train.augment``, cpc.augment) from the same generator.
 
 Distributed: run the same command under ``torchrun --nproc_per_node=N``; each process trains
 on its own slice of the data with DistributedDataParallel (nccl on GPU, gloo on CPU) and
@@ -309,7 +310,7 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
 
 # Settings a resumed run may change: how long it runs, how it logs, validates and checkpoints,
 # and where and how fast it computes. Anything else (model, optimiser, schedule, data
-# windows, seed) would make the resumed run a different run than its checkpoint describes.
+# windows, augmentation, seed) would make the resumed run a different run than its checkpoint describes.
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every", "train.valid_every", "train.valid_batches", "train.checkpoint_every",
     "train.keep_checkpoints", "train.progress", "train.threads", "train.device", "train.logger", "train.wandb_project",

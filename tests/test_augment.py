@@ -37,7 +37,8 @@ def power_db(waveform: torch.Tensor) -> float:
 
 def only(effect: str, side: str = "past", **settings) -> list[str]:
     """Overrides that turn one effect on for every window."""
-    return [f"train.augment.side={side}", f"train.augment.{effect}.probability=1.0"] + [f"train.augment.{effect}.{k}={v}" for k, v in settings.items()]
+    settings = {"probability": 1.0, **settings}
+    return [f"train.augment.side={side}"] + [f"train.augment.{effect}.{key}={value}" for key, value in settings.items()]
 
 
 def every_effect(side: str) -> list[str]:
@@ -101,7 +102,8 @@ def test_noise_is_added_at_the_requested_snr(snr_db, color):
 
 
 def test_reverb_keeps_the_direct_path_at_lag_zero_and_the_level():
-    responses = room_impulse_responses(torch.tensor([0.1, 0.5]), torch.tensor([0.0, 15.0]), length=8000, sample_rate=SAMPLE_RATE, generator=generator())
+    rt60, direct_to_reverb = torch.tensor([0.1, 0.5]), torch.tensor([0.0, 15.0])
+    responses = room_impulse_responses(rt60, direct_to_reverb, length=8000, sample_rate=SAMPLE_RATE, generator=generator())
     assert torch.equal(responses.abs().argmax(dim=1), torch.tensor([0, 0]))  # no delay
     torch.testing.assert_close(responses.pow(2).sum(dim=1), torch.ones(2))
     tail_db = 10 * torch.log10(responses[:, 0] ** 2 / responses[:, 1:].pow(2).sum(dim=1))
@@ -113,6 +115,26 @@ def test_reverb_keeps_the_direct_path_at_lag_zero_and_the_level():
     impulse[0, 1000] = 1.0
     echoed = causal_convolve(impulse, responses[:1])
     assert echoed.abs().argmax().item() == 1000 and echoed[0, :1000].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("effect", ["pitch up", "pitch down", "reverb", "band_reject"])
+def test_linear_effects_never_read_ahead(effect):
+    """Pitch shift, reverb and band reject are linear: applied to the unit impulses e_s (a batch
+    of them) they give their whole response matrix, which must hold nothing at t < s."""
+    size = 800
+    impulses = torch.eye(size)  # (S, S): row s is e_s
+    if effect.startswith("pitch"):
+        ratio = 1.25 if effect == "pitch up" else 0.8
+        responses = pitch_shift(impulses, torch.full((size,), ratio), grain=320)
+    elif effect == "reverb":
+        kernel = room_impulse_responses(torch.tensor([0.05]), torch.tensor([3.0]), length=1000, sample_rate=SAMPLE_RATE, generator=generator())
+        responses = causal_convolve(impulses, kernel.expand(size, -1))
+    else:
+        kernel = band_reject_filters(torch.tensor([300.0]), torch.tensor([500.0]), depth_db=40.0, sample_rate=SAMPLE_RATE)
+        responses = causal_convolve(impulses, kernel.expand(size, -1))
+    ahead = torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1)  # [s, t] with t < s
+    assert responses[ahead].abs().max() < 1e-6
+    assert responses[~ahead].abs().max() > 0.1
 
 
 @pytest.mark.parametrize("effect", EFFECTS)
@@ -199,7 +221,8 @@ def test_side_decides_which_latents_the_criterion_scores(corpus_dir, side):
     with torch.no_grad():
         context, _ = model.context(augmented_latents)
         targets = clean_latents if side == "past" else augmented_latents
-        manual = spy.criterion(model.predictors(context), targets, torch.full((2,), targets.shape[1]), generator_after, offsets=model.predictors.offsets)
+        lengths = torch.full((2,), targets.shape[1])
+        manual = spy.criterion(model.predictors(context), targets, lengths, generator_after, offsets=model.predictors.offsets)
     torch.testing.assert_close(manual["loss"], out["loss"].detach())
 
 
