@@ -312,7 +312,7 @@ def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tupl
                     starts[-1] = (sample, phone)
                 else:
                     starts.append((sample, phone))
-            if starts and starts[0][0] > 0:  # SSML input can start speaking a few milliseconds in
+            if starts and starts[0][0] > 0:  # the first phone can start a few ms into the wave: silence before it
                 starts.insert(0, (0, SILENCE))
             bounds = [sample for sample, _ in starts] + [len(wave)]
             segments = [(bounds[i] / rate, bounds[i + 1] / rate, phone) for i, (_, phone) in enumerate(starts) if bounds[i + 1] > bounds[i]]
