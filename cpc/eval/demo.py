@@ -59,7 +59,9 @@ def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path =
         log.warning("SAMPLE CORPUS, NUMBERS NOT MEANINGFUL: %s, so the demo falls back to the 6-minute committed sample %s. "
                     "Install the engines (%s) for the %g-hour corpus.", reason, sample, synth.APT_INSTALL, hours)
         return sample, warning
-    folder = cache / f"synth-{hours:g}h-seed0"
+    # "varied": the default build (prosody, room, noise; cpc.corpus.variation). Corpora cached
+    # before the builder varied its speech are named synth-<h>h-seed0 and are not reused.
+    folder = cache / f"synth-{hours:g}h-varied-seed0"
     if (folder / "summary.json").is_file():
         log.info("corpus: reusing %s", folder)
         return folder, None
