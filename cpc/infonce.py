@@ -193,7 +193,7 @@ def sample_candidates(
     positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
     shared = None
     if str(getattr(negative_scope, "value", negative_scope)) == "batch_shared":
-        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator)
+        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator, positives=positives)
         negatives = shared.pool[shared.keep]  # (B, T, K, N)
     else:
         negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)

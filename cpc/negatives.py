@@ -82,9 +82,8 @@ def _starts(lengths: Tensor) -> Tensor:
     return torch.cumsum(lengths, 0) - lengths
 
 
-def _frame_of_rank(rank: Tensor, lengths: Tensor, num_frames: int) -> Tensor:
-    """Flat index b * T + t of the valid frame with each rank (in batch order), any shape."""
-    starts = _starts(lengths)
+def _frame_of_rank(rank: Tensor, lengths: Tensor, starts: Tensor, num_frames: int) -> Tensor:
+    """Flat index b * T + t of the valid frame with each rank (in batch order), any shape; starts = _starts(lengths)."""
     sequence = torch.searchsorted(starts + lengths, rank, right=True)  # the sequence whose block holds the rank
     return sequence * num_frames + (rank - starts[sequence])
 
@@ -95,10 +94,11 @@ def _sample_batch(lengths: Tensor, num_frames: int, targets: Tensor, num_negativ
         raise ValueError(f"negative sampling needs at least 2 valid frames in the batch, got {int(total)}")
     batch_size, steps = len(lengths), targets.shape[-1]
     # The positive's rank among all valid frames (clamped for pairs past the end, which are masked anyway).
-    positive_rank = (_starts(lengths)[:, None, None] + targets).clamp(max=total - 1)  # (B, T, K)
+    starts = _starts(lengths)
+    positive_rank = (starts[:, None, None] + targets).clamp(max=total - 1)  # (B, T, K)
     rank = _uniform_below(total - 1, (batch_size, num_frames, steps, num_negatives), generator)
     rank = rank + (rank >= positive_rank[..., None]).long()  # step over the positive
-    return _frame_of_rank(rank, lengths, num_frames)  # (B, T, K, N)
+    return _frame_of_rank(rank, lengths, starts, num_frames)  # (B, T, K, N)
 
 
 def _sample_sequence(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
@@ -120,7 +120,7 @@ def _sample_other_sequences(lengths: Tensor, num_frames: int, targets: Tensor, n
     starts = _starts(lengths)
     rank = _uniform_below(high, (batch_size, num_frames, steps, num_negatives), generator)
     rank = rank + (rank >= starts[:, None, None, None]).long() * lengths[:, None, None, None]  # skip own block
-    return _frame_of_rank(rank.clamp(max=total - 1), lengths, num_frames)
+    return _frame_of_rank(rank.clamp(max=total - 1), lengths, starts, num_frames)
 
 
 class SharedNegatives(NamedTuple):
@@ -133,12 +133,14 @@ class SharedNegatives(NamedTuple):
 
 def sample_shared_negatives(
     lengths: Tensor, num_frames: int, offsets: Offsets, num_negatives: int, *, stride: int = 1, generator: torch.Generator,
+    positives: Tensor | None = None,
 ) -> SharedNegatives:
     """The ``batch_shared`` scope: lengths (B,) -> a pool of N + 1 distinct valid frames and, per
     (b, t, k), the N pool entries that are not its positive (see the module notes).
 
     ``pool[keep]`` (B, T, K, N) are the negatives, with the guarantees of :func:`sample_negatives`;
-    the batch must hold at least N + 1 valid frames.
+    the batch must hold at least N + 1 valid frames. ``positives``: the (B, T, K) indices of
+    :func:`positive_indices`, when the caller has them already.
     """
     valid = (torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]).flatten()  # (B*T,)
     if lengths.device.type == "cpu" and int(valid.sum()) < num_negatives + 1:
@@ -149,7 +151,8 @@ def sample_shared_negatives(
     # N + 1 distinct valid frames, uniformly: the smallest of i.i.d. uniform keys (padding keyed out of reach).
     keys = torch.rand(valid.shape, generator=generator, device=generator.device).to(valid.device).masked_fill(~valid, 2.0)
     pool = keys.topk(num_negatives + 1, largest=False).indices  # (N + 1,) flat frame indices
-    positives, _ = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K)
+    if positives is None:  # (B, T, K); a caller that has them passes them
+        positives, _ = positive_indices(lengths, num_frames, offsets, stride=stride)
     is_positive = pool == positives[..., None]  # (B, T, K, N + 1), at most one True per row
     dropped = torch.where(is_positive.any(-1), is_positive.int().argmax(-1), num_negatives)  # (B, T, K)
     columns = torch.arange(num_negatives, device=pool.device)  # (N,)

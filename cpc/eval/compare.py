@@ -134,16 +134,22 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
         "corpus": str(corpus_root), "recipe": str(recipe), "steps": steps, "seed": load_config(recipe, overrides or []).train.seed,
         "overrides": " ".join(overrides or []) or "none",
     }
-    (run_dir / "report.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
-    lines = [f"> {warning}", ""] if warning else []
-    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in summary.items()), "", comparison_table(rows), "",
-              "Phone: linear probe on single 10 ms context frames (test-split accuracy). Speaker: linear probe on mean-pooled 1.28 s "
+    legend = ("Phone: linear probe on single 10 ms context frames (test-split accuracy). Speaker: linear probe on mean-pooled 1.28 s "
               "crops. ABX: ZeroSpeech protocol, angular distance + DTW. s/step: median seconds per training step over the logged "
-              "windows. valid acc.: mean over k of the last validation's prediction accuracy (the positive beats all N negatives).",
-              "", "![Training curves side by side](curves.png)", ""]
+              "windows. valid acc.: mean over k of the last validation's prediction accuracy (the positive beats all N negatives).")
+    return write_report(run_dir, title, {"summary": summary, "rows": rows}, comparison_table(rows), legend, warning=warning)
+
+
+def write_report(run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None) -> dict:
+    """RUN_DIR/report.json (``report``) and report.md: the title, the summary's items, the table, the legend and
+    the curves; prints report.md and returns ``report``."""
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"> {warning}", ""] if warning else []
+    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in report["summary"].items()), "", table, "",
+              legend, "", "![Training curves side by side](curves.png)", ""]
     (run_dir / "report.md").write_text("\n".join(lines))
     print((run_dir / "report.md").read_text())
-    return {"summary": summary, "rows": rows}
+    return report
 
 
 def comparison_table(rows: list[dict]) -> str:
@@ -218,16 +224,11 @@ def run_image_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *,
         "probe": f"labelled subsets of the first {max_images} training images, scored on the first {max_images} test images (not the protocol)"
         if max_images else "labelled subsets of the 60,000 training images, scored on the 10,000 test images",
     }
-    (run_dir / "report.json").write_text(json.dumps({"summary": summary, "offsets": offsets, "rows": rows}, indent=2) + "\n")
-    lines = [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in summary.items()), "", image_comparison_table(rows, labels, offsets), "",
-             "Probe: `cpc probe image`'s linear classifier on [z, c] mean-pooled over the patch grid, trained on a seeded subset of "
-             "that many training images, test accuracy on the test images. valid loss: the last validation's loss (each objective's "
-             "own, so compare it within a row's objective only); valid acc. k: the share of patches whose positive beats all N "
-             "negatives, k rows ahead. s/step: median seconds per training step over the logged windows.",
-             "", "![Training curves side by side](curves.png)", ""]
-    (run_dir / "report.md").write_text("\n".join(lines))
-    print((run_dir / "report.md").read_text())
-    return {"summary": summary, "offsets": offsets, "rows": rows}
+    legend = ("Probe: `cpc probe image`'s linear classifier on [z, c] mean-pooled over the patch grid, trained on a seeded subset of "
+              "that many training images, test accuracy on the test images. valid loss: the last validation's loss (each objective's "
+              "own, so compare it within a row's objective only); valid acc. k: the share of patches whose positive beats all N "
+              "negatives, k rows ahead. s/step: median seconds per training step over the logged windows.")
+    return write_report(run_dir, title, {"summary": summary, "offsets": offsets, "rows": rows}, image_comparison_table(rows, labels, offsets), legend)
 
 
 def image_comparison_table(rows: list[dict], labels, offsets: list[int]) -> str:
