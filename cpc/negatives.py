@@ -84,8 +84,12 @@ def _starts(lengths: Tensor) -> Tensor:
 
 def _frame_of_rank(rank: Tensor, lengths: Tensor, starts: Tensor, num_frames: int) -> Tensor:
     """Flat index b * T + t of the valid frame with each rank (in batch order), any shape; starts = _starts(lengths)."""
-    sequence = torch.searchsorted(starts + lengths, rank, right=True)  # the sequence whose block holds the rank
-    return sequence * num_frames + (rank - starts[sequence])
+    # A table over every possible rank (B*T of them; those >= the valid total are never asked
+    # for), then one gather: cheaper than a search per drawn rank.
+    ranks = torch.arange(len(lengths) * num_frames, device=lengths.device)  # (B*T,)
+    sequence = torch.searchsorted(starts + lengths, ranks, right=True).clamp(max=len(lengths) - 1)  # the block holding each rank
+    table = sequence * num_frames + (ranks - starts[sequence])  # (B*T,)
+    return table[rank]
 
 
 def _sample_batch(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
