@@ -17,7 +17,7 @@ def test_every_objective_arm_keeps_the_recipes_negatives():
     assert list(arms) == ["infonce", "nt_xent", "margin", "triplet", "binary"]
     for name, overrides in arms.items():
         loss = load_config("speech/tiny", overrides).model.loss
-        assert loss.name == name and loss.num_negatives == 64 and loss.negative_scope == "batch"  # tiny's, not the default 128
+        assert loss.name == name and loss.num_negatives == 64 and loss.negative_scope == "sequence"  # tiny's, not the defaults (128, batch)
 
 
 def test_modified_arms_change_one_thing_each():
