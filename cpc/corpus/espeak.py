@@ -10,6 +10,13 @@ Design notes
 * espeak-ng keeps global state (voice, parameters). Switching voices inside one process made
   some variants differ between runs, so the builder calls :func:`synthesize` from a fresh
   process per batch (``multiprocessing.Pool(maxtasksperchild=1)``) and never mixes voices.
+* espeak-ng's voice variants (``+f5``: breath, flutter) draw noise from the C library's
+  ``rand()``, whose state is per process: each call of :func:`synthesize` went on from where
+  the last one left it, and a pool worker forked from a process that had synthesised (a test,
+  a notebook) inherited that state, so the same build could give other bytes. :func:`synthesize`
+  therefore starts from ``srand(1)``, the state of a fresh process (C: unseeded ``rand()`` is
+  seeded with 1), so its output depends on its arguments only; builds made from a fresh parent
+  keep the bytes they had.
 * Prosody inside an utterance: with per-word factors the text is sent as SSML, each word in
   ``<prosody rate="R%" pitch="±P%">``; espeak-ng changes speed and pitch from word to word
   within a clause, and its phoneme events still give the times it spoke each phone at. The
@@ -82,6 +89,10 @@ def load_library() -> ctypes.CDLL:
     return _library
 
 
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def _on_audio(wave, num_samples, events):  # called by espeak-ng from inside espeak_Synth
     if num_samples > 0:
         _chunks.append(np.ctypeslib.as_array(wave, shape=(num_samples,)).copy())
@@ -129,6 +140,7 @@ def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = No
     engine's rate (22,050 Hz), ``events`` lists ``(start_sample, phoneme_name)`` in order.
     """
     _initialise()
+    _libc().srand(1)  # espeak-ng's noise comes from rand(): start where a fresh process starts (module docstring)
     library = load_library()
     if library.espeak_SetVoiceByName(voice.encode()) != 0:
         raise EspeakError(f"espeak-ng does not know the voice {voice!r} (see `espeak-ng --voices=en`)")
