@@ -11,12 +11,12 @@ Design notes
   some variants differ between runs, so the builder calls :func:`synthesize` from a fresh
   process per batch (``multiprocessing.Pool(maxtasksperchild=1)``) and never mixes voices.
 * espeak-ng's voice variants (``+f5``: breath, flutter) draw noise from the C library's
-  ``rand()``, whose state is per process: each call of :func:`synthesize` went on from where
-  the last one left it, and a pool worker forked from a process that had synthesised (a test,
-  a notebook) inherited that state, so the same build could give other bytes. :func:`synthesize`
-  therefore starts from ``srand(1)``, the state of a fresh process (C: unseeded ``rand()`` is
-  seeded with 1), so its output depends on its arguments only; builds made from a fresh parent
-  keep the bytes they had.
+  ``rand()``, whose state is per process: a pool worker forked from a process that had drawn
+  from it (espeak-ng itself, or any C extension) inherited that state, so the same build could
+  give other bytes. :func:`synthesize` therefore starts from ``srand(1)``, the state of a fresh
+  process (C: unseeded ``rand()`` is seeded with 1), so builds keep the bytes a fresh parent
+  gave. That is not all of espeak-ng's state: a second call in the same process still differs
+  from the first (measured), hence the fresh process per batch above.
 * Prosody inside an utterance: with per-word factors the text is sent as SSML, each word in
   ``<prosody rate="R%" pitch="±P%">``; espeak-ng changes speed and pitch from word to word
   within a clause, and its phoneme events still give the times it spoke each phone at. The
