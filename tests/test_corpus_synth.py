@@ -360,11 +360,11 @@ def test_without_pyroomacoustics_the_build_says_once_that_it_has_no_room(monkeyp
 
 def _espeak_in_forked_worker(parent_draws: int) -> str:
     """Draw ``parent_draws`` numbers from the C library's rand() here, then synthesise in a forked pool worker."""
-    import ctypes
-    import ctypes.util
     import multiprocessing
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    from cpc.corpus import espeak
+
+    libc = espeak._libc()
     for _ in range(parent_draws):
         libc.rand()
     with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
