@@ -7,7 +7,7 @@ import pytest
 
 from cpc.cli import main
 from cpc.config import load_config
-from cpc.eval.compare import comparison_table, modified_arms, objective_arms
+from cpc.eval.compare import comparison_table, modified_arms, objective_arms, seed_summary, seed_summary_table
 from cpc.image.data import DEFAULT_ROOT, INSTALL_HINT
 from cpc.resources import sample_corpus
 
@@ -39,6 +39,17 @@ def test_table_leaves_missing_scores_as_dashes():
     assert table.splitlines()[2:] == ["| a | 50.0 | 0.500 |", "| b | – | 1.250 |"]
 
 
+def test_seed_summary_gives_mean_and_range_per_arm():
+    rows = [{"arm": "a", "seed": 0, "phone": 40.0, "abx_within": 10.0}, {"arm": "a", "seed": 1, "phone": 50.0, "abx_within": None},
+            {"arm": "b", "seed": 0, "phone": 45.0, "abx_within": 12.0}, {"arm": "a", "seed": 2, "phone": 48.0, "abx_within": 14.0}]
+    arms = seed_summary(rows)
+    assert list(arms) == ["a", "b"] and arms["a"]["seeds"] == [0, 1, 2]
+    assert arms["a"]["phone"] == {"mean": pytest.approx(46.0), "min": 40.0, "max": 50.0}
+    assert arms["a"]["abx_within"] == {"mean": 12.0, "min": 10.0, "max": 14.0}  # over the seeds that have the score
+    assert seed_summary_table(arms).splitlines()[2:] == ["| a | 3 | 46.0 (40.0–50.0) | 12.0 (10.0–14.0) |", "| b | 1 | 45.0 (45.0–45.0) | 12.0 (12.0–12.0) |"]
+    assert comparison_table(rows).splitlines()[:3] == ["| arm | seed | phone acc. % ↑ | ABX within % ↓ |", "|---|---:|---:|---:|", "| a | 0 | 40.0 | 10.0 |"]
+
+
 SMALL = [
     "data.window=4096", "data.num_workers=0", "train.batch_size=4", "train.log_every=1", "train.valid_every=2", "train.valid_batches=1",
     "train.checkpoint_every=2", "train.threads=1", "model.predictor.prediction_steps=4",
@@ -66,15 +77,46 @@ def test_compare_objectives_end_to_end(tmp_path, capsys):
     assert json.loads((run_dir / "report.json").read_text())["rows"] == rows
 
 
+def test_compare_trains_each_arm_once_per_seed(tmp_path, capsys):
+    import torch
+
+    from cpc.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "seeds"
+    arguments = ["compare", "modified", "--recipe", "speech/tiny", "--steps", "2", "--run-dir", str(run_dir), "--corpus", str(sample_corpus()),
+                 "--only", "recipe", "--tasks", "phone", "--seeds", "3,1", *SMALL]
+    assert main(arguments) == 0
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [(row["arm"], row["seed"]) for row in report["rows"]] == [("recipe", 3), ("recipe", 1)]
+    assert report["summary"]["seed"] == "3, 1"
+    phones = [row["phone"] for row in report["rows"]]
+    assert report["arms"]["recipe"]["phone"] == {"mean": pytest.approx(sum(phones) / 2), "min": min(phones), "max": max(phones)}
+    weights = []
+    for seed in (3, 1):
+        state = load_checkpoint(run_dir / "recipe" / f"seed-{seed}" / "checkpoints" / "last.pt")
+        assert state["config"]["train"]["seed"] == seed
+        weights.append(next(iter(state["model"].values())))
+    assert not torch.equal(*weights)  # each seed its own initialisation
+    assert "| recipe | 2 |" in (run_dir / "report.md").read_text() and "| recipe | 3 |" in (run_dir / "report.md").read_text()
+    # A second call reuses both finished runs and their results.
+    assert main(arguments) == 0
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
+
+
 def test_compare_refuses_unknown_arms_and_other_modalities(tmp_path, capsys):
     assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--only", "hinge"]) == 2
     assert "--only hinge: not an arm of 'objectives'" in capsys.readouterr().err
     assert main(["compare", "objectives", "--recipe", "text/books", "--steps", "2", "--run-dir", str(tmp_path)]) == 2
     assert "neither a speech nor an image recipe" in capsys.readouterr().err
     assert main(["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(tmp_path), "--tasks", "phone"]) == 2
-    assert "--corpus and --tasks are for speech recipes" in capsys.readouterr().err
+    assert "--corpus, --tasks and --seeds are for speech recipes" in capsys.readouterr().err
     assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--labels", "100"]) == 2
     assert "--labels and --max-images set the image probe" in capsys.readouterr().err
+    for seeds in ("0,0", "1,x", "-1", ""):
+        assert main(["compare", "modified", "--steps", "2", "--run-dir", str(tmp_path), "--seeds", seeds]) == 2
+        assert f"--seeds {seeds}: expected distinct non-negative integers" in capsys.readouterr().err
+    assert main(["compare", "modified", "--steps", "2", "--run-dir", str(tmp_path), "--seeds", "0,1", "train.seed=3"]) == 2
+    assert "drop the train.seed= override" in capsys.readouterr().err
 
 
 IMAGE_SMALL = [

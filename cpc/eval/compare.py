@@ -3,6 +3,7 @@
     cpc compare objectives --recipe speech/tiny --steps 300 --run-dir runs/objectives [--corpus DIR] [--only infonce,margin]
     cpc compare objectives --recipe image/fashion_mnist --steps 300 --run-dir runs/image-objectives [--labels 1000,10000]
     cpc compare modified --recipe speech/paper --steps 100 --run-dir runs/modified [--tasks phone]  [key=value ...]
+    cpc compare modified --recipe speech/tiny --steps 2000 --run-dir runs/lstm --only recipe,lstm_context --seeds 0,1,2
 
 * ``objectives``: one run per contrastive objective (``model.loss.name``, cpc.objectives), each
   with the recipe's number and scope of negatives and every objective's own defaults
@@ -17,6 +18,15 @@ holds one table (those scores, s/step and the last validation accuracy) and one 
 ``curves.png``: the training curves side by side. s/step is the median over the logged windows
 of seconds per step (1 / steps per second), so a window that also ran validation does not
 dominate it; runs in parallel on a shared machine slow each other.
+
+``--seeds 0,1,2`` (speech) trains every arm once per training seed (``train.seed``: the model's
+initialisation, the windows drawn, the negatives) into ``RUN_DIR/<arm>/seed-<S>``; the corpus,
+probes and ABX items stay the same. The report then gives each arm's mean and range (min–max)
+over its seeds above the per-seed rows. On small CPU runs the spread between seeds is as large
+as most single changes (README, "Results"), so a comparison with one seed per arm says little.
+The runs of one seed are independent: two processes with ``--seeds 1`` and ``--seeds 2`` into the
+same RUN_DIR run in parallel, and a last call with ``--seeds 1,2`` reuses both and writes the
+joint report.
 
 Image recipes (Fashion-MNIST) train with :func:`cpc.image.demo.train_image_model` instead and
 are scored by ``cpc probe image``'s linear probe on pooled [z, c] at each ``--labels`` budget
@@ -38,6 +48,8 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("infonce", "nt_xent", "margin", "triplet", "binary")
 TASKS = ("phone", "speaker", "abx")
 IMAGE_LABELS = (1000, 10000)  # labelled training images of the image probe
+COLUMNS = [("phone", "phone acc. % ↑"), ("speaker", "speaker acc. % ↑"), ("abx_within", "ABX within % ↓"),  # speech scores, as shown
+           ("abx_across", "ABX across % ↓"), ("seconds_per_step", "s/step"), ("valid_accuracy", "valid acc. (mean k)")]
 
 
 def objective_arms(recipe: str | os.PathLike) -> dict[str, list[str]]:
@@ -81,8 +93,12 @@ def seconds_per_step(metrics_path: Path, examples_per_step: int) -> float | None
 
 
 def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recipe: str | os.PathLike, steps: int, corpus=None,
-                overrides: list[str] | None = None, tasks=TASKS, title: str = "Comparison", progress: bool = False) -> dict:
-    """Train and evaluate every arm (same corpus, steps, seed); write report.md, report.json, curves.png."""
+                overrides: list[str] | None = None, tasks=TASKS, title: str = "Comparison", progress: bool = False,
+                seeds: list[int] | None = None) -> dict:
+    """Train and evaluate every arm (same corpus, steps, seed); write report.md, report.json, curves.png.
+
+    With ``seeds``, every arm trains once per training seed (``train.seed``) into ``RUN_DIR/<arm>/seed-<S>``, and the
+    report gives each arm's mean and range over the seeds above the per-seed rows."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
     from cpc.corpus.formats import load_corpus
@@ -96,16 +112,19 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
     corpus_root, warning = find_corpus(corpus, 1.0)
     data = load_corpus(corpus_root)
     settings = [*(overrides or []), f"train.max_steps={steps}", "train.progress=false"]
+    runs = [(arm, arm_overrides, None) for arm, arm_overrides in arms.items()] if seeds is None else \
+        [(arm, [*arm_overrides, f"train.seed={seed}"], seed) for arm, arm_overrides in arms.items() for seed in seeds]
     rows = []
-    for arm, arm_overrides in arms.items():
-        arm_dir = run_dir / arm
-        log.info("[%s] training %s, %d steps (%s)", arm, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
+    for arm, arm_overrides, seed in runs:
+        arm_dir, name = (run_dir / arm, arm) if seed is None else (run_dir / arm / f"seed-{seed}", f"{arm}/seed-{seed}")
+        log.info("[%s] training %s, %d steps (%s)", name, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
         checkpoint = train_model(arm_dir, corpus_root, recipe, [*arm_overrides, *settings])
         config = load_checkpoint(checkpoint)["config"]
         result_path = arm_dir / "result.json"
         if result_path.is_file() and json.loads(result_path.read_text()).get("tasks") == list(tasks):
-            rows.append({**json.loads(result_path.read_text()), "arm": arm})  # the folder's name now (it may be a link to another run)
-            log.info("[%s] reusing %s", arm, result_path)
+            # the folder's name now (it may be a link to another run)
+            rows.append({**json.loads(result_path.read_text()), "arm": arm, **({} if seed is None else {"seed": seed})})
+            log.info("[%s] reusing %s", name, result_path)
             continue
         cache = FeatureCache(arm_dir / "features")
         options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
@@ -121,23 +140,63 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
         _, valid = read_metrics(arm_dir / "metrics.jsonl")
         last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
         row = {
-            "arm": arm, "overrides": arm_overrides, "tasks": list(tasks), **scores,
+            "arm": arm, **({} if seed is None else {"seed": seed}), "overrides": arm_overrides, "tasks": list(tasks), **scores,
             "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", config["train"]["batch_size"]),
             "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
             "valid_loss": valid[-1]["loss"] if valid else None,
         }
         result_path.write_text(json.dumps(row, indent=2) + "\n")
-        log.info("[%s] %s", arm, ", ".join(f"{key} {value:.3g}" for key, value in row.items() if isinstance(value, float)))
+        log.info("[%s] %s", name, ", ".join(f"{key} {value:.3g}" for key, value in row.items() if isinstance(value, float)))
         rows.append(row)
-    plot_curves_side_by_side({row["arm"]: run_dir / row["arm"] / "metrics.jsonl" for row in rows}, run_dir / "curves.png")
+    plot_curves_side_by_side({_run_name(row): run_dir / _run_name(row) / "metrics.jsonl" for row in rows}, run_dir / "curves.png")
     summary = {
-        "corpus": str(corpus_root), "recipe": str(recipe), "steps": steps, "seed": load_config(recipe, overrides or []).train.seed,
+        "corpus": str(corpus_root), "recipe": str(recipe), "steps": steps,
+        "seed": load_config(recipe, overrides or []).train.seed if seeds is None else ", ".join(map(str, seeds)),
         "overrides": " ".join(overrides or []) or "none",
     }
     legend = ("Phone: linear probe on single 10 ms context frames (test-split accuracy). Speaker: linear probe on mean-pooled 1.28 s "
               "crops. ABX: ZeroSpeech protocol, angular distance + DTW. s/step: median seconds per training step over the logged "
               "windows. valid acc.: mean over k of the last validation's prediction accuracy (the positive beats all N negatives).")
-    return write_report(run_dir, title, {"summary": summary, "rows": rows}, comparison_table(rows), legend, warning=warning)
+    if seeds is None:
+        return write_report(run_dir, title, {"summary": summary, "rows": rows}, comparison_table(rows), legend, warning=warning)
+    per_arm = seed_summary(rows)
+    table = (f"Mean over the {len(seeds)} training seeds, the range (min–max) in brackets:\n\n" + seed_summary_table(per_arm)
+             + "\nEach seed:\n\n" + comparison_table(rows))
+    return write_report(run_dir, title, {"summary": summary, "arms": per_arm, "rows": rows}, table, legend, warning=warning)
+
+
+def _run_name(row: dict) -> str:
+    """A row's folder under RUN_DIR: the arm, or arm/seed-S."""
+    return row["arm"] if row.get("seed") is None else f"{row['arm']}/seed-{row['seed']}"
+
+
+def seed_summary(rows: list[dict]) -> dict[str, dict]:
+    """Per arm (in order), per score: mean, min, max over the arm's seeds -> {arm: {"seeds": [...], score: {...}}}."""
+    arms: dict[str, dict] = {}
+    for row in rows:
+        arms.setdefault(row["arm"], {"seeds": []})["seeds"].append(row["seed"])
+    for arm, summary in arms.items():
+        for key, _ in COLUMNS:
+            values = [row[key] for row in rows if row["arm"] == arm and row.get(key) is not None]
+            if values:
+                summary[key] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+    return arms
+
+
+def seed_summary_table(arms: dict[str, dict]) -> str:
+    """Markdown: one row per arm, each score as "mean (min–max)" over its seeds."""
+    columns = [(key, title) for key, title in COLUMNS if any(key in summary for summary in arms.values())]
+    lines = ["| arm | seeds | " + " | ".join(title for _, title in columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for arm, summary in arms.items():
+        cells = ["–" if key not in summary else
+                 f"{_score(key, summary[key]['mean'])} ({_score(key, summary[key]['min'])}–{_score(key, summary[key]['max'])})"
+                 for key, _ in columns]
+        lines.append(f"| {arm} | {len(summary['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _score(key: str, value: float) -> str:
+    return f"{value:.1f}" if key in ("phone", "speaker", "abx_within", "abx_across") else f"{value:.3f}"
 
 
 def write_report(run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None) -> dict:
@@ -153,14 +212,13 @@ def write_report(run_dir: Path, title: str, report: dict, table: str, legend: st
 
 
 def comparison_table(rows: list[dict]) -> str:
-    """Markdown: one row per arm."""
-    columns = [("phone", "phone acc. % ↑"), ("speaker", "speaker acc. % ↑"), ("abx_within", "ABX within % ↓"),
-               ("abx_across", "ABX across % ↓"), ("seconds_per_step", "s/step"), ("valid_accuracy", "valid acc. (mean k)")]
-    present = [(key, title) for key, title in columns if any(row.get(key) is not None for row in rows)]
-    lines = ["| arm | " + " | ".join(title for _, title in present) + " |", "|---|" + "---:|" * len(present)]
+    """Markdown: one row per arm (per arm and seed where the rows have seeds)."""
+    present = [(key, title) for key, title in COLUMNS if any(row.get(key) is not None for row in rows)]
+    seeded = any(row.get("seed") is not None for row in rows)
+    lines = ["| arm | " + ("seed | " if seeded else "") + " | ".join(title for _, title in present) + " |",
+             "|---|" + ("---:|" if seeded else "") + "---:|" * len(present)]
     for row in rows:
-        cells = ["–" if row.get(key) is None else (f"{row[key]:.1f}" if key in ("phone", "speaker", "abx_within", "abx_across")
-                                                     else f"{row[key]:.3f}") for key, _ in present]
+        cells = ([str(row.get("seed", "–"))] if seeded else []) + ["–" if row.get(key) is None else _score(key, row[key]) for key, _ in present]
         lines.append(f"| {row['arm']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -263,6 +321,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Comma-separated, so key=value overrides may follow them.
     parser.add_argument("--only", metavar="ARM,ARM", help="run only these arms, e.g. infonce,margin")
     parser.add_argument("--tasks", metavar="TASK,TASK", help=f"speech: evaluations among {','.join(TASKS)} (default: all)")
+    parser.add_argument("--seeds", metavar="S,S", help="speech: train every arm once per seed (train.seed), report mean and range, e.g. 0,1,2")
     parser.add_argument("--labels", metavar="N,N", help=f"image: label budgets of the linear probe (default {','.join(map(str, IMAGE_LABELS))})")
     parser.add_argument("--max-images", type=int, help="image: probe only the first N training and N test images (a quick look, not the protocol)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every arm")
@@ -294,15 +353,32 @@ def _main(args: argparse.Namespace) -> int:
     tasks = tuple(args.tasks.split(",")) if args.tasks else TASKS
     if set(tasks) - set(TASKS):
         raise CommandError(f"--tasks {args.tasks}: expected a comma-separated list among {', '.join(TASKS)}")
-    run_compare(args.run_dir, arms, recipe=args.recipe, steps=args.steps, corpus=args.corpus, overrides=args.overrides, tasks=tasks, title=title)
+    seeds = _seeds(args.seeds, args.overrides) if args.seeds is not None else None
+    run_compare(args.run_dir, arms, recipe=args.recipe, steps=args.steps, corpus=args.corpus, overrides=args.overrides, tasks=tasks,
+                title=title, seeds=seeds)
     return 0
+
+
+def _seeds(text: str, overrides: list[str]) -> list[int]:
+    """--seeds S,S: distinct non-negative integers, in order; the seed is then not also an override."""
+    from cpc.cli import CommandError
+
+    try:
+        seeds = [int(seed) for seed in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise CommandError(f"--seeds {text}: expected distinct non-negative integers, comma-separated, e.g. 0,1,2")
+    if any(override.split("=", 1)[0].strip() == "train.seed" for override in overrides):
+        raise CommandError("--seeds sets train.seed for each run; drop the train.seed= override")
+    return seeds
 
 
 def _main_image(args: argparse.Namespace, arms: dict[str, list[str]], title: str) -> int:
     from cpc.cli import CommandError
 
-    if args.corpus or args.tasks:
-        raise CommandError(f"--corpus and --tasks are for speech recipes; {args.recipe} reads its images from data.root=DIR "
+    if args.corpus or args.tasks or args.seeds:
+        raise CommandError(f"--corpus, --tasks and --seeds are for speech recipes; {args.recipe} reads its images from data.root=DIR "
                            f"and is scored by the linear probe (--labels)")
     try:
         labels = [int(count) for count in args.labels.split(",")] if args.labels else list(IMAGE_LABELS)
