@@ -305,6 +305,21 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
     return result if any(value is not None for value in result["accuracy"]) else None
 
 
+# A model that has not started learning: every objective scores the positive against the same
+# N negatives, so guessing wins 1 / (N + 1) of the time. From this step on, a validation whose
+# accuracy (mean over k) is below twice that is reported once. Healthy runs are far above it by
+# then: speech/tiny's training accuracy is 0.14 (mean over k; 64 negatives, chance 0.015) at step
+# 50 on the varied corpus. Seen stuck: the paper recipe (GPU, 800 steps), and speech/tiny with
+# the four past-side augmentations for 2 of 3 seeds (README, "When the loss stays at chance").
+CHANCE_CHECK_STEP = 200
+
+
+def at_chance(accuracy: list[float | None], num_negatives: int) -> bool:
+    """True when the mean prediction accuracy over the offsets is below twice chance, 2 / (N + 1)."""
+    values = [value for value in accuracy if value is not None]
+    return bool(values) and sum(values) / len(values) < 2 / (num_negatives + 1)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -415,6 +430,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         window.load_state_dict(state["log_window"], rank)
 
     saved_step = [start_step if resume else None]  # the step of last.pt, for the Ctrl-C message
+    warned_at_chance = False
 
     def checkpoint(step: int) -> None:
         log_window = window.state_dict(world_size)  # every rank takes part in the reduction
@@ -503,6 +519,14 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                     if rank == 0:
                         message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k={model.predictors.offsets[0]} {result['accuracy'][0]:.3f}"
                         progress.write(message) if show_bar else log.info("%s", message)
+                    negatives = config.model.loss.num_negatives
+                    if rank == 0 and not warned_at_chance and done >= CHANCE_CHECK_STEP and at_chance(result["accuracy"], negatives):
+                        warned_at_chance = True
+                        log.warning(
+                            "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
+                            "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
+                            "there, see the README, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
+                        )
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 checkpoint(done)
     except KeyboardInterrupt:

@@ -183,6 +183,26 @@ def test_any_non_negative_seed_trains_and_negatives_stay_reproducible(corpus_dir
     assert TRAINING != VALIDATION and all(not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1 :])
 
 
+def test_a_run_at_chance_is_reported_once(corpus_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from cpc.train import at_chance
+
+    assert at_chance([0.01, 0.02, None], 64) and not at_chance([0.9, 0.02], 64)  # mean against 2 / 65 = 0.031
+    assert not at_chance([None, None], 64)
+    frozen = small_config(corpus_dir, **{"optim.lr": 1e-9})  # stays at its initial, chance-level scores
+    monkeypatch.setattr("cpc.train.CHANCE_CHECK_STEP", 3)  # validations at steps 3 and 6
+    with caplog.at_level(logging.WARNING, logger="cpc.train"):
+        train(frozen, tmp_path / "frozen")
+    warnings = [record.getMessage() for record in caplog.records if "not learning yet" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("step 3:") and "2 / (N + 1) = 0.222 with N = 8 negatives" in warnings[0]
+    caplog.clear()
+    monkeypatch.setattr("cpc.train.CHANCE_CHECK_STEP", 7)  # the same run, checked only after its last step: nothing said
+    with caplog.at_level(logging.WARNING, logger="cpc.train"):
+        train(frozen, tmp_path / "early")
+    assert not [record for record in caplog.records if "not learning yet" in record.getMessage()]
+
+
 def test_a_step_without_pairs_is_left_out_of_the_metrics():
     """Per-step metrics are averaged over pairs: a batch where step k has none does not count as 0 for k."""
     from cpc.infonce import InfoNCEOutput
