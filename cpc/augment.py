@@ -292,6 +292,8 @@ def _check(config: AugmentConfig) -> None:
         problems.append("train.augment.band_reject: min_width_octaves must be above 0 and depth_db >= 0")
     if config.noise.max_color < 0:
         problems.append(f"train.augment.noise.max_color={config.noise.max_color} must be >= 0")
+    if config.start_step < 0:
+        problems.append(f"train.augment.start_step={config.start_step} must be >= 0")
     if problems:
         raise ConfigError("; ".join(problems))
 

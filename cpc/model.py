@@ -56,14 +56,15 @@ class CPC(nn.Module):
         """Feature frames for inputs of ``lengths`` samples."""
         return self.encoder.output_lengths(lengths)
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator) -> dict[str, Tensor]:
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator, augment: bool = True) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
         (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent).
 
-        With ``augment`` in training mode, ``generator`` also draws the augmentation (before the
+        With ``self.augment`` in training mode (and ``augment``, which the training loop turns off
+        before ``train.augment.start_step``), ``generator`` also draws the augmentation (before the
         negatives): side "both" encodes the augmented window only; side "past" encodes the clean
         window for the targets and negatives and the augmented one for the context network."""
-        augment = self.augment if self.training else None  # training windows only
+        augment = self.augment if self.training and augment else None  # training windows only
         side = augment.side if augment is not None else None
         if side == "both":
             inputs = augment(inputs, lengths, generator)  # (B, S): one augmented window feeds everything

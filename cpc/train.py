@@ -467,12 +467,13 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, start_step)
     model.train()
     batches = source.train_batches()
+    augment_from = OmegaConf.select(config, "train.augment.start_step", default=0)  # clean windows for the loop's steps 0 .. start_step - 1
     try:
         for step in range(start_step, config.train.max_steps):
             inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
             generator = negative_generator(config.train.seed, rank, step, device)
             with _autocast(config, device):
-                out = as_metrics(ddp_model(inputs, lengths, generator=generator))  # {"loss", "accuracy_per_step", ...}
+                out = as_metrics(ddp_model(inputs, lengths, generator=generator, augment=step >= augment_from))  # {"loss", "accuracy_per_step", ...}
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             # Stop before a non-finite loss can reach the weights (and so any checkpoint). Read

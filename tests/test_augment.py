@@ -2,6 +2,7 @@
 reproducibly; side=past feeds the criterion clean latents; training with it runs, resumes
 exactly, and leaves validation and features un-augmented."""
 
+import json
 import math
 import shutil
 
@@ -182,6 +183,8 @@ def test_off_by_default_and_bad_settings_are_named():
         load_config(None, ["train.augment.side=future"])
     with pytest.raises(ConfigError, match="works on speech waveforms"):
         build_model(load_config("image/fashion_mnist", only("noise")))
+    with pytest.raises(ConfigError, match="train.augment.start_step=-1 must be >= 0"):
+        build_augmentation(load_config(None, [*only("noise"), "train.augment.start_step=-1"]).train.augment)
 
 
 # ----------------------------------------------------------------------------- in the model
@@ -247,8 +250,22 @@ def test_training_with_augmentation_runs(corpus_dir, tmp_path, overrides):
     assert record["step"] == 3 and math.isfinite(record["loss"])
 
 
+def test_augmentation_starts_at_its_step(corpus_dir, tmp_path):
+    def first_record(run, **settings):
+        train(small_config(corpus_dir, **settings), tmp_path / run)  # training records at steps 2, 4, 6
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines() if "split" not in json.loads(line)]
+
+    past = dict(setting.split("=") for setting in every_effect("past"))
+    plain, late, early = first_record("plain"), first_record("late", **past, **{"train.augment.start_step": 2}), first_record("early", **past)
+    assert late[0]["loss"] == plain[0]["loss"] and late[0]["accuracy"] == plain[0]["accuracy"]  # steps 1-2 clean: the same run
+    assert early[0]["loss"] != plain[0]["loss"]
+    assert late[1]["loss"] != plain[1]["loss"]  # steps 3-4 augmented
+
+
 def test_resume_with_augmentation_equals_uninterrupted(corpus_dir, tmp_path):
-    config = small_config(corpus_dir, **{"train.keep_checkpoints": 5, **dict(setting.split("=") for setting in every_effect("past"))})
+    # Augmentation starts after the resume point (step 3): the resumed run must count steps as the uninterrupted one.
+    config = small_config(corpus_dir, **{"train.keep_checkpoints": 5, "train.augment.start_step": 4,
+                                         **dict(setting.split("=") for setting in every_effect("past"))})
     train(config, tmp_path / "full")
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
