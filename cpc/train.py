@@ -467,7 +467,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, start_step)
     model.train()
     batches = source.train_batches()
-    augment_from = OmegaConf.select(config, "train.augment.start_step", default=0)  # clean windows for the loop's steps 0 .. start_step - 1
+    augment_from = config.train.augment.start_step  # clean windows for the loop's steps 0 .. start_step - 1
     try:
         for step in range(start_step, config.train.max_steps):
             inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
