@@ -155,7 +155,7 @@ class TransformerPredictorConfig:
 
 @dataclass
 class InfoNCEConfig:
-    """InfoNCE (paper, eq. 4) over sampled negatives (cpc.infonce.InfoNCE)."""
+    """InfoNCE (paper, eq. 4) over sampled negatives (cpc.objectives.ContrastiveCriterion with cpc.infonce.info_nce)."""
 
     name: str = "infonce"
     num_negatives: int = 128  # N

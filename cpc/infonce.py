@@ -1,4 +1,8 @@
-"""The InfoNCE loss (paper, eq. 4) as pure functions, and the module that applies it to CPC.
+"""The InfoNCE loss (paper, eq. 4) as a pure function, and how its candidates are drawn and scored.
+
+:class:`cpc.objectives.ContrastiveCriterion` (the criterion every recipe trains with) calls
+:func:`sample_candidates`, scores them with :meth:`CandidateSample.scores` and, for
+``model.loss.name=infonce``, applies :func:`info_nce`.
 
 Shape legend: B batch, T positions, K offsets ahead, C latent channels, N negatives.
 
@@ -15,7 +19,7 @@ have at least one pair.
 Scoring: we never copy the negatives into a (B, T, K, N+1, C) tensor. One matmul scores
 every prediction against every latent of the batch, (B, T, K, C) x (B*T, C) -> (B, T, K, B*T),
 and the N + 1 sampled columns are gathered from it. ``score_by_copy`` is the copying
-variant, kept for the benchmark and as a cross-check.
+variant, an option of the criterion for the benchmark (``copy_negatives``) and a cross-check.
 
 Grids: latents on a patch grid (B, rows, cols, C) are flattened row-major to T = rows * cols
 positions; offset k then means k rows down the same column, i.e. k * cols flat positions, and
@@ -26,13 +30,11 @@ negatives are drawn from all positions of the batch's images (or of the same ima
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cpc.config import InfoNCEConfig
 from cpc.negatives import SharedNegatives, positive_indices, sample_negatives, sample_shared_negatives
 
 
@@ -118,20 +120,13 @@ def score_by_copy(predictions: Tensor, latents: Tensor, candidates: Tensor) -> T
     return torch.einsum("btkmc,btkc->btkm", copied, predictions)
 
 
-@dataclass
-class InfoNCEOutput:
-    loss: Tensor  # () mean of loss_per_step over the steps k with pairs
-    loss_per_step: Tensor  # (K,) L_k
-    accuracy_per_step: Tensor  # (K,) share of pairs whose positive strictly outscores every negative
-    mutual_information: Tensor  # (K,) log(N + 1) - L_k, the InfoNCE lower bound (nats)
-    num_pairs: Tensor  # (K,) number of valid (b, t) pairs per step
-
-
-def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
+def info_nce(scores: Tensor, valid: Tensor) -> dict[str, Tensor]:
     """InfoNCE from candidate scores with the positive at index 0.
 
     scores (B, T, K, 1 + N), valid (B, T, K) bool: which pairs count. Scores are computed
-    in float32 whatever the autocast precision.
+    in float32 whatever the autocast precision. -> {"loss" (), "loss_per_step" (K,) L_k,
+    "accuracy_per_step" (K,) share of pairs whose positive strictly outscores every negative,
+    "mutual_information" (K,) log(N + 1) - L_k in nats, "num_pairs" (K,) valid (b, t) pairs}.
     """
     if scores.dim() != 4 or valid.shape != scores.shape[:3]:
         raise ValueError(f"expected scores (B, T, K, 1+N) and valid (B, T, K), got {tuple(scores.shape)} and {tuple(valid.shape)}")
@@ -151,7 +146,10 @@ def info_nce(scores: Tensor, valid: Tensor) -> InfoNCEOutput:
     # Its per-step entries are 0 with num_pairs 0; aggregators weight by num_pairs.
     has_pairs = (num_pairs > 0).to(scores.dtype)
     loss = (loss_per_step * has_pairs).sum() / has_pairs.sum().clamp(min=1)
-    return InfoNCEOutput(loss, loss_per_step, accuracy_per_step.detach(), mutual_information, num_pairs)
+    return {
+        "loss": loss, "loss_per_step": loss_per_step, "accuracy_per_step": accuracy_per_step.detach(),
+        "mutual_information": mutual_information, "num_pairs": num_pairs,
+    }
 
 
 class CandidateSample(NamedTuple):
@@ -163,8 +161,11 @@ class CandidateSample(NamedTuple):
     valid: Tensor  # (B, T, K) bool: which pairs count
     shared: SharedNegatives | None  # the pool the negatives come from (batch_shared only)
 
-    def scores(self) -> Tensor:
-        """The candidates' scores z_j^T W_k c_t (B, T, K, 1 + N), by the cheapest exact route."""
+    def scores(self, *, copy_negatives: bool = False) -> Tensor:
+        """The candidates' scores z_j^T W_k c_t (B, T, K, 1 + N), by the cheapest exact route
+        (``copy_negatives``: by materialising the candidates, as CPC_audio does; for the benchmark)."""
+        if copy_negatives:
+            return score_by_copy(self.predictions, self.latents, self.candidates)
         if self.shared is not None:
             return score_shared(self.predictions, self.latents, self.candidates, self.shared)
         return score_candidates(self.predictions, self.latents, self.candidates)
@@ -199,39 +200,3 @@ def sample_candidates(
         negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)
     candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
     return CandidateSample(predictions, latents, candidates, valid, shared)
-
-
-class InfoNCE(nn.Module):
-    """The CPC criterion: sample negatives, score candidates, apply InfoNCE.
-
-    Holds no parameters; other contrastive objectives can take its place in :class:`cpc.model.CPC`.
-    """
-
-    def __init__(self, num_negatives: int = 128, negative_scope: str = "batch", *, copy_negatives: bool = False) -> None:
-        super().__init__()
-        if num_negatives < 1:
-            raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
-        self.num_negatives = num_negatives
-        self.negative_scope = negative_scope
-        self.score = score_by_copy if copy_negatives else score_candidates
-
-    def forward(
-        self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *, offsets: Sequence[int] | None = None
-    ) -> InfoNCEOutput:
-        """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
-        axis (frames, or rows of patches) -> InfoNCEOutput. ``offsets``: the k of each of the K
-        predictions (default 1..K), counted along that axis.
-
-        The grid is (T,) for sequences or (rows, cols) for images; it is flattened row-major.
-        """
-        sample = sample_candidates(
-            predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
-        )  # predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, 1 + N), valid (B, T, K)
-        # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
-        with torch.autocast(predictions.device.type, enabled=False):
-            scores = self.score(sample.predictions.float(), sample.latents.float(), sample.candidates)
-        return info_nce(scores, sample.valid)
-
-
-def build_infonce(config: InfoNCEConfig) -> InfoNCE:
-    return InfoNCE(config.num_negatives, config.negative_scope)

@@ -92,13 +92,9 @@ def infonce(scores: Tensor, valid: Tensor) -> Metrics:
     """InfoNCE (CPC, eq. 4): L = -log( exp(s_0) / sum_j exp(s_j) ), positive at index 0.
 
     scores (B, T, K, M), valid (B, T, K) -> metrics with the MI bound log(N + 1) - L_k
-    (section 2.3). The computation is :func:`cpc.infonce.info_nce`, unchanged.
+    (section 2.3): :func:`cpc.infonce.info_nce`.
     """
-    out = info_nce(scores, valid)
-    return {
-        "loss": out.loss, "loss_per_step": out.loss_per_step, "accuracy_per_step": out.accuracy_per_step,
-        "mutual_information": out.mutual_information, "num_pairs": out.num_pairs,
-    }
+    return info_nce(scores, valid)
 
 
 def nt_xent(cosine: Tensor, valid: Tensor, *, temperature: float) -> Metrics:
@@ -235,11 +231,12 @@ class ContrastiveCriterion(nn.Module):
 
     ``objective(candidates, valid) -> metrics``; holds no parameters. ``per_step_metrics``
     names the (K,) entries it reports besides loss_per_step and num_pairs (for the training
-    loop's sums).
+    loop's sums). ``copy_negatives`` scores by materialising every candidate latent, as
+    CPC_audio does: the same scores, far more memory; ``cpc bench`` times both.
     """
 
     def __init__(self, objective: Callable[[Candidates, Tensor], Metrics], *, num_negatives: int = 128, negative_scope: str = "batch",
-                 per_step_metrics: Sequence[str] = ("accuracy_per_step",)) -> None:
+                 per_step_metrics: Sequence[str] = ("accuracy_per_step",), copy_negatives: bool = False) -> None:
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
@@ -247,17 +244,21 @@ class ContrastiveCriterion(nn.Module):
         self.num_negatives = num_negatives
         self.negative_scope = str(getattr(negative_scope, "value", negative_scope))
         self.per_step_metrics = tuple(per_step_metrics)
+        self.copy_negatives = copy_negatives
 
     def forward(self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *,
                 offsets: Sequence[int] | None = None) -> Metrics:
         """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
-        axis -> metrics dict. As :meth:`cpc.infonce.InfoNCE.forward`; the grid is flattened row-major."""
+        axis -> metrics dict. ``offsets``: the k of each of the K predictions (default 1..K), counted
+        along that axis. The grid is (T,) for sequences or (rows, cols) for images, flattened row-major."""
         sample = sample_candidates(
             predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
         )  # predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M), valid (B, T, K)
-        with torch.autocast(predictions.device.type, enabled=False):  # float32 scores, as InfoNCE
+        # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
+        with torch.autocast(predictions.device.type, enabled=False):
             sample = sample._replace(predictions=sample.predictions.float(), latents=sample.latents.float())
-            scored = Candidates(sample.scores(), sample.predictions, sample.latents, sample.candidates)  # scores (B, T, K, M)
+            scores = sample.scores(copy_negatives=self.copy_negatives)
+            scored = Candidates(scores, sample.predictions, sample.latents, sample.candidates)  # scores (B, T, K, M)
             return self.objective(scored, sample.valid)
 
 

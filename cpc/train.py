@@ -35,7 +35,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -157,12 +157,6 @@ def negative_generator(seed: int, rank: int, step: int, device: torch.device, *,
 INFONCE_METRICS = ("accuracy_per_step", "mutual_information")
 
 
-def as_metrics(out) -> dict[str, Any]:
-    """A criterion's output as a dict: the objectives' metrics dicts as they are, an
-    :class:`cpc.infonce.InfoNCEOutput` (a model built with the InfoNCE module) by its fields."""
-    return out if isinstance(out, Mapping) else vars(out)
-
-
 def per_step_metrics(model) -> tuple[str, ...]:
     return tuple(getattr(model.criterion, "per_step_metrics", INFONCE_METRICS))
 
@@ -186,7 +180,6 @@ class StepMetrics:
         self.count = 0
 
     def add(self, out) -> None:
-        out = as_metrics(out)
         pairs = out["num_pairs"].detach().double()
         self.sums += torch.cat([out["loss"].detach().double()[None], *(out[name].detach().double() * pairs for name in self.names), pairs])
         self.count += 1
@@ -473,7 +466,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
             generator = negative_generator(config.train.seed, rank, step, device)
             with _autocast(config, device):
-                out = as_metrics(ddp_model(inputs, lengths, generator=generator, augment=step >= augment_from))  # {"loss", "accuracy_per_step", ...}
+                out = ddp_model(inputs, lengths, generator=generator, augment=step >= augment_from)  # {"loss", "accuracy_per_step", ...}
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             # Stop before a non-finite loss can reach the weights (and so any checkpoint). Read

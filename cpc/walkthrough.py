@@ -154,7 +154,7 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
                                              a.set_ylabel("k - 1"), a.set_title(f"stage 6: the score matrix of one context (t = {t})")))
 
         out_metrics = objectives.infonce(scores, valid)
-        show("InfoNCE loss (eq. 4)", out_metrics["loss"], "()", code_line(infonce.info_nce, "logsumexp"))
+        show("InfoNCE loss (eq. 4)", out_metrics["loss"], "()", code_line(infonce.info_nce, "torch.logsumexp"))
         show("accuracy per k", out_metrics["accuracy_per_step"], "(K,)", code_line(infonce.info_nce, "correct ="))
         show("MI bound per k", out_metrics["mutual_information"], "(K,)", code_line(infonce.info_nce, "mutual_information = math.log"))
 

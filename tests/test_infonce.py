@@ -5,8 +5,18 @@ import math
 import pytest
 import torch
 
-from cpc.infonce import InfoNCE, info_nce, score_by_copy, score_candidates
+from cpc.config import InfoNCEConfig
+from cpc.infonce import info_nce, score_by_copy, score_candidates
 from cpc.negatives import positive_indices, sample_negatives
+from cpc.objectives import build_infonce_criterion
+
+
+def infonce_criterion(num_negatives, negative_scope="batch", **options):
+    """The criterion that trains, as built for ``model.loss.name=infonce``."""
+    criterion = build_infonce_criterion(InfoNCEConfig(num_negatives=num_negatives, negative_scope=negative_scope))
+    for name, value in options.items():
+        setattr(criterion, name, value)
+    return criterion
 
 
 def reference_info_nce(predictions, latents, lengths, negatives):
@@ -42,23 +52,41 @@ def test_vectorised_equals_loop_reference():
     candidates = torch.cat([positives[..., None], negatives], -1)
     out = info_nce(score_candidates(predictions, latents, candidates), valid)
     loss_per_step, accuracy = reference_info_nce(predictions, latents, lengths, negatives)
-    torch.testing.assert_close(out.loss_per_step, loss_per_step)
-    torch.testing.assert_close(out.accuracy_per_step, accuracy)
-    torch.testing.assert_close(out.loss, loss_per_step.mean())
-    torch.testing.assert_close(out.mutual_information, math.log(num_negatives + 1) - loss_per_step)
+    torch.testing.assert_close(out["loss_per_step"], loss_per_step)
+    torch.testing.assert_close(out["accuracy_per_step"], accuracy)
+    torch.testing.assert_close(out["loss"], loss_per_step.mean())
+    torch.testing.assert_close(out["mutual_information"], math.log(num_negatives + 1) - loss_per_step)
     # The copying variant (used by the benchmark) scores the same candidates identically.
     torch.testing.assert_close(score_by_copy(predictions, latents, candidates), score_candidates(predictions, latents, candidates))
 
 
+@pytest.mark.parametrize("scope", ["batch", "sequence", "batch_shared"])
+def test_criterion_copying_the_negatives_gives_the_same_metrics(scope):
+    """``copy_negatives`` (the benchmark's CPC_audio-style scoring) changes memory, not the metrics or the gradients."""
+    generator = torch.Generator().manual_seed(0)
+    predictions = torch.randn(3, 9, 4, 6, generator=generator, requires_grad=True)
+    latents, lengths = torch.randn(3, 9, 6, generator=generator), torch.tensor([9, 8, 6])
+    runs = []
+    for copy_negatives in (False, True):
+        predictions.grad = None
+        out = infonce_criterion(8, scope, copy_negatives=copy_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(3))
+        out["loss"].backward()
+        runs.append((out, predictions.grad.clone()))
+    (fast, fast_grad), (copied, copied_grad) = runs
+    for key in ("loss", "loss_per_step", "accuracy_per_step", "mutual_information", "num_pairs"):
+        torch.testing.assert_close(copied[key], fast[key], msg=key)
+    torch.testing.assert_close(copied_grad, fast_grad)
+
+
 def test_loss_is_log_n_plus_one_for_uninformative_scores():
     num_negatives = 16
-    criterion = InfoNCE(num_negatives)
+    criterion = infonce_criterion(num_negatives)
     predictions = torch.zeros(2, 20, 4, 8)  # every candidate scores 0
     latents = torch.randn(2, 20, 8)
     out = criterion(predictions, latents, torch.tensor([20, 20]), torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out.loss, torch.tensor(math.log(num_negatives + 1)))
-    assert out.accuracy_per_step.eq(0).all(), "ties must not count as correct"
-    torch.testing.assert_close(out.mutual_information, torch.zeros(4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["loss"], torch.tensor(math.log(num_negatives + 1)))
+    assert out["accuracy_per_step"].eq(0).all(), "ties must not count as correct"
+    torch.testing.assert_close(out["mutual_information"], torch.zeros(4), atol=1e-6, rtol=0)
 
 
 def test_perfect_predictor_has_accuracy_one():
@@ -70,10 +98,10 @@ def test_perfect_predictor_has_accuracy_one():
     for k in range(steps):
         predictions[:, : num_frames - k - 1, k] = latents[:, k + 1 :]
     # Sequence 0 and 1 share no latent direction only if rolled one-hots differ; restrict negatives to the own sequence.
-    out = InfoNCE(8, "sequence")(predictions, latents, torch.tensor([num_frames, num_frames]), torch.Generator().manual_seed(0))
-    assert out.accuracy_per_step.eq(1).all()
-    assert out.loss < 1e-3
-    torch.testing.assert_close(out.mutual_information, torch.full((steps,), math.log(9)), atol=1e-3, rtol=0)
+    out = infonce_criterion(8, "sequence")(predictions, latents, torch.tensor([num_frames, num_frames]), torch.Generator().manual_seed(0))
+    assert out["accuracy_per_step"].eq(1).all()
+    assert out["loss"] < 1e-3
+    torch.testing.assert_close(out["mutual_information"], torch.full((steps,), math.log(9)), atol=1e-3, rtol=0)
 
 
 def test_rejects_bad_shapes():
@@ -87,12 +115,12 @@ def test_steps_without_pairs_do_not_enter_the_loss():
     valid = torch.ones(2, 5, 3, dtype=torch.bool)
     valid[..., 2] = False  # no pair for k = 3
     out = info_nce(scores, valid)
-    assert out.num_pairs.tolist() == [10, 10, 0]
-    torch.testing.assert_close(out.loss, out.loss_per_step[:2].mean())
-    out.loss.backward()
+    assert out["num_pairs"].tolist() == [10, 10, 0]
+    torch.testing.assert_close(out["loss"], out["loss_per_step"][:2].mean())
+    out["loss"].backward()
     assert torch.isfinite(scores.grad).all() and scores.grad[..., 2, :].abs().sum() == 0
     nothing = info_nce(scores.detach(), torch.zeros(2, 5, 3, dtype=torch.bool))
-    assert nothing.loss.item() == 0.0 and nothing.num_pairs.sum() == 0
+    assert nothing["loss"].item() == 0.0 and nothing["num_pairs"].sum() == 0
 
 
 def test_grid_infonce_equals_loop_reference():
@@ -103,7 +131,7 @@ def test_grid_infonce_equals_loop_reference():
     predictions = torch.randn(batch_size, rows, cols, len(offsets), channels, generator=generator)
     latents = torch.randn(batch_size, rows, cols, channels, generator=generator)
     lengths = torch.tensor([rows, rows])
-    out = InfoNCE(num_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(7), offsets=offsets)
+    out = infonce_criterion(num_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(7), offsets=offsets)
     # The same draws, made directly: flat positions b * rows * cols + r * cols + c.
     negatives = sample_negatives(lengths * cols, rows * cols, offsets, num_negatives, stride=cols, generator=torch.Generator().manual_seed(7))
     losses, correct = [[] for _ in offsets], [[] for _ in offsets]
@@ -120,9 +148,9 @@ def test_grid_infonce_equals_loop_reference():
                     scores = torch.stack([latents[b, r + k, c] @ prediction] + [latents[bb, rr, cc] @ prediction for bb, rr, cc in where])
                     losses[index].append(-torch.log_softmax(scores, 0)[0])
                     correct[index].append(float(scores[0] > scores[1:].max()))
-    torch.testing.assert_close(out.loss_per_step, torch.stack([torch.stack(l).mean() for l in losses]))
-    torch.testing.assert_close(out.accuracy_per_step, torch.tensor([sum(c) / len(c) for c in correct]))
-    assert out.num_pairs.tolist() == [batch_size * (rows - k) * cols for k in offsets]
+    torch.testing.assert_close(out["loss_per_step"], torch.stack([torch.stack(l).mean() for l in losses]))
+    torch.testing.assert_close(out["accuracy_per_step"], torch.tensor([sum(c) / len(c) for c in correct]))
+    assert out["num_pairs"].tolist() == [batch_size * (rows - k) * cols for k in offsets]
 
 
 def test_grid_negatives_of_sequence_scope_stay_in_the_image():

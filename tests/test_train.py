@@ -205,12 +205,12 @@ def test_a_run_at_chance_is_reported_once(corpus_dir, tmp_path, monkeypatch, cap
 
 def test_a_step_without_pairs_is_left_out_of_the_metrics():
     """Per-step metrics are averaged over pairs: a batch where step k has none does not count as 0 for k."""
-    from cpc.infonce import InfoNCEOutput
     from cpc.train import StepMetrics
 
     def output(loss, accuracy, pairs):
         accuracy, pairs = torch.tensor(accuracy), torch.tensor(pairs, dtype=torch.float)
-        return InfoNCEOutput(torch.tensor(loss), torch.zeros(2), accuracy, 1 - accuracy, pairs)
+        return {"loss": torch.tensor(loss), "loss_per_step": torch.zeros(2), "accuracy_per_step": accuracy,
+                "mutual_information": 1 - accuracy, "num_pairs": pairs}
 
     metrics = StepMetrics(2, torch.device("cpu"))
     metrics.add(output(2.0, [0.5, 0.0], [10, 0]))  # step 2 had no pair in this batch
