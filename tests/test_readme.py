@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import re
 import shlex
@@ -83,6 +84,7 @@ def readme_cpc_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+@functools.cache
 def cpc_parser() -> argparse.ArgumentParser:
     """The ``cpc`` parser, built as :func:`cpc.cli.main` builds it."""
     parser = argparse.ArgumentParser(prog="cpc", allow_abbrev=False)
