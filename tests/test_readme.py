@@ -1,6 +1,6 @@
 """The README and the docs say what the code does: short README, links that resolve, commands that run.
 
-* The README is at most 200 lines.
+* The README is at most 200 lines, and its layout table names every module and package of cpc/.
 * Every relative link (and image) in the README and the reference documents points to a file
   that exists, and a ``#fragment`` to a heading of that file.
 * Every ``cpc`` command in a fenced ``bash`` block of the README and the docs parses with the
@@ -122,6 +122,16 @@ def slug(heading: str) -> str:
 def test_readme_is_at_most_200_lines():
     lines = README.read_text().count("\n")
     assert lines <= 200, f"README.md has {lines} lines; move the detail to docs/"
+
+
+def test_the_layout_names_every_module_and_package():
+    text = README.read_text()
+    layout = text[text.index("## Layout"):]
+    package = REPO / "cpc"
+    entries = [f"cpc/{path.name}" for path in package.glob("*.py")]
+    entries += [f"cpc/{path.name}/" for path in package.iterdir() if (path / "__init__.py").is_file()]
+    missing = [entry for entry in sorted(entries) if f"`{entry}`" not in layout]
+    assert not missing, f"README.md's layout table leaves out {missing}"
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO)))
