@@ -32,10 +32,8 @@ Own torch code, not a library, because:
   compares the two frame by frame).
 The four effects are ~150 lines of FFT convolutions and gathers, cheap next to a CPC step.
 
-Cost (speech/tiny, 8 x 20480 samples, one CPU thread, ``cpc bench train``): all four effects
-take ~50 ms a batch; a step takes ~0.57 s without augmentation, about the same with
-side=both, and ~0.9 s with side=past, whose second encoder pass (forward and backward) is
-the price, not the effects.
+Cost: the effects are cheap; side=past pays for its second encoder pass (forward and
+backward), side=both costs about what no augmentation does (benchmarks/README.md).
 
 Causality and alignment. Sample t of an augmented window depends only on samples <= t of the
 clean window (and on the random draws), so the context network cannot see the future through

@@ -307,8 +307,8 @@ class AugmentConfig:
 
     side: AugmentSide = AugmentSide.past
     # How many training steps at the start see clean windows (0: augment from the first step).
-    # With side=past from the first step, speech/tiny stayed at chance for 2 of 3 seeds (README,
-    # "When the loss stays at chance"); starting once the model has left that plateau avoids it.
+    # Augmenting from the first step can keep a small model at chance; starting once it has left
+    # that plateau avoids it (docs/results.md, "When the loss stays at chance").
     start_step: int = 0
     pitch: PitchShiftConfig = field(default_factory=PitchShiftConfig)
     reverb: ReverbConfig = field(default_factory=ReverbConfig)

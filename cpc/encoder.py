@@ -15,7 +15,7 @@ Input scale without looking ahead: a first layer without bias followed by ``norm
 (layer norm over the channels of each frame) gives first-layer activations that do not
 depend on the input's gain, frame by frame. This replaces per-window standardisation of
 the waveform, whose statistics covered the whole window and so let every frame see the
-future (the tiny recipe; measured: both leave the chance plateau equally fast, README).
+future (the tiny recipe; both leave the chance plateau equally fast: docs/results.md).
 
 Timing: frame t is computed from samples [t*R - P, t*R - P + F) where R is the
 downsample rate, P the accumulated left padding and F the receptive field (paper stack:

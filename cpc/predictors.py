@@ -39,7 +39,7 @@ class LinearPredictors(nn.Module):
         self.maps = nn.Linear(context_size, prediction_steps * latent_size, bias=False)  # eq. 3 has no bias
         if init == "zeros":
             # Start at the uniform score: leaves the chance-level plateau of a freshly
-            # initialised encoder much faster on small runs (measured, see the tiny recipe).
+            # initialised encoder much faster on small runs (docs/results.md).
             nn.init.zeros_(self.maps.weight)
         elif init != "default":
             raise ValueError(f"model.predictor.init={init!r}: expected 'default' or 'zeros'")

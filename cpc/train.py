@@ -300,10 +300,8 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
 
 # A model that has not started learning: every objective scores the positive against the same
 # N negatives, so guessing wins 1 / (N + 1) of the time. From this step on, a validation whose
-# accuracy (mean over k) is below twice that is reported once. Healthy runs are far above it by
-# then: speech/tiny's training accuracy is 0.14 (mean over k; 64 negatives, chance 0.015) at step
-# 50 on the varied corpus. Seen stuck: the paper recipe (GPU, 800 steps), and speech/tiny with
-# the four past-side augmentations for 2 of 3 seeds (README, "When the loss stays at chance").
+# accuracy (mean over k) is below twice that is reported once; healthy runs are far above it by
+# then (docs/results.md, "When the loss stays at chance").
 CHANCE_CHECK_STEP = 200
 
 
@@ -519,7 +517,7 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                         log.warning(
                             "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
                             "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
-                            "there, see the README, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
+                            "there, see docs/results.md, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
                         )
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 checkpoint(done)

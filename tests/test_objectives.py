@@ -24,7 +24,7 @@ OPTIONS = {"infonce": {}, "nt_xent": {"temperature": 0.5}, "margin": {"margin": 
            **{f"triplet_{mining}": {"margin": 0.2, "mining": mining} for mining in ("all", "hard", "semi_hard")}}
 
 
-def test_the_names_of_the_issue_are_registered():
+def test_every_objective_is_registered():
     assert set(LOSSES) == set(OBJECTIVES) == set(PER_STEP_METRICS)
 
 

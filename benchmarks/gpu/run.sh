@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 14, in one call on the lent machine (see benchmarks/README.md):
+# The GPU measurements, in one call on a GPU machine (see benchmarks/README.md):
 #   checks (blocked scoring, shared negatives, the device corpus), cpc bench train on the paper
 #   recipe at several batch sizes with the data path (corpus on the device) and profiles, the
 #   encoder's layouts, the loader, torch.compile, and torchrun (nccl) training with a resume.

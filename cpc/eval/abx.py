@@ -2,107 +2,13 @@
 
 Shape legend: P token pairs, N and M frames of the two tokens of a pair, D feature dimensions.
 
-The reference is ``zrc_abx2`` (PyPI ``zerospeech-libriabx2`` 0.9.8, ZeroSpeech 2021's revision
-of libri-light's ``eval_ABX``; Nguyen et al. 2020, Kahn et al. 2020), run on ``.npy`` features
-with its defaults: ``--distance_mode cosine --feature_size 0.01 --max_size_group 10
---max_x_across 5 --seed 3459`` and the "within context" condition. :func:`abx_error` follows it
-step by step, so both give the same within/across scores to float rounding (a comparison of two
-DTW costs that differ in their last bit can go either way): ``tests/test_abx.py`` checks this
-on a generated set when the package is installed, and ``benchmarks/abx/compare_reference.py``
-on a corpus. Each point below quotes the reference (file names under ``zrc_abx2/ABX_src``).
-
-Tokens (``ABXDataset/abx_feature_loader.py``)
----------------------------------------------
-* Item rows ``#file onset offset #phone prev-phone next-phone speaker``; the context is the
-  (prev, next) pair. A token's frames are ``[start, stop)`` with ``index_start = max(0,
-  int(math.ceil(stepFeature * phone_start - 0.5)))`` and ``index_end = min(T,
-  int(math.floor(stepFeature * phone_end - 0.5)))``, ``stepFeature = 1 / feature_size = 100``:
-  the frames whose centres ((t + 0.5) × 10 ms) lie in [onset, offset], *less the last one*
-  (``index_end`` is exclusive). A token left with no frame (fewer than two frame centres
-  inside: every token under 10 ms, some under 20 ms; or past the file's end) is dropped:
-  ``if index_start >= all_features.size(0) or index_end <= index_start: continue``; the
-  result counts them (``dropped_tokens``: 20 of the 1-hour corpus' 3726 rows).
-  (Before: ``stop = floor(...) + 1``, one frame more per token, and a frameless token kept its
-  middle frame. Alone, this gave all of the within-speaker difference on the 1-hour corpus
-  (MFCC 1.24 instead of 1.61 %, log-mel 1.60 / 1.85, CPC 3.43 / 3.87) and most of the across
-  one (MFCC 11.11 instead of 10.69 %).)
-* Frames are scaled to unit length by the reference's ``normalize_with_singularity``
-  (:func:`unit_frames`): "Extend all vectors by eps=1e-12 to put the null vector at the
-  maximal cosine distance from any non-null vector", i.e. an all-zero frame is at angular
-  distance 1 from every non-zero frame and 0 from another zero frame (before: 0.5 from
-  everything; no frame of the demo's MFCC, log-mel or CPC features is zero, so this changed
-  none of its numbers).
-
-Distance (``abx_group_computation.py``, ``dtw.pyx``)
------------------------------------------------------
-* Frame-wise ``torch.clamp(prod.sum(dim=4), -1, 1).acos() / math.pi`` in float32 (0 for the
-  same direction, 0.5 orthogonal, 1 opposite), the dot product summed as the reference sums it
-  (elementwise products, then ``sum`` over the last dimension; a ``bmm`` adds in another order,
-  and near cos = 1, where arccos is steep, one rounding step of the cosine moves the distance by
-  ~1e-4: with the untrained model's nearly parallel frames a ``bmm`` moved the within score
-  from 44.375 to 44.588 %). DTW with steps (1,0), (0,1), (1,1); the cost of the best path is
-  divided by its number of cells. The reference finds that path by walking
-  back with ``if c_diag <= c_left and c_diag <= c_up`` (diagonal) ``elif c_left <= c_up``
-  (``j -= 1``) ``else`` (``i -= 1``): ties prefer the diagonal, then (0,1), then (1,0) (before:
-  (1,0) before (0,1)). The cost is summed in float32 and the result stored in float32, so are
-  ours: two tokens at equal float32 distance from X tie, as in the reference.
-* Orientation: ``dtw_batch(x, a, ...)`` puts X's frames on the rows (``d(X, A)``, ``d(X, B)``);
-  within speaker, A against A is computed once per unordered pair, the earlier token of the
-  drawn sample on the rows. Tie-breaking is not symmetric, so each pair is computed in the
-  reference's orientation.
-
-Triplets and sampling (``ABXIterators/abx_iterators.py``)
----------------------------------------------------------
-* Tokens are grouped by (context, speaker, phone), visited in the order of the ids the item
-  file gives them ("The id in each case is iterative (0, 1 ...)": first appearance); inside a
-  group, tokens are in file order (the reference's file list; we take files sorted by name,
-  pass the reference a sorted list to get the same draws), then item-file order.
-* Within speaker, for each context, speaker, phone a with at least 2 tokens and phone b ≠ a of
-  the same context and speaker: one cell with A = X = a sample of a's group and B of b's
-  group. Across: for each context, speaker s with at least 2 phones, phone a: up to
-  ``max_x_across`` other speakers with a in that context (``random.sample(ref, k=self.max_x)``,
-  in the order drawn), and for each such speaker s' and each phone b ≠ a of (context, s): one
-  cell with A from (a, s), B from (b, s), X from (a, s').
-* A group of more than ``max_size_group`` tokens is subsampled *each time a cell uses it*:
-  ``get_group`` calls ``random.sample(to_take, k=self.max_size_group)``, B before A within
-  speaker, A, B then X across, with Python's ``random`` seeded (``random.seed(self.seed_n)``,
-  3459) once for the within iterator and once more for the across iterator. We draw the same
-  numbers from a local ``random.Random(seed)`` (the caller's global state is left alone), so the
-  draws agree with the reference given the same file order. Where no group holds more than
-  ``max_size_group`` tokens and no (context, phone) more than ``max_x_across`` + 1 speakers,
-  nothing is drawn and the order does not matter. (Before: one numpy-seeded subsample per
-  group, kept for all its cells, seed 0, and numpy-drawn X speakers: another sample of the same
-  expectation; across seeds the 1-hour corpus' across score moves by ±0.04 % (std), within
-  not at all.)
-
-Scores (``get_theta_group_dtw``, ``eval_ABX.py``)
--------------------------------------------------
-* A cell's error is the share of triplets (a, b, x) with d(A, X) > d(B, X), half on a tie;
-  within speaker the triplets with a = x are left out (``n_pos = Na * (Na - 1)``).
-* Within: mean over contexts for each (speaker, a, b) (``torch.sparse.sum(group_confusion,
-  dimnwithin)`` over the context dimension, divided by the cell count), then over speakers
-  for each (a, b), then over (a, b) pairs. Across: for each (speaker, a, b) the mean over all
-  its (context, X speaker) cells at once (``dimnacross = [3, 4]``), then over speakers, then
-  over pairs. (Before: across averaged contexts for each (speaker, X speaker), then the
-  speaker pairs: another weighting, alone +0.12 % on MFCC across (10.81 instead of 10.69),
-  +0.44 % on CPC.) Reported in percent.
-
-Where we differ on purpose: input checks
-----------------------------------------
-* Item rows must lie inside their file: an onset before 0, or an offset more than
-  ``tolerance`` frames (default 2 = 20 ms, rounding and conv arithmetic at the end) past the
-  file's last frame, raises :class:`cpc.features.FeatureError` naming the row, its file and
-  the value (``cpc abx`` checks against the audio before extracting features, and names the
-  item file's line). The reference clips them silently (``min(all_features.size(0), ...)``);
-  a token moved to a file's end is another token. Rows within the tolerance are clipped as
-  the reference does. Item files naming files without features are an error too (the
-  reference skips those rows).
-* Few cells: a score averages cell scores, each in [0, 1]; with a handful of cells it moves in
-  large steps (2 cells give 0, 25, 50, 75 or 100 %) and says little. The result counts the
-  cells (``within_cells``, ``across_cells``), and below :data:`MIN_CELLS` (30) of a kind
-  :func:`abx_error` logs a WARNING and adds it to the result's ``warnings``.
-* ``max_per_group`` must be at least 2: with one token, a within cell has no (a, x) pair and
-  the reference divides by zero.
+:func:`abx_error` follows the reference, ``zrc_abx2`` (PyPI ``zerospeech-libriabx2`` 0.9.8,
+within-context condition, cosine distance, ``max_size_group=10``, ``max_x_across=5``, seed 3459),
+step by step, so both give the same within/across scores to float rounding:
+``tests/test_abx.py`` checks this when the package is installed, and
+``benchmarks/abx/compare_reference.py`` on a corpus. docs/abx.md gives each step (token frames,
+distance and DTW ties, sampling, averaging) with the reference's code quoted, and the input
+checks where we differ on purpose.
 
 Vectorisation: every needed (rows, columns) token pair is listed once, pairs are sorted by
 length and cut into batches of bounded size; each batch gathers its frames with one index
@@ -439,7 +345,7 @@ def abx_error(
     ``items``: rows with ``file, onset, offset, phone, prev_phone, next_phone, speaker``
     (:func:`cpc.corpus.formats.read_item`), in item-file order (it sets the order of the draws).
     ``max_per_group``, ``max_x_speakers`` and ``seed`` are the reference's ``max_size_group``,
-    ``max_x_across`` and ``seed`` (see the module docstring); ``max_x_speakers=0`` scores within
+    ``max_x_across`` and ``seed`` (see docs/abx.md); ``max_x_speakers=0`` scores within
     speaker only. ``threads``: torch intra-op threads for the DTW (None: leave the caller's
     setting). Raises :class:`FeatureError` listing item files with no features, or rows outside
     their file (by more than ``tolerance`` frames at the end). Returns ``{"within", "across",

@@ -53,10 +53,9 @@ DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) /
 DEFAULT_THREADS = 1
 """Torch intra-op threads for CPC feature extraction, probe training and ABX's DTW.
 
-These are many small or medium operations; on a shared 2-core machine, intra-op threads
-waiting for a busy core cost far more than they gain, so one thread was measured faster
-(DTW: 14 s on one thread vs 90 s on two for 550k token pairs; the tiny CPC recipe: 0.5 vs
-7.5 s per step). Pass more (``--threads N``) on a machine of your own with idle cores.
+These are many small or medium operations; on a shared machine, intra-op threads waiting for
+a busy core cost far more than they gain, so one thread was measured faster
+(benchmarks/README.md). Pass more (``--threads N``) on a machine of your own with idle cores.
 """
 
 
@@ -203,7 +202,7 @@ Within- and across-speaker ABX phone discrimination error (ZeroSpeech protocol):
 tokens A and X of one phone and B of another, in the same context, is X closer to A
 than to B? Distance: frame-wise angle between feature vectors, aligned by DTW. The
 protocol and its defaults are those of the ZeroSpeech reference (zerospeech-libriabx2,
-"within context"), which gives the same scores on the same features (see cpc/eval/abx.py).
+"within context"), which gives the same scores on the same features (see docs/abx.md).
 
 Tokens come from an item file (default DATA/abx/test.item; header
 "#file onset offset #phone prev-phone next-phone speaker", times in seconds). Rows

@@ -23,7 +23,7 @@ dominate it; runs in parallel on a shared machine slow each other.
 initialisation, the windows drawn, the negatives) into ``RUN_DIR/<arm>/seed-<S>``; the corpus,
 probes and ABX items stay the same. The report then gives each arm's mean and range (min–max)
 over its seeds above the per-seed rows. On small CPU runs the spread between seeds is as large
-as most single changes (README, "Results"), so a comparison with one seed per arm says little.
+as most single changes (docs/results.md, "Seeds"), so a comparison with one seed per arm says little.
 The runs of one seed are independent: two processes with ``--seeds 1`` and ``--seeds 2`` into the
 same RUN_DIR run in parallel, and a last call with ``--seeds 1,2`` reuses both and writes the
 joint report.
