@@ -90,7 +90,10 @@ class CPC(nn.Module):
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, *grid, C)
         if layer == "encoder":
             return latents, latent_lengths
-        context, _ = self.context(latents)  # (B, *grid, H)
+        if getattr(self.context, "reverse", False):  # runs back from each sequence's own last frame
+            context, _ = self.context(latents, lengths=latent_lengths)  # (B, T, H)
+        else:
+            context, _ = self.context(latents)  # (B, *grid, H)
         return context, latent_lengths
 
     def stream(self, layer: str = "context") -> StreamingExtractor:
