@@ -338,6 +338,9 @@ class TrainConfig:
     valid_batches: int = 8
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # periodic step_*.pt files kept besides last.pt; 0 keeps none
+    # Start from this checkpoint's model (its model section replaces the recipe's, weights loaded
+    # strictly; optimizer and step start afresh): e.g. one written by ``cpc import cpc_audio``.
+    init_from: Optional[str] = None
     device: Device = Device.auto
     precision: Precision = Precision.auto
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default

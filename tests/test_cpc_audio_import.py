@@ -308,3 +308,21 @@ def test_abx_and_phone_probe_take_the_imported_checkpoint(imported, tmp_path):
         assert _cli([*command, "--features", str(imported), "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
         result = json.loads(out.read_text())
         assert result and all(np.isfinite(v) for v in result.values() if isinstance(v, float))
+
+
+def test_training_continues_from_an_imported_model(imported, corpus_dir, tmp_path):
+    """``train.init_from``: the imported model, weights and all, is what training starts from."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.config import load_config
+    from cpc.train import train
+
+    overrides = {
+        "train.init_from": imported, "data.root": corpus_dir, "data.window": 4096, "data.num_workers": 0, "data.valid_fraction": 0,
+        "train.batch_size": 2, "train.max_steps": 2, "train.checkpoint_every": 2, "train.progress": False, "train.threads": 1,
+        "optim.lr": 0.0, "optim.weight_decay": 0.0,
+    }
+    train(load_config("speech/tiny", [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
+    trained, source = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt"), load_checkpoint(imported)
+    assert trained["config"]["model"] == source["config"]["model"]  # the imported architecture, score=mean included
+    for key, value in source["model"].items():
+        assert torch.equal(trained["model"][key], value), key  # learning rate 0: still the imported weights
