@@ -326,3 +326,16 @@ def test_training_continues_from_an_imported_model(imported, corpus_dir, tmp_pat
     assert trained["config"]["model"] == source["config"]["model"]  # the imported architecture, score=mean included
     for key, value in source["model"].items():
         assert torch.equal(trained["model"][key], value), key  # learning rate 0: still the imported weights
+
+
+def test_s3prl_upstream_rows_equal_each_wav_alone_for_a_reversed_model():
+    from cpc.upstream import CPCUpstream
+
+    upstream = CPCUpstream(model=import_cpc_audio(FIXTURES / "layernorm_gru2_reverse" / "hub.pt")).eval()
+    waveforms, lengths = read(INPUTS["batch"])
+    wavs = [waveforms[row, : int(length)] for row, length in enumerate(lengths)]
+    with torch.no_grad():
+        out = upstream(wavs)
+        for row, wav in enumerate(wavs):
+            alone = upstream([wav])["last_hidden_state"][0]
+            assert max_abs(out["last_hidden_state"][row, : len(alone)], alone) <= TOLERANCE
