@@ -200,7 +200,7 @@ class _Code:  # unpickling this would run code: weights_only refuses it
     pass
 
 
-@pytest.mark.parametrize("what", ["pickled code", "unknown key", "no arguments", "not cpc_audio"])
+@pytest.mark.parametrize("what", ["pickled code", "unknown key", "missing key", "no arguments", "not cpc_audio"])
 def test_bad_files_are_one_line(tmp_path, capsys, what):
     path = tmp_path / "checkpoint_3.pt"
     if what == "pickled code":
@@ -211,6 +211,11 @@ def test_bad_files_are_one_line(tmp_path, capsys, what):
         state["weights"]["gEncoder.conv5.weight"] = torch.zeros(1)
         torch.save(state, path)
         message = "CPC_audio state dict key 'gEncoder.conv5.weight'"
+    elif what == "missing key":
+        state = torch.load(FIXTURES / "layernorm_lstm" / "hub.pt", weights_only=True)
+        del state["weights"]["gEncoder.batchNorm2.bias"]
+        torch.save(state, path)
+        message = "CPC_audio state dict has no 'gEncoder.batchNorm2.bias', which normMode needs"
     elif what == "no arguments":
         torch.save(torch.load(FIXTURES / "layernorm_lstm" / "checkpoint_0.pt", weights_only=True), path)
         message = "needs its arguments in"
@@ -271,14 +276,18 @@ def test_extract(imported, tmp_path, format):
         np.testing.assert_allclose(written[name], c[0].numpy(), atol=1e-5, rtol=0)
 
 
-def test_streaming_equals_offline_and_non_causal_models_refuse(imported):
-    model = cpc.load(imported)
+@pytest.mark.parametrize("name", ["imported", "batchnorm_gru", "id_gru4"])
+def test_streaming_equals_offline(imported, name):
+    model = cpc.load(imported) if name == "imported" else import_cpc_audio(FIXTURES / name / "hub.pt")
     waveforms, _ = read(INPUTS["single"])
     stream = model.stream()
     assert stream.lookahead == 152  # CPC_audio pads (3, 2, 1, 1, 1) like the paper recipe: 9.5 ms past each frame
     pieces = [stream(chunk) for chunk in waveforms[0].split(777)] + [stream.flush()]
     _, c = features(model, waveforms)
     assert max_abs(torch.cat(pieces), c[0]) <= TOLERANCE
+
+
+def test_non_causal_models_refuse_to_stream():
     for name in ("layernorm_gru2_reverse", "instancenorm_lstm3"):
         with pytest.raises(ValueError, match="cannot stream"):
             import_cpc_audio(FIXTURES / name / "hub.pt").stream()
@@ -286,7 +295,8 @@ def test_streaming_equals_offline_and_non_causal_models_refuse(imported):
     reverse.stream(layer="encoder")  # the encoder alone is causal
 
 
-@pytest.mark.parametrize("name", ["trained", "layernorm_gru2_reverse"])
+@pytest.mark.filterwarnings("ignore:ONNX export mode is set to TrainingMode.EVAL")  # instance norm always uses the input's statistics
+@pytest.mark.parametrize("name", ["trained", "layernorm_gru2_reverse", "instancenorm_lstm3"])
 def test_onnx_export_runs_in_onnxruntime(tmp_path, name):
     onnxruntime = pytest.importorskip("onnxruntime")
     source = FIXTURES / name / ("checkpoint_0.pt" if name == "trained" else "hub.pt")

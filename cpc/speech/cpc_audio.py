@@ -121,10 +121,14 @@ def model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return section, why_not
 
 
-def _norm_weights(prefix: str, source: str, state: dict[str, torch.Tensor], norm: str, channels: int) -> dict[str, torch.Tensor]:
+def _norm_weights(prefix: str, source: str, state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
+    """One norm layer's tensors under our names; ChannelNorm keeps its scale and shift as (1, C, 1), ours as (C,)."""
     if norm == "none":
         return {}
     names = ["weight", "bias"] + (["running_mean", "running_var", "num_batches_tracked"] if norm == "batch" else [])
+    missing = [f"{source}.{name}" for name in names if f"{source}.{name}" not in state]
+    if missing:
+        raise CPCAudioImportError(f"CPC_audio state dict has no {missing[0]!r}, which normMode needs")
     return {f"{prefix}.{name}": state[f"{source}.{name}"].reshape(-1) if name in ("weight", "bias") else state[f"{source}.{name}"]
             for name in names}
 
@@ -135,12 +139,15 @@ def convert(config: dict[str, Any], weights: dict[str, torch.Tensor], criterion:
     were not imported or None). Every CPC_audio key must be used exactly once."""
     section, why_not = model_config(config)
     weights = {key.removeprefix("module."): value for key, value in weights.items()}
-    norm, channels = section["encoder"]["norm"], section["encoder"]["layers"][0]["channels"]
+    norm = section["encoder"]["norm"]
     ours: dict[str, torch.Tensor] = {}
     for i in range(len(CPC_AUDIO_CONVS)):
-        ours[f"encoder.blocks.{i}.conv.weight"] = weights[f"gEncoder.conv{i}.weight"]
-        ours[f"encoder.blocks.{i}.conv.bias"] = weights[f"gEncoder.conv{i}.bias"]
-        ours.update(_norm_weights(f"encoder.blocks.{i}.norm", f"gEncoder.batchNorm{i}", weights, norm, channels))
+        for name in ("weight", "bias"):
+            key = f"gEncoder.conv{i}.{name}"
+            if key not in weights:
+                raise CPCAudioImportError(f"CPC_audio state dict has no {key!r}: not a CPCEncoder")
+            ours[f"encoder.blocks.{i}.conv.{name}"] = weights[key]
+        ours.update(_norm_weights(f"encoder.blocks.{i}.norm", f"gEncoder.batchNorm{i}", weights, norm))
     rnn = [key for key in weights if key.startswith("gAR.baseNet.")]
     ours.update({key.replace("gAR.baseNet.", "context.rnn."): weights[key] for key in rnn})
     used = {f"gEncoder.conv{i}.{p}" for i in range(5) for p in ("weight", "bias")} | set(rnn)
