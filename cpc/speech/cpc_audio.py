@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CPCAudioImportError", "import_cpc_audio", "read_cpc_audio", "convert", "save_imported"]
+__all__ = ["CPCAudioImportError", "import_cpc_audio", "read_cpc_audio", "model_config", "convert", "save_imported"]
 
 # The paper's conv stack, hard-coded in CPC_audio's CPCEncoder: (kernel, stride, padding).
 CPC_AUDIO_CONVS = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
