@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cpc.eval.compare",
     "cpc.extract",
     "cpc.export",
+    "cpc.speech.cpc_audio",
 ]
 
 

@@ -36,6 +36,8 @@ class Norm(str, Enum):
     none = "none"
     batch = "batch"  # batch statistics: not causal in training mode, and they see the padding
     channel = "channel"  # layer norm over channels, per frame: causal
+    channel_unbiased = "channel_unbiased"  # the same with the unbiased variance (CPC_audio's ChannelNorm)
+    instance = "instance"  # per channel over the whole sequence (CPC_audio's instanceNorm): not causal
 
 
 class PredictorInit(str, Enum):
@@ -48,6 +50,11 @@ class NegativeScope(str, Enum):
     sequence = "sequence"
     other_sequences = "other_sequences"
     batch_shared = "batch_shared"  # one pool of N + 1 batch frames per step, shared by every prediction (fast on GPUs)
+
+
+class Score(str, Enum):
+    dot = "dot"  # z^T W_k c_t (paper, eq. 3)
+    mean = "mean"  # the same divided by C (CPC_audio's mean over channels; for imported models)
 
 
 class Loading(str, Enum):
@@ -125,6 +132,9 @@ class RecurrentContextConfig:
     name: str = "gru"  # gru | lstm
     hidden_size: int = 256
     num_layers: int = 1
+    # Run over the frames last to first (CPC_audio's cpc_mode=reverse): c_t then reads z_{>=t},
+    # so the model is not causal and cannot stream.
+    reverse: bool = False
 
 
 @dataclass
@@ -137,6 +147,7 @@ class LinearPredictorConfig:
     # ahead along the prediction axis (frames for audio, rows for image patches).
     first_offset: int = 1
     init: PredictorInit = PredictorInit.default
+    dropout: float = 0.0  # on the predictions, in training (CPC_audio's --dropout: 0.5)
 
 
 @dataclass
@@ -160,6 +171,7 @@ class InfoNCEConfig:
     name: str = "infonce"
     num_negatives: int = 128  # N
     negative_scope: NegativeScope = NegativeScope.batch
+    score: Score = Score.dot
 
 
 # The other contrastive objectives (cpc.objectives). Each scores the same sampled candidates
@@ -326,6 +338,9 @@ class TrainConfig:
     valid_batches: int = 8
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # periodic step_*.pt files kept besides last.pt; 0 keeps none
+    # Start from this checkpoint's model (its model section replaces the recipe's, weights loaded
+    # strictly; optimizer and step start afresh): e.g. one written by ``cpc import cpc_audio``.
+    init_from: Optional[str] = None
     device: Device = Device.auto
     precision: Precision = Precision.auto
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default

@@ -54,11 +54,35 @@ class ChannelNorm(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # explicit axes: ONNX export rejects negative ones
 
 
+class UnbiasedChannelNorm(nn.Module):
+    """CPC_audio's ChannelNorm: per frame over the channels, as :class:`ChannelNorm` but with the
+    unbiased variance (divided by C - 1), so that imported models give the same features. (B, C, T) -> (B, C, T).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T) or (B, C, 1, T) -> the same shape."""
+        mean = x.mean(dim=1, keepdim=True)
+        variance = x.var(dim=1, keepdim=True)  # unbiased
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - mean) * torch.rsqrt(variance + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+
+
 NORMS: dict[str, Callable[[int], nn.Module]] = {
     "none": lambda channels: nn.Identity(),
     "batch": nn.BatchNorm1d,
     "channel": ChannelNorm,
+    "channel_unbiased": UnbiasedChannelNorm,
+    # Statistics over the whole sequence (padding included): not causal, cannot stream.
+    "instance": lambda channels: nn.InstanceNorm1d(channels, affine=True),
 }
+# Norms whose frame t depends on other frames of the same sequence.
+NON_CAUSAL_NORMS = ("instance",)
 
 
 class ConvEncoder(nn.Module):
@@ -86,6 +110,8 @@ class ConvEncoder(nn.Module):
             in_channels = layer.channels
         self.blocks = nn.ModuleList(blocks)
         self.output_size = in_channels
+        self.norm = norm
+        self.causal = norm not in NON_CAUSAL_NORMS  # streaming needs it
         # Layout, not model: run the stack as 2-D convolutions over (B, C, 1, T) in channels-last
         # memory, which cuDNN's bf16 tensor-core kernels read directly; in the (B, C, T) layout
         # it transposes every activation to NHWC and back (21 % of the paper recipe's GPU time
@@ -136,6 +162,8 @@ class ConvEncoder(nn.Module):
         else:
             check_lengths(lengths, batch_size, num_samples)
             padded = bool((lengths < num_samples).any())
+        if padded and not self.causal:
+            return self._one_by_one(waveforms, lengths)
         x = _mask(waveforms.unsqueeze(1), lengths) if padded else waveforms.unsqueeze(1)  # (B, 1, S)
         if self.channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, 1, 1, S), stored (B, 1, S, 1)
@@ -147,6 +175,13 @@ class ConvEncoder(nn.Module):
         if self.channels_last:
             return x.squeeze(2).transpose(1, 2), lengths  # (B, T, C), already contiguous in memory
         return x.transpose(1, 2), lengths  # (B, T, C)
+
+    def _one_by_one(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Each sequence alone, then padded: statistics over a whole sequence must not see the padding."""
+        outputs = [self(waveforms[row : row + 1, : int(length)])[0][0] for row, length in enumerate(lengths)]  # (T_b, C) each
+        latents = nn.utils.rnn.pad_sequence(outputs, batch_first=True)  # (B, T_max, C)
+        total = int(self.output_lengths(torch.tensor(waveforms.shape[1])))
+        return nn.functional.pad(latents, (0, 0, 0, total - latents.shape[1])), self.output_lengths(lengths)  # (B, T, C)
 
     def _conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
         if not self.channels_last:

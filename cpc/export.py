@@ -56,6 +56,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
         self.blocks = model.encoder.blocks
         self.rnn = model.context.rnn if layer == "context" else None
+        self.reverse = self.rnn is not None and bool(getattr(model.context, "reverse", False))
 
     def forward(self, waveforms: Tensor) -> Tensor:
         if waveforms.dim() != 2:
@@ -65,6 +66,9 @@ class FeatureExtractor(nn.Module):
             x = torch.relu(block["norm"](block["conv"](x)))  # (B, C, T_layer)
         features = x.transpose(1, 2)  # (B, T, C)
         if self.rnn is not None:
+            if self.reverse:  # last frame first (an imported CPC_audio model with cpc_mode=reverse)
+                features, _ = self.rnn(features.flip(1))  # (B, T, H), reversed
+                return features.flip(1)
             features, _ = self.rnn(features)  # (B, T, H)
         return features
 

@@ -90,8 +90,14 @@ class CPC(nn.Module):
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, *grid, C)
         if layer == "encoder":
             return latents, latent_lengths
-        context, _ = self.context(latents)  # (B, *grid, H)
-        return context, latent_lengths
+        return self.context_features(latents, latent_lengths), latent_lengths  # (B, *grid, H)
+
+    def context_features(self, latents: Tensor, lengths: Tensor) -> Tensor:
+        """c_t for latents (B, *grid, C) with lengths (B,) -> (B, *grid, H). A context network that runs
+        backwards (an imported CPC_audio ``cpc_mode=reverse`` model) starts from each sequence's own last frame."""
+        if getattr(self.context, "reverse", False):
+            return self.context(latents, lengths=lengths)[0]
+        return self.context(latents)[0]
 
     def stream(self, layer: str = "context") -> StreamingExtractor:
         """A stateful extractor for audio arriving in chunks: ``stream(chunk)`` -> (T_new, H or C),

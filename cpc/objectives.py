@@ -236,8 +236,12 @@ class ContrastiveCriterion(nn.Module):
     """
 
     def __init__(self, objective: Callable[[Candidates, Tensor], Metrics], *, num_negatives: int = 128, negative_scope: str = "batch",
-                 per_step_metrics: Sequence[str] = ("accuracy_per_step",), copy_negatives: bool = False) -> None:
+                 per_step_metrics: Sequence[str] = ("accuracy_per_step",), score: str = "dot", copy_negatives: bool = False) -> None:
         super().__init__()
+        score = str(getattr(score, "value", score))
+        if score not in ("dot", "mean"):
+            raise ValueError(f"model.loss.score={score!r}: expected 'dot' or 'mean'")
+        self.mean_score = score == "mean"  # CPC_audio's score: the dot product divided by C
         if num_negatives < 1:
             raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
         self.objective = objective
@@ -257,8 +261,10 @@ class ContrastiveCriterion(nn.Module):
         # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
         with torch.autocast(predictions.device.type, enabled=False):
             sample = sample._replace(predictions=sample.predictions.float(), latents=sample.latents.float())
-            scores = sample.scores(copy_negatives=self.copy_negatives)
-            scored = Candidates(scores, sample.predictions, sample.latents, sample.candidates)  # scores (B, T, K, M)
+            scores = sample.scores(copy_negatives=self.copy_negatives)  # (B, T, K, M)
+            if self.mean_score:
+                scores = scores / sample.latents.shape[-1]
+            scored = Candidates(scores, sample.predictions, sample.latents, sample.candidates)
             return self.objective(scored, sample.valid)
 
 
@@ -283,7 +289,8 @@ def _criterion(config, objective: Callable[[Candidates, Tensor], Metrics]) -> Co
 
 
 def build_infonce_criterion(config: InfoNCEConfig) -> ContrastiveCriterion:
-    return _criterion(config, partial(_on_scores, infonce))
+    return ContrastiveCriterion(partial(_on_scores, infonce), num_negatives=config.num_negatives, negative_scope=config.negative_scope,
+                                per_step_metrics=PER_STEP_METRICS["infonce"], score=config.score)
 
 
 def build_nt_xent(config: NTXentConfig) -> ContrastiveCriterion:

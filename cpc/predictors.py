@@ -30,7 +30,8 @@ from cpc.config import LinearPredictorConfig, TransformerPredictorConfig
 class LinearPredictors(nn.Module):
     """W_k c_t for each offset k: context (B, *grid, H) -> predictions (B, *grid, K, C)."""
 
-    def __init__(self, context_size: int, latent_size: int, prediction_steps: int, *, first_offset: int = 1, init: str = "default") -> None:
+    def __init__(self, context_size: int, latent_size: int, prediction_steps: int, *, first_offset: int = 1, init: str = "default",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if prediction_steps < 1 or first_offset < 1:
             raise ValueError(f"need prediction_steps >= 1 and first_offset >= 1, got {prediction_steps} and {first_offset}")
@@ -43,14 +44,18 @@ class LinearPredictors(nn.Module):
             nn.init.zeros_(self.maps.weight)
         elif init != "default":
             raise ValueError(f"model.predictor.init={init!r}: expected 'default' or 'zeros'")
+        self.dropout = nn.Dropout(dropout) if dropout else None  # none by default: keeps the state dict and outputs as before
 
     def forward(self, context: Tensor) -> Tensor:
         predictions = self.maps(context)  # (B, *grid, K*C)
+        if self.dropout is not None:
+            predictions = self.dropout(predictions)
         return rearrange(predictions, "... (k c) -> ... k c", k=self.prediction_steps)
 
 
 def build_linear_predictors(config: LinearPredictorConfig, context_size: int, latent_size: int) -> LinearPredictors:
-    return LinearPredictors(context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init)
+    return LinearPredictors(context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init,
+                            dropout=config.dropout)
 
 
 class TransformerPredictors(nn.Module):

@@ -113,6 +113,10 @@ class StreamingExtractor:
         encoder = model.encoder
         if not isinstance(encoder, ConvEncoder):
             raise ValueError(f"streaming needs the conv encoder, got {type(encoder).__name__}")
+        if not getattr(encoder, "causal", True):
+            raise ValueError(f"the encoder's norm={encoder.norm!r} uses statistics of the whole sequence: it cannot stream")
+        if layer == "context" and not getattr(model.context, "causal", True):
+            raise ValueError("the context network runs backwards in time (reverse=True): it cannot stream; use layer='encoder'")
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in encoder.modules()):
             raise ValueError("batch norm in training mode cannot stream: call model.eval() first")
         self.model = model

@@ -334,6 +334,16 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _initial_model(config: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+    """``train.init_from``: the config with that checkpoint's model section, and its weights."""
+    path = config.train.init_from
+    state = load_checkpoint(path)
+    saved = state["config"]["model"]
+    if to_container(config.model) != saved:
+        log.info("train.init_from=%s: the model section is the checkpoint's, not the recipe's", path)
+    return from_container({**to_container(config), "model": saved}), state["model"]
+
+
 def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Path) -> None:
     """Refuse a resume whose config differs from the checkpoint's outside RESUMABLE_KEYS, naming the keys."""
     # The saved config through the schema: one written before a key existed gets its default,
@@ -379,9 +389,14 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
 
     from cpc.registry import DATA_SOURCES
 
+    initial = None
+    if config.train.get("init_from"):
+        config, initial = _initial_model(config)
     # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
+    if initial is not None and not resume:  # a resume reads its own weights below
+        model.load_state_dict(initial, strict=True)
     optimizer = build_optimizer(model, config, device)
     configure_kernels(config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))

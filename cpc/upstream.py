@@ -82,7 +82,7 @@ class CPCUpstream(nn.Module):
             raise ValueError(f"waveforms of {lengths.tolist()} samples are too short for one frame of this model")
         waveforms = pad_sequence(list(wavs), batch_first=True)  # (B, S)
         latents, frames = self.model.encoder(waveforms, lengths)  # (B, T, C), padded frames zeroed by the encoder
-        context, _ = self.model.context(latents)  # (B, T, H): causal, so padding cannot reach a valid frame
+        context = self.model.context_features(latents, frames)  # (B, T, H): padding cannot reach a valid frame
         valid = torch.arange(context.shape[1], device=device) < frames[:, None]  # (B, T)
         context = context * valid[:, :, None].to(context.dtype)  # zero the padded frames, as in z
         return {"hidden_states": [latents, context], "last_hidden_state": context, "hidden_states_lengths": frames}

@@ -134,7 +134,7 @@ def test_bad_lengths_are_rejected_naming_the_value(lengths, message):
 def test_unknown_registry_names_are_clear():
     with pytest.raises(ValueError, match=r"model.context.name.*'transformer'.*\['gru', 'lstm', 'masked_conv', 'row_gru'\]"):
         tiny_model(**{"model.context.name": "transformer"})
-    with pytest.raises(ValueError, match=r"model.encoder.norm.*'group'.*\[none, batch, channel\]"):
+    with pytest.raises(ValueError, match=r"model.encoder.norm.*'group'.*\[none, batch, channel, channel_unbiased, instance\]"):
         tiny_model(**{"model.encoder.norm": "group"})
 
 

@@ -152,7 +152,7 @@ def test_bad_config_keys_and_types_are_named(tmp_path):
     [
         ("optim.schedule", "cosin", "[constant, cosine, linear]"),
         ("model.loss.negative_scope", "batches", "[batch, sequence, other_sequences, batch_shared]"),
-        ("model.encoder.norm", "layer", "[none, batch, channel]"),
+        ("model.encoder.norm", "layer", "[none, batch, channel, channel_unbiased, instance]"),
         ("model.predictor.init", "zero", "[default, zeros]"),
         ("train.logger", "tensorboard", "[none, wandb]"),
         ("train.precision", "fp16", "[auto, fp32, bf16]"),

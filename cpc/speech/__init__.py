@@ -1,0 +1,1 @@
+"""Speech-specific parts: importers of speech models trained by other codebases (:mod:`cpc.speech.cpc_audio`)."""
