@@ -146,7 +146,7 @@ def test_scores_equal_cpc_audio_criterion_with_its_negatives():
     theirs = recorded["scores"].permute(1, 3, 0, 2)  # (K, B, 1 + N, W) -> (B, W, K, 1 + N)
     assert max_abs(scores, theirs) <= TOLERANCE
     out = info_nce(scores, torch.ones(batch_size, window, steps, dtype=torch.bool))
-    assert max_abs(out.loss_per_step, recorded["loss_per_step"]) <= TOLERANCE
+    assert max_abs(out["loss_per_step"], recorded["loss_per_step"]) <= TOLERANCE
     # Its accuracy is argmax == 0, so a tie counts as correct (its negatives may be the positive
     # itself); ours is strict. The same scores give its number by its rule:
     assert max_abs((scores.argmax(-1) == 0).float().mean(dim=(0, 1)), recorded["accuracy_per_step"]) <= TOLERANCE
