@@ -123,10 +123,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, for
     if layer not in LAYERS:
         raise ValueError(f"layer={layer!r}: expected one of {', '.join(LAYERS)}")
     _check_out(out, format)  # fail before loading anything
-    from cpc.encoder import require_audio_model
-
-    model = load(checkpoint)
-    require_audio_model(model, "cpc export", checkpoint)
+    model = load(checkpoint, needs="speech", what="cpc export")
     return export(model, out, format, layer)
 
 

@@ -445,10 +445,7 @@ def _main(args: argparse.Namespace) -> int:
     # Everything that can be checked is checked before the model is loaded or audio is read.
     check_options(layer=args.layer, format=args.format, batch_seconds=args.batch_seconds, threads=args.threads, device=args.device)
     _check_out(Path(args.out))
-    from cpc.encoder import require_audio_model
-
-    model = cpc.load(args.checkpoint)  # FileNotFoundError / CheckpointError naming the file
-    require_audio_model(model, "cpc extract", args.checkpoint)
+    model = cpc.load(args.checkpoint, needs="speech", what="cpc extract")  # FileNotFoundError / CheckpointError naming the file
     listing = list_audio(args.data)
     try:
         summary = extract_corpus(

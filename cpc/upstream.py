@@ -56,7 +56,7 @@ class CPCUpstream(nn.Module):
         if model is None:
             from cpc.checkpoint import load
 
-            model = load(ckpt)  # FileNotFoundError / CheckpointError naming the file; the config is inside
+            model = load(ckpt, needs="speech", what="the s3prl upstream")  # FileNotFoundError / CheckpointError naming the file; the config is inside
         self.model = model
         self.name = "[cpc upstream]"
 

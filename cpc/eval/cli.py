@@ -75,8 +75,9 @@ def _split(corpus, name: str) -> list[str]:
     return corpus.splits[name]
 
 
-def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None):
-    features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads)
+def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None,
+              what: str):
+    features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads, what=what)
     return extract(features, corpus.files, utterances, cache=cache, corpus_root=corpus.root, progress=progress)
 
 
@@ -96,7 +97,7 @@ def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = Fal
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
     features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads)
+                         device=device, progress=progress, threads=threads, what="cpc probe phone --ctc" if ctc else "cpc probe phone")
     extracted = time.perf_counter()
     defaults = CTC_SETTINGS if ctc else PHONE_SETTINGS
     settings = dataclasses.replace(settings or dataclasses.replace(defaults, hidden_layers=hidden_layers), threads=threads)
@@ -123,7 +124,7 @@ def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
     features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads)
+                         device=device, progress=progress, threads=threads, what="cpc probe speaker")
     extracted = time.perf_counter()
     settings = dataclasses.replace(SPEAKER_SETTINGS, threads=threads)
     result = speaker_probe(features, corpus.speakers, train, test, crop_frames=crop_frames, settings=settings)
@@ -158,7 +159,7 @@ def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", archit
     check_item_times(items, durations, tolerance=2 / FRAMES_PER_SECOND, rows=str(item_path), line_numbers=_item_lines(item_path))
     started = time.perf_counter()
     features = _features(corpus, name, sorted({row.file for row in items}), layer=layer, architecture=architecture,
-                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads)
+                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads, what="cpc abx")
     extracted = time.perf_counter()
     result = abx_error(features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed, threads=threads)
     return {

@@ -124,9 +124,11 @@ def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images
 def checkpoint_grid(checkpoint: str | Path, root: str = DEFAULT_ROOT) -> FashionMNISTConfig:
     """The data settings a probe of ``checkpoint`` reads with: the images in ``root``, cut into the
     checkpoint's patch grid (padded size, patch size, stride), without augmentation."""
-    from cpc.checkpoint import load_checkpoint
+    from cpc.checkpoint import load_checkpoint, require_modality
 
-    saved = load_checkpoint(checkpoint)["config"].get("data", {})
+    config = load_checkpoint(checkpoint)["config"]
+    require_modality(config, "fashion_mnist", "cpc probe image", checkpoint)
+    saved = config.get("data", {})
     grid = {key: saved[key] for key in ("padded_size", "patch_size", "patch_stride") if key in saved}
     return dataclasses.replace(FashionMNISTConfig(root=root), **grid)
 

@@ -150,8 +150,8 @@ def _model(features: str, architecture: str | None, seed: int) -> nn.Module:
         if architecture is None:
             raise ValueError(f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)")
         with seeded(seed):
-            return build_model(load(architecture).config)
-    return load(features)
+            return build_model(load(architecture, needs="text", what="cpc probe text").config)
+    return load(features, needs="text", what="cpc probe text")
 
 
 def text_probe(features: str, *, task: str = "mr", layer: str = "encoder", architecture: str | None = None, root: str = DEFAULT_ROOT,
