@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from cpc.model import CPC, LAYERS
+from cpc.safe_io import create_temporary, refuse_input_as_output
 
 __all__ = ["FORMATS", "FeatureExtractor", "export", "export_checkpoint"]
 
@@ -76,7 +77,8 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
     out = _check_out(out, format)
     out.parent.mkdir(parents=True, exist_ok=True)
     extractor = FeatureExtractor(model, layer).eval()
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    descriptor, temporary = create_temporary(out)  # a new file: a link planted next to out is never written through
+    os.close(descriptor)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # Both exporters are deprecated in torch 2.14 (still supported); say so once in the docs, not on every export.
@@ -123,6 +125,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, for
     if layer not in LAYERS:
         raise ValueError(f"layer={layer!r}: expected one of {', '.join(LAYERS)}")
     _check_out(out, format)  # fail before loading anything
+    refuse_input_as_output("--out", out, [checkpoint])
     model = load(checkpoint, needs="speech", what="cpc export")
     return export(model, out, format, layer)
 

@@ -44,7 +44,6 @@ utterances too short for a single frame.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
@@ -63,6 +62,7 @@ import torch
 from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
 from cpc.features import check_device, length_batches, padded_features, torch_threads
 from cpc.model import LAYERS
+from cpc.safe_io import locked, open_append, write_atomic
 
 __all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files",
            "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]
@@ -84,22 +84,13 @@ class ExtractError(ValueError):
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, flushed to disk, renamed over ``path``."""
-    temporary = path.with_name(f".{path.name}{TEMPORARY_SUFFIX}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically: new temporary file, flushed to disk, renamed over ``path`` (never through a link)."""
+    write_atomic(path, data, suffix=TEMPORARY_SUFFIX)
 
 
 def _append_lines(path: Path, lines: Sequence[str]) -> None:
     """Append whole lines and flush them to disk (a kill leaves at most one partial last line, ignored on resume)."""
-    with open(path, "a", encoding="utf-8") as handle:
+    with open_append(path, "a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
         handle.flush()
         os.fsync(handle.fileno())
@@ -161,7 +152,7 @@ class KaldiWriter:
     def __init__(self, out: Path) -> None:
         import kaldiio.matio
 
-        self.ark = (out / self.ARK).resolve()
+        self.ark = out.resolve() / self.ARK  # the folder resolved, not a link planted at feats.ark
         self.scp = out / self.SCP
         entries: dict[str, int] = {}  # key -> offset
         for number, line in enumerate(_complete_lines(self.scp), start=1):
@@ -175,7 +166,7 @@ class KaldiWriter:
         # finished scp is sorted by key, so "last" is the largest offset, not the last line.)
         entries = dict(sorted(entries.items(), key=lambda item: item[1]))
         end = 0
-        with open(self.ark, "a+b") as handle:
+        with open_append(self.ark, "a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
             while entries:
                 key, offset = next(reversed(entries.items()))
@@ -198,7 +189,7 @@ class KaldiWriter:
         import kaldiio
 
         lines = io.StringIO()
-        with open(self.ark, "ab") as handle:
+        with open_append(self.ark, "ab") as handle:
             kaldiio.save_ark(handle, features, scp=lines)  # offsets from handle.tell(), path from handle.name
             handle.flush()
             os.fsync(handle.fileno())
@@ -218,20 +209,9 @@ WRITERS = {"npy": NpyWriter, "kaldi": KaldiWriter}
 FORMATS = tuple(WRITERS)
 
 
-@contextlib.contextmanager
 def _locked(out: Path):
     """Hold an exclusive lock on ``out`` (released by the OS if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(out / LOCK_FILE, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExtractError(f"another cpc extract is writing to {out} (it holds {out / LOCK_FILE})") from None
-        yield
+    return locked(out, LOCK_FILE, what="cpc extract", error=ExtractError)
 
 
 # ----------------------------------------------------------------------------- corpus and batches

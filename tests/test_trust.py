@@ -153,3 +153,109 @@ def test_a_checkpoint_of_another_modality_is_refused_at_the_door(entry, clean, t
         message = capsys.readouterr().err.strip().splitlines()[-1]
     assert code != 0
     assert f"needs a {modality}" in message and str(clean[WRONG[modality]]) in message, message
+
+
+# ----------------------------------------------------------------------------- one writer per folder, no stale state
+
+FAST = ["data.window=8000", "data.num_workers=0", "train.valid_every=1000", "train.progress=false", "train.log_every=1"]
+
+
+def test_a_second_training_into_a_busy_folder_is_refused_naming_the_lock_and_its_holder(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "cpc.cli", "train", "speech/tiny", "--run-dir", str(run), *FAST,
+                              "train.max_steps=100000", "train.checkpoint_every=2"],
+                             cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "config.yaml").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        assert first.poll() is None, first.communicate()[1]
+        code = main(["train", "speech/tiny", "--run-dir", str(run), *FAST, "train.max_steps=2"])
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code != 0
+        assert ".train.lock" in message and f"process {first.pid}" in message, message
+        while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    # kill -9 released the lock: the run resumes
+    assert main(["train", "speech/tiny", "--run-dir", str(run), "--resume", *FAST, "train.max_steps=100000", "train.checkpoint_every=2",
+                 f"train.max_steps={_step(run) + 1}"]) == 0
+
+
+def _step(run: Path) -> int:
+    from cpc.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+
+
+def test_a_folder_with_a_run_that_saved_no_checkpoint_is_refused_not_appended_to(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 990, "loss": 1.0}\n')
+    (run / "config.yaml").write_text("train: {}\n")
+    code = main(["train", "speech/tiny", "--run-dir", str(run), *FAST, "train.max_steps=2"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0
+    assert "metrics.jsonl" in message and "no checkpoints/last.pt" in message and f"rm -r {run}" in message, message
+    assert (run / "metrics.jsonl").read_text() == '{"step": 990, "loss": 1.0}\n'
+
+
+# ----------------------------------------------------------------------------- writes that cannot be redirected
+
+
+def _victim(tmp_path: Path, name: str) -> Path:
+    victim = tmp_path / f"victim-{name}"
+    victim.write_text("precious\n")
+    return victim
+
+
+def test_training_never_writes_through_links_planted_in_its_run_dir(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "speech/tiny", "--run-dir", str(run), *FAST, "train.max_steps=2"]) == 0
+    victims = {name: _victim(tmp_path, name) for name in ("metrics.jsonl", "config.yaml")}
+    (run / "config.yaml").unlink()
+    (run / "config.yaml").symlink_to(victims["config.yaml"])
+    assert main(["train", "speech/tiny", "--run-dir", str(run), "--resume", *FAST, "train.max_steps=3"]) == 0
+    assert not (run / "config.yaml").is_symlink()  # replaced, not written through
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(victims["metrics.jsonl"])
+    assert main(["train", "speech/tiny", "--run-dir", str(run), "--resume", *FAST, "train.max_steps=4"]) != 0
+    assert "metrics.jsonl is a symbolic link" in capsys.readouterr().err
+    for name, victim in victims.items():
+        assert victim.read_text() == "precious\n", name
+
+
+@pytest.mark.parametrize("name,format", [(".extract.lock", "npy"), ("index.tsv", "npy"), ("extract.json", "npy"),
+                                         ("feats.ark", "kaldi"), ("feats.scp", "kaldi")])
+def test_extraction_never_writes_through_a_planted_link(name, format, clean, tmp_path, capsys):
+    out = tmp_path / "feats"
+    out.mkdir()
+    victim = _victim(tmp_path, name)
+    (out / name).symlink_to(victim)
+    main(["extract", str(clean["speech"]), "--data", SAMPLE, "--out", str(out), "--format", format, "--no-progress"])
+    assert victim.read_text() == "precious\n"
+
+
+def test_export_refuses_to_overwrite_its_checkpoint(clean, tmp_path, capsys):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(clean["speech"].read_bytes())
+    before = checkpoint.read_bytes()
+    code = main(["export", str(checkpoint), "--format", "torchscript", "--out", str(checkpoint)])
+    assert code != 0 and "is the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_probe_json_that_names_its_checkpoint_is_refused(clean, tmp_path, capsys):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(clean["speech"].read_bytes())
+    before = checkpoint.read_bytes()
+    code = main(["probe", "phone", "--features", str(checkpoint), "--data", SAMPLE, "--no-cache", "--json", str(checkpoint)])
+    assert code != 0 and "is the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before

@@ -228,6 +228,11 @@ def _check_arguments(args, *, counts: dict[str, int]) -> None:
             raise ArgumentError(f"{option} {value}: expected {'a positive number' if option not in minimum else f'{minimum[option]} or more'}")
     check_device(args.device)
     if args.json:
+        from cpc.safe_io import refuse_input_as_output
+
+        inputs = [args.features, args.architecture, getattr(args, "item", None), args.alignments, args.phones, args.train_split, args.test_split]
+        for output in (args.json, Path(args.json).with_suffix(".md")):
+            refuse_input_as_output("--json", output, [path for path in inputs if path and Path(path).is_file()])
         _check_writable(Path(args.json))
 
 
@@ -280,6 +285,7 @@ def _options(args) -> dict:
 def _write(result: dict, path: str | None) -> None:
     """Print the table; with ``path``, write the JSON there and the table next to it (``.md``)."""
     from cpc.eval.report import results_table
+    from cpc.safe_io import write_atomic
 
     table = results_table([result])
     print(table, end="", flush=True)  # first: whatever happens to the files, the numbers are on the screen
@@ -288,8 +294,8 @@ def _write(result: dict, path: str | None) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        path.with_suffix(".md").write_text(table)
+        write_atomic(path, json.dumps(result, indent=2) + "\n")
+        write_atomic(path.with_suffix(".md"), table)
     except OSError as error:
         raise ArgumentError(f"--json {path}: could not write the result ({error.strerror or error}); the table above has it") from None
     log.info("wrote %s and %s", path, path.with_suffix(".md"))

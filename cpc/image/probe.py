@@ -237,12 +237,14 @@ def register_probe(kinds: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from cpc.safe_io import write_atomic
+
     result = image_probe(args.features, labels=args.labels, layer=args.layer, architecture=args.architecture, root=args.data,
                          seed=args.seed, threads=args.threads, limit_train=args.max_images, limit_test=args.max_images,
                          supervised_steps=args.supervised_steps)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        write_atomic(args.json, text + "\n")  # never through a link planted there
     print(text)
     return 0

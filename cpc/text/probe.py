@@ -222,6 +222,8 @@ def _main(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        from cpc.safe_io import write_atomic
+
+        write_atomic(args.json, text + "\n")  # never through a link planted there
     print(text)
     return 0
