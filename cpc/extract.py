@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.features import check_device, length_batches, padded_features, torch_threads
+from cpc.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 from cpc.model import LAYERS
 from cpc.safe_io import locked, open_append, write_atomic
 
@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "extract.json"
 LOCK_FILE = ".extract.lock"
+SOURCES_FILE = "sources.tsv"  # utterance <TAB> size and mtime of the audio its features were computed from
 TEMPORARY_SUFFIX = ".cpc-tmp"  # our temporary files: ".<name>.cpc-tmp"; leftovers of a killed run are removed on resume
 DEFAULT_BATCH_SECONDS = 80.0  # padded audio per forward pass: ~0.7 GB of paper-model activations (first conv layer)
 DEFAULT_THREADS = 1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
@@ -135,6 +136,12 @@ class NpyWriter:
         _append_lines(self.index, rows)  # after the files: a listed utterance is always complete
         self.done.update(features)
 
+    def forget(self, utterances: set[str]) -> None:
+        """Drop ``utterances`` from the index, to be written again."""
+        rows = [line for line in _complete_lines(self.index)[1:] if line.split("\t", 1)[0] not in utterances]
+        _fsync_write(self.index, ("\n".join([self.HEADER, *rows]) + "\n").encode())
+        self.done -= utterances
+
     def finish(self) -> None:
         rows = sorted(_complete_lines(self.index)[1:], key=lambda line: line.split("\t", 1)[0].encode())
         _fsync_write(self.index, ("\n".join([self.HEADER, *rows]) + "\n").encode())
@@ -195,6 +202,12 @@ class KaldiWriter:
             os.fsync(handle.fileno())
         _append_lines(self.scp, lines.getvalue().splitlines())  # after the ark is on disk
         self.done.update(features)
+
+    def forget(self, utterances: set[str]) -> None:
+        """Drop ``utterances`` from the scp, to be appended again (their old matrices stay in the ark, unlisted)."""
+        lines = [line for line in _complete_lines(self.scp) if line.split(" ", 1)[0] not in utterances]
+        _fsync_write(self.scp, "".join(line + "\n" for line in lines).encode())
+        self.done -= utterances
 
     def finish(self) -> None:
         # Kaldi's tools (utils/validate_data_dir.sh, scp,s:) expect scp files sorted by key, bytewise.
@@ -294,6 +307,21 @@ class _Tally:
     too_short: list[str] = field(default_factory=list)
 
 
+def _changed_since_written(out: Path, done: set[str], by_id: dict[str, AudioFile]) -> set[str]:
+    """Written utterances whose audio file's size or mtime is not what their features were computed from."""
+    recorded = dict(line.split("\t", 1) for line in _complete_lines(out / SOURCES_FILE) if "\t" in line)  # the last line wins
+    now = {utterance: _fingerprint(by_id[utterance].path) for utterance in done if utterance in by_id}
+    return {utterance for utterance, fingerprint in now.items() if fingerprint is not None and recorded.get(utterance) != fingerprint}
+
+
+def _fingerprint(path: str) -> str | None:
+    """The audio file's size and mtime; None when it cannot be stat'ed (reading it will say why)."""
+    try:
+        return source_fingerprint(path)
+    except OSError:
+        return None
+
+
 def _read_batch(batch: Sequence[AudioFile], model: torch.nn.Module, tally: _Tally) -> dict[str, np.ndarray]:
     """Utterance id -> (S,) float32 at 16 kHz for the files of ``batch`` that can be read and give at least one frame."""
     waves: dict[str, np.ndarray] = {}
@@ -358,6 +386,10 @@ def extract_corpus(
         summary = _start_summary(model, settings, writer, metadata, device=str(resolved_device), threads=threads,
                                  batch_seconds=batch_seconds)
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+        changed = _changed_since_written(out, writer.done, by_id)
+        if changed:
+            log.info("%s: %d utterance(s) whose audio file changed since they were written will be extracted again", out, len(changed))
+            writer.forget(changed)
         todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
         if len(todo) < len(by_id):
             log.info("%s: %d of %d utterance(s) already extracted, %d to go", out, len(by_id) - len(todo), len(by_id), len(todo))
@@ -371,10 +403,13 @@ def extract_corpus(
             todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
             for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
                 batch = [todo[i] for i in indices]
+                sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
                 waves = _read_batch(batch, model, tally)
                 if waves:
                     with torch_threads(threads):
                         features = dict(zip(waves, padded_features(model, list(waves.values()), layer, resolved_device)))
+                    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
+                    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
                     writer.write(features)
                     tally.written += len(features)
                     tally.frames += sum(len(values) for values in features.values())
@@ -390,7 +425,7 @@ def extract_corpus(
         summary.update({
             "complete": True, "utterances": len(writer.done),
             "counts": {"listed": len(by_id) + len(unreadable), "written": tally.written, "already_done": len(by_id) - len(todo),
-                       "unreadable": len(tally.unreadable), "too_short": len(tally.too_short)},
+                       "unreadable": len(tally.unreadable), "too_short": len(tally.too_short), "changed": len(changed)},
             "frames_written": tally.frames, "audio_seconds": tally.samples / SAMPLE_RATE, "compute_seconds": elapsed,
             "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
             "unreadable_files": tally.unreadable, "too_short_utterances": tally.too_short,
