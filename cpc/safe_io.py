@@ -50,8 +50,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, suffix: str = TE
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # a full disk says ENOSPC, not which file
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from None
         raise
 
 

@@ -259,3 +259,137 @@ def test_a_probe_json_that_names_its_checkpoint_is_refused(clean, tmp_path, caps
     code = main(["probe", "phone", "--features", str(checkpoint), "--data", SAMPLE, "--no-cache", "--json", str(checkpoint)])
     assert code != 0 and "is the input" in capsys.readouterr().err
     assert checkpoint.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- inputs checked where they enter
+
+
+def _wav_corpus(folder: Path, count: int = 3, seconds: float = 0.5) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        sf.write(folder / f"100-1-{index:04d}.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000, subtype="FLOAT")
+    return folder
+
+
+def test_non_finite_samples_skip_the_utterance_named_and_counted_never_nan_features(clean, tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    corpus = _wav_corpus(tmp_path / "corpus")
+    wave, rate = sf.read(corpus / "100-1-0001.wav", dtype="float32")
+    wave[100:110] = np.nan
+    sf.write(corpus / "100-1-0001.wav", wave, rate, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert main(["extract", str(clean["speech"]), "--data", str(corpus), "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "extract.json").read_text())
+    assert summary["counts"]["unreadable"] == 1 and summary["unreadable_files"] == [str(corpus / "100-1-0001.wav")]
+    assert sorted(path.name for path in out.glob("*.npy")) == ["100-1-0000.npy", "100-1-0002.npy"]
+
+
+def test_an_extraction_rerun_recomputes_utterances_whose_audio_changed(clean, tmp_path):
+    import os
+
+    import numpy as np
+    import soundfile as sf
+
+    corpus = _wav_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    command = ["extract", str(clean["speech"]), "--data", str(corpus), "--out", str(out), "--no-progress"]
+    assert main(command) == 0
+    longer = (0.1 * np.random.default_rng(1).standard_normal(48000)).astype(np.float32)  # now 3 s
+    sf.write(corpus / "100-1-0001.wav", longer, 16000, subtype="FLOAT")
+    os.utime(corpus / "100-1-0001.wav", ns=(1, 1))
+    assert main(command) == 0
+    assert main(["extract", str(clean["speech"]), "--data", str(corpus), "--out", str(tmp_path / "fresh"), "--no-progress"]) == 0
+    for name in ("100-1-0000.npy", "100-1-0001.npy"):
+        np.testing.assert_allclose(np.load(out / name), np.load(tmp_path / "fresh" / name), atol=1e-5, rtol=0)
+    rows = [line.split("\t") for line in (out / "index.tsv").read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["100-1-0000", "100-1-0001", "100-1-0002"]  # no duplicate row
+    assert int(dict((row[0], row[1]) for row in rows)["100-1-0001"]) == len(np.load(tmp_path / "fresh" / "100-1-0001.npy"))
+
+
+def test_a_dangling_link_in_the_data_is_counted_as_unreadable(tmp_path):
+    from cpc.data.audio import list_audio
+
+    corpus = _wav_corpus(tmp_path / "corpus")
+    (corpus / "100-1-0009.wav").symlink_to(tmp_path / "gone.wav")
+    listing = list_audio(corpus)
+    assert len(listing.files) == 3 and listing.unreadable == [str(corpus / "100-1-0009.wav")]
+
+
+def test_one_audio_file_is_a_corpus_of_one(tmp_path):
+    from cpc.data.audio import list_audio
+
+    corpus = _wav_corpus(tmp_path / "corpus", count=1)
+    listing = list_audio(corpus / "100-1-0000.wav")
+    assert [Path(file.path).name for file in listing.files] == ["100-1-0000.wav"]
+
+
+@pytest.mark.parametrize("text,words", [("", "is empty"), ("# only a comment\n", "is empty"), ("- a\n- b\n", "top level is a list"),
+                                        ("just a string\n", "top level is a str")])
+def test_empty_and_non_mapping_recipes_are_refused_at_load(text, words, tmp_path):
+    from cpc.config import ConfigError
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(recipe)
+
+
+@pytest.mark.parametrize("override,words", [("data.patch_stride=0", "data.patch_stride"), ("data.patch_size=40", "data.patch_size=40"),
+                                            ("data.patch_stride=5", "data.patch_stride=5")])
+def test_impossible_patch_geometry_fails_at_load_naming_the_keys(override, words):
+    from cpc.config import ConfigError
+
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        load_config("image/fashion_mnist", [override])
+
+
+@pytest.mark.parametrize("waveforms,words", [(torch.zeros(1, 100), "at least"), (torch.zeros(1, 0), "at least"),
+                                             (torch.zeros(1, 16000, dtype=torch.int16), "int16")])
+def test_extract_features_refuses_short_and_non_float_audio(waveforms, words):
+    model = build_model(load_config("speech/tiny")).eval()
+    with pytest.raises(ValueError, match=words) as caught:
+        model.extract_features(waveforms)
+    assert "Expected" not in str(caught.value)
+    if words == "at least":
+        assert f"{model.minimum_samples} samples" in str(caught.value)
+        assert model.output_lengths(torch.tensor([model.minimum_samples - 1, model.minimum_samples])).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("rows,options,words", [
+    (["1\tgood film", "0\tbad film"] * 20 + ["1\t   "], [], "skipping 1 empty"),
+    (["1\tgood film"] * 40, [], "needs two classes"),
+    (["1\tgood film", "0\tbad film"] * 20, ["--folds", "0"], "--folds 0"),
+    (["1\tgood film"] * 30 + ["0\tbad film"] * 4, [], "class 0 has 4 example"),
+])
+def test_a_text_probe_set_the_cross_validation_cannot_split_is_refused_naming_why(rows, options, words, tmp_path, capsys, caplog):
+    (tmp_path / "mr.tsv").write_text("\n".join(rows) + "\n")
+    code = main(["probe", "text", "--features", "bow", "--data", str(tmp_path), *options])
+    said = capsys.readouterr().err + caplog.text
+    assert words in said, said
+    if "skipping" in words:
+        assert code == 0
+    else:
+        assert code != 0 and "Traceback" not in said
+
+
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from cpc.safe_io import write_atomic
+
+    def full(descriptor):  # a full disk can surface at fsync
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="cannot write .*config.yaml: No space left"):
+        write_atomic(tmp_path / "config.yaml", "x" * 10)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # no 0-byte file left
