@@ -200,7 +200,7 @@ def read_tensors(path: str | os.PathLike, map_location: str | torch.device = "cp
 
 # What each modality's models read; the checkpoint's data.name says which it is (the encoder
 # for a config without a data section).
-MODALITIES = {"speech": "speech (raw audio)", "fashion_mnist": "image (patch grids)", "text": "text (n-gram ids)"}
+MODALITIES = {"speech": "a speech model (raw audio)", "fashion_mnist": "an image model (patch grids)", "text": "a text model (n-gram ids)"}
 _ENCODER_MODALITY = {"conv": "speech", "patch_resnet": "fashion_mnist", "sentence_conv": "text"}
 
 
@@ -214,15 +214,15 @@ def checkpoint_modality(config: dict[str, Any]) -> str | None:
 
 
 def require_modality(config: dict[str, Any], needs: str, what: str, source: object) -> None:
-    """A :class:`CheckpointError` in one line when the checkpoint's modality is not ``needs``.
+    """A :class:`CheckpointError` in one line when the config's modality (a checkpoint's, a recipe's) is not ``needs``.
 
     ``what`` is the command or API (``cpc probe phone``), ``source`` the file.
     """
     found = checkpoint_modality(config)
     if found is not None and found != needs:
         raise CheckpointError(
-            f"{what} needs a {MODALITIES.get(needs, needs)} checkpoint, but {source} is a "
-            f"{MODALITIES.get(found, found)} checkpoint (data.name={found})"
+            f"{what} needs {MODALITIES.get(needs, needs)}, but {source} holds "
+            f"{MODALITIES.get(found, f'a {found} model')} (data.name={found})"
         )
 
 

@@ -142,6 +142,11 @@ def clean(tmp_path_factory):
 WRONG = {"speech": "image", "image": "text", "text": "image"}
 
 
+def test_cpc_bench_extract_refuses_a_recipe_of_another_modality(capsys):
+    assert main(["bench", "extract", "--recipe", "image/fashion_mnist", "--runs", "1", "--warmup", "0"]) != 0
+    assert "needs a speech model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("entry", [name for name in ENTRY_POINTS if name not in ("cpc.load", "cpc train --resume")])
 def test_a_checkpoint_of_another_modality_is_refused_at_the_door(entry, clean, tmp_path, capsys):
     modality, call = ENTRY_POINTS[entry]
@@ -152,7 +157,10 @@ def test_a_checkpoint_of_another_modality_is_refused_at_the_door(entry, clean, t
     else:
         message = capsys.readouterr().err.strip().splitlines()[-1]
     assert code != 0
-    assert f"needs a {modality}" in message and str(clean[WRONG[modality]]) in message, message
+    from cpc.checkpoint import MODALITIES
+
+    needed = MODALITIES[{"image": "fashion_mnist"}.get(modality, modality)]
+    assert f"needs {needed}" in message and str(clean[WRONG[modality]]) in message, message
 
 
 # ----------------------------------------------------------------------------- one writer per folder, no stale state
