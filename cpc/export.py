@@ -11,7 +11,8 @@ without lengths. For sequences of different lengths, export nothing new: run the
 time (B = 1), or pad and keep each sequence's first ``ready_frames`` frames (those that read no
 padding, see cpc.streaming); the last frames of a padded sequence differ from
 ``extract_features(..., lengths)``, which re-pads after every layer. S must give at least one
-frame (159 samples for the shipped recipes); a shorter input fails inside a convolution.
+frame (159 samples for the shipped recipes; ``minimum_samples`` of the TorchScript module, and
+printed by ``cpc export``); a shorter input fails inside a convolution.
 
 Exporters, as of torch 2.14.1 (measured; ``tests/test_export.py`` checks parity):
 
@@ -57,6 +58,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
         self.blocks = model.encoder.blocks
         self.rnn = model.context.rnn if layer == "context" else None
+        self.minimum_samples: int = model.minimum_samples  # the shortest S with a frame; kept in the TorchScript file
 
     def forward(self, waveforms: Tensor) -> Tensor:
         if waveforms.dim() != 2:
@@ -149,5 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     path = export_checkpoint(args.checkpoint, args.out, args.format, args.layer)
-    print(f"wrote {path} ({args.format}, layer {args.layer})")
+    import cpc
+
+    minimum = cpc.load(args.checkpoint).minimum_samples  # safe: export_checkpoint just read it
+    print(f"wrote {path} ({args.format}, layer {args.layer}; inputs need at least {minimum} samples for one frame)")
     return 0
