@@ -29,7 +29,6 @@ import errno
 import os
 import pickle
 import re
-import secrets
 import shutil
 import signal
 import threading
@@ -38,8 +37,12 @@ from typing import Any
 
 import torch
 
+from cpc.safe_io import create_temporary
+
 # 2: the encoder lost ``standardize_input`` (not causal) and conv layers gained ``bias``;
 #    training checkpoints carry the open log window (``log_window``).
+# Reading with weights_only=True changed no version: version 2 files already hold only tensors
+# and plain values, so every checkpoint cpc wrote still loads.
 FORMAT_VERSION = 2
 
 
@@ -63,7 +66,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     temporary = None
     try:
-        descriptor, temporary = _create_temporary(path)
+        descriptor, temporary = create_temporary(path)  # O_EXCL: never a file or link already there
         with os.fdopen(descriptor, "wb") as handle:
             torch.save({"format_version": FORMAT_VERSION, **state}, handle)
             handle.flush()
@@ -119,17 +122,6 @@ def _interrupt_after_write():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
-
-
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new file next to ``path``, created with mode 0666 so that the umask applies (``mkstemp`` gives 0600)."""
-    for _ in range(100):
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def _device_full(error: BaseException, folder: Path, state: dict[str, Any]) -> bool:
