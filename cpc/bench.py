@@ -399,11 +399,13 @@ def matmul_gflops(device: str = "cpu", *, size: int = MATMUL_SIZE, runs: int = 3
 
 def time_extraction(recipe: str, *, batch_size: int, seconds: float, runs: int, warmup: int, device: str, overrides: list[str]) -> dict:
     """Median seconds for ``extract_features(layer="context")`` on a random (batch_size, seconds x 16000) batch."""
-    from cpc.config import load_config
+    from cpc.checkpoint import require_modality
+    from cpc.config import load_config, to_container
     from cpc.model import build_model
     from cpc.resources import recipe_path
 
     config = load_config(recipe_path(recipe), overrides)
+    require_modality(to_container(config), "speech", "cpc bench extract", recipe)  # it times raw audio
     torch.manual_seed(0)
     model = build_model(config).eval().to(device)
     waveforms = 0.1 * torch.randn(batch_size, int(seconds * SAMPLE_RATE), device=device)  # (B, S)

@@ -10,6 +10,11 @@ A checkpoint is one ``torch.save`` dict:
     rng             dict    torch CPU/CUDA RNG states
     log_window      dict    metric sums of the log window open at ``step`` (training checkpoints)
 
+Every value is a tensor or a plain container (dict, list, str, number, bool, None), so a
+checkpoint loads with ``torch.load(weights_only=True)``: reading one never runs code. A file
+that would need unpickling anything else is refused, not loaded; writing such a state fails
+before anything is written.
+
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed over
 the target (``os.replace`` is atomic on POSIX), so a run killed mid-write, or one that fills
 the disk, leaves the previous checkpoint intact. The file gets the mode any new file gets
@@ -18,10 +23,12 @@ under the process umask (0644 under the usual 022), like the rest of a run direc
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
-import secrets
+import pickle
+import re
 import shutil
 import signal
 import threading
@@ -30,8 +37,12 @@ from typing import Any
 
 import torch
 
+from cpc.safe_io import create_temporary
+
 # 2: the encoder lost ``standardize_input`` (not causal) and conv layers gained ``bias``;
 #    training checkpoints carry the open log window (``log_window``).
+# Reading with weights_only=True changed no version: version 2 files already hold only tensors
+# and plain values, so every checkpoint cpc wrote still loads.
 FORMAT_VERSION = 2
 
 
@@ -46,6 +57,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     file is removed and an existing ``path`` is left as it was.
     """
     path = Path(path)
+    _check_plain(state, "state")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _interrupt_after_write():
         _write_atomically(path, state)
@@ -54,7 +66,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     temporary = None
     try:
-        descriptor, temporary = _create_temporary(path)
+        descriptor, temporary = create_temporary(path)  # O_EXCL: never a file or link already there
         with os.fdopen(descriptor, "wb") as handle:
             torch.save({"format_version": FORMAT_VERSION, **state}, handle)
             handle.flush()
@@ -71,6 +83,22 @@ def _write_atomically(path: Path, state: dict[str, Any]) -> None:
                 f"({free / 2**20:.1f} MiB free, the checkpoint needs about {_tensor_bytes(state) / 2**20:.1f} MiB)"
             ) from error
         raise
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Only tensors and plain containers: what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, torch.Tensor) or type(value) in _PLAIN:
+        return
+    if type(value) in (dict, collections.OrderedDict, list, tuple):
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if isinstance(value, dict) and type(key) not in _PLAIN:
+                raise TypeError(f"checkpoint {where} has a key of type {type(key).__name__}; only tensors and plain values are saved")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(f"checkpoint {where} is a {type(value).__module__}.{type(value).__qualname__}; only tensors and plain values are saved")
 
 
 @contextlib.contextmanager
@@ -94,17 +122,6 @@ def _interrupt_after_write():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
-
-
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new file next to ``path``, created with mode 0666 so that the umask applies (``mkstemp`` gives 0600)."""
-    for _ in range(100):
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def _device_full(error: BaseException, folder: Path, state: dict[str, Any]) -> bool:
@@ -139,16 +156,11 @@ def _tensor_bytes(state: Any) -> int:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint and check its format version."""
+    """Read a checkpoint (tensors and plain values only, never code) and check its format version."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        # weights_only=False: the RNG states are plain tensors but the config is a nested dict
-        # we wrote ourselves; checkpoints are trusted files like any pickle.
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises several types for truncated/corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    state = read_tensors(path, map_location)
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path} is not a cpc checkpoint (no format_version)")
     if state["format_version"] != FORMAT_VERSION:
@@ -158,11 +170,65 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Rebuild the model saved in a checkpoint, weights loaded strictly, in eval mode."""
+def read_tensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, nothing that runs code.
+
+    A file that needs unpickling anything else (a class, a function: a pickle can run any code
+    while it is read) is refused with a :class:`CheckpointError` naming the file and the object.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL\s+([\w.<>]+)", str(error))
+        what = f"unpickling {found.group(1)}" if found else "unpickling something other than tensors and plain values"
+        raise CheckpointError(
+            f"refusing {path}: reading it needs {what}, which can run code; not loaded "
+            "(cpc checkpoints hold only tensors and plain values)"
+        ) from None
+    except Exception as error:  # torch raises several types for truncated/corrupt files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from error
+
+
+# What each modality's models read; the checkpoint's data.name says which it is (the encoder
+# for a config without a data section).
+MODALITIES = {"speech": "a speech model (raw audio)", "fashion_mnist": "an image model (patch grids)", "text": "a text model (n-gram ids)"}
+_ENCODER_MODALITY = {"conv": "speech", "patch_resnet": "fashion_mnist", "sentence_conv": "text"}
+
+
+def checkpoint_modality(config: dict[str, Any]) -> str | None:
+    """``speech``, ``fashion_mnist`` or ``text`` for a checkpoint's config; None when it does not say."""
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict) and data.get("name"):
+        return str(data["name"])
+    encoder = ((config or {}).get("model") or {}).get("encoder") or {}
+    return _ENCODER_MODALITY.get(encoder.get("name", "conv"))
+
+
+def require_modality(config: dict[str, Any], needs: str, what: str, source: object) -> None:
+    """A :class:`CheckpointError` in one line when the config's modality (a checkpoint's, a recipe's) is not ``needs``.
+
+    ``what`` is the command or API (``cpc probe phone``), ``source`` the file.
+    """
+    found = checkpoint_modality(config)
+    if found is not None and found != needs:
+        raise CheckpointError(
+            f"{what} needs {MODALITIES.get(needs, needs)}, but {source} holds "
+            f"{MODALITIES.get(found, f'a {found} model')} (data.name={found})"
+        )
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, needs: str | None = None, what: str = "this"):
+    """Rebuild the model saved in a checkpoint, weights loaded strictly, in eval mode.
+
+    ``needs`` (``speech``, ``fashion_mnist``, ``text``): refuse, before building anything, a
+    checkpoint of another modality; ``what`` names the caller in that message.
+    """
     from cpc.model import build_model
 
     state = load_checkpoint(path, map_location)
+    if needs is not None:
+        require_modality(state["config"], needs, what, path)
     model = build_model(state["config"])
     model.load_state_dict(state["model"], strict=True)
     return model.eval()

@@ -402,6 +402,7 @@ MINIMUMS = {
     "train.checkpoint_every": 1, "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0,
     "data.num_workers": 0, "data.window": 1, "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1,
     "model.predictor.first_offset": 1, "model.context.hidden_size": 1, "model.context.num_layers": 1, "optim.warmup_steps": 0,
+    "data.patch_size": 1, "data.patch_stride": 1, "data.padded_size": 1,
 }
 
 
@@ -410,10 +411,33 @@ def _check(config: DictConfig, where: str) -> DictConfig:
         value = OmegaConf.select(config, key, default=None)
         if value is not None and value < minimum:
             raise ConfigError(f"{where}: bad config key {key!r}: {value} is below the minimum {minimum}")
+    patch = [OmegaConf.select(config, f"data.{key}", default=None) for key in ("padded_size", "patch_size", "patch_stride")]
+    if None not in patch:  # an image grid: whole patches, every stride, inside the padded image
+        padded, size, stride = patch
+        if padded < size or (padded - size) % stride:
+            raise ConfigError(
+                f"{where}: data.padded_size={padded}, data.patch_size={size}, data.patch_stride={stride}: the padded image "
+                f"does not hold whole patches every stride (needs padded_size >= patch_size and (padded_size - patch_size) % patch_stride == 0)"
+            )
     return config
 
 
 def _read_yaml(path) -> DictConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = yaml.safe_load(handle)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML recipe (not UTF-8 text)") from None
+    except yaml.YAMLError as error:  # a syntax error: say where, in one line
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    # An empty file would train the built-in defaults without a word; a list is no recipe.
+    if content is None:
+        raise ConfigError(f"{path}: the recipe is empty; give at least one section (e.g. copy recipes/speech/tiny.yaml)")
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections (model:, data:, train:, ...), this file's top level is a {type(content).__name__}")
     try:
         return OmegaConf.load(path)
     except yaml.YAMLError as error:  # a syntax error: say where, in one line

@@ -11,7 +11,8 @@ without lengths. For sequences of different lengths, export nothing new: run the
 time (B = 1), or pad and keep each sequence's first ``ready_frames`` frames (those that read no
 padding, see cpc.streaming); the last frames of a padded sequence differ from
 ``extract_features(..., lengths)``, which re-pads after every layer. S must give at least one
-frame (159 samples for the shipped recipes); a shorter input fails inside a convolution.
+frame (159 samples for the shipped recipes; ``minimum_samples`` of the TorchScript module, and
+printed by ``cpc export``); a shorter input fails inside a convolution.
 
 Exporters, as of torch 2.14.1 (measured; ``tests/test_export.py`` checks parity):
 
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from cpc.model import CPC, LAYERS
+from cpc.safe_io import create_temporary, refuse_input_as_output
 
 __all__ = ["FORMATS", "FeatureExtractor", "export", "export_checkpoint"]
 
@@ -57,6 +59,7 @@ class FeatureExtractor(nn.Module):
         self.blocks = model.encoder.blocks
         self.rnn = model.context.rnn if layer == "context" else None
         self.reverse = self.rnn is not None and bool(getattr(model.context, "reverse", False))
+        self.minimum_samples: int = model.minimum_samples  # the shortest S with a frame; kept in the TorchScript file
 
     def forward(self, waveforms: Tensor) -> Tensor:
         if waveforms.dim() != 2:
@@ -80,7 +83,8 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
     out = _check_out(out, format)
     out.parent.mkdir(parents=True, exist_ok=True)
     extractor = FeatureExtractor(model, layer).eval()
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    descriptor, temporary = create_temporary(out)  # a new file: a link planted next to out is never written through
+    os.close(descriptor)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # Both exporters are deprecated in torch 2.14 (still supported); say so once in the docs, not on every export.
@@ -127,10 +131,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, for
     if layer not in LAYERS:
         raise ValueError(f"layer={layer!r}: expected one of {', '.join(LAYERS)}")
     _check_out(out, format)  # fail before loading anything
-    from cpc.encoder import require_audio_model
-
-    model = load(checkpoint)
-    require_audio_model(model, "cpc export", checkpoint)
+    refuse_input_as_output("--out", out, [checkpoint])
+    model = load(checkpoint, needs="speech", what="cpc export")
     return export(model, out, format, layer)
 
 
@@ -153,5 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     path = export_checkpoint(args.checkpoint, args.out, args.format, args.layer)
-    print(f"wrote {path} ({args.format}, layer {args.layer})")
+    import cpc
+
+    minimum = cpc.load(args.checkpoint).minimum_samples  # safe: export_checkpoint just read it
+    print(f"wrote {path} ({args.format}, layer {args.layer}; inputs need at least {minimum} samples for one frame)")
     return 0

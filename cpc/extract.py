@@ -44,7 +44,6 @@ utterances too short for a single frame.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
@@ -61,8 +60,9 @@ import numpy as np
 import torch
 
 from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.features import check_device, length_batches, padded_features, torch_threads
+from cpc.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 from cpc.model import LAYERS
+from cpc.safe_io import locked, open_append, write_atomic
 
 __all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files",
            "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]
@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "extract.json"
 LOCK_FILE = ".extract.lock"
+SOURCES_FILE = "sources.tsv"  # utterance <TAB> size and mtime of the audio its features were computed from
 TEMPORARY_SUFFIX = ".cpc-tmp"  # our temporary files: ".<name>.cpc-tmp"; leftovers of a killed run are removed on resume
 DEFAULT_BATCH_SECONDS = 80.0  # padded audio per forward pass: ~0.7 GB of paper-model activations (first conv layer)
 DEFAULT_THREADS = 1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
@@ -84,22 +85,13 @@ class ExtractError(ValueError):
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, flushed to disk, renamed over ``path``."""
-    temporary = path.with_name(f".{path.name}{TEMPORARY_SUFFIX}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically: new temporary file, flushed to disk, renamed over ``path`` (never through a link)."""
+    write_atomic(path, data, suffix=TEMPORARY_SUFFIX)
 
 
 def _append_lines(path: Path, lines: Sequence[str]) -> None:
     """Append whole lines and flush them to disk (a kill leaves at most one partial last line, ignored on resume)."""
-    with open(path, "a", encoding="utf-8") as handle:
+    with open_append(path, "a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
         handle.flush()
         os.fsync(handle.fileno())
@@ -144,6 +136,12 @@ class NpyWriter:
         _append_lines(self.index, rows)  # after the files: a listed utterance is always complete
         self.done.update(features)
 
+    def forget(self, utterances: set[str]) -> None:
+        """Drop ``utterances`` from the index, to be written again."""
+        rows = [line for line in _complete_lines(self.index)[1:] if line.split("\t", 1)[0] not in utterances]
+        _fsync_write(self.index, ("\n".join([self.HEADER, *rows]) + "\n").encode())
+        self.done -= utterances
+
     def finish(self) -> None:
         rows = sorted(_complete_lines(self.index)[1:], key=lambda line: line.split("\t", 1)[0].encode())
         _fsync_write(self.index, ("\n".join([self.HEADER, *rows]) + "\n").encode())
@@ -161,7 +159,7 @@ class KaldiWriter:
     def __init__(self, out: Path) -> None:
         import kaldiio.matio
 
-        self.ark = (out / self.ARK).resolve()
+        self.ark = out.resolve() / self.ARK  # the folder resolved, not a link planted at feats.ark
         self.scp = out / self.SCP
         entries: dict[str, int] = {}  # key -> offset
         for number, line in enumerate(_complete_lines(self.scp), start=1):
@@ -175,7 +173,7 @@ class KaldiWriter:
         # finished scp is sorted by key, so "last" is the largest offset, not the last line.)
         entries = dict(sorted(entries.items(), key=lambda item: item[1]))
         end = 0
-        with open(self.ark, "a+b") as handle:
+        with open_append(self.ark, "a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
             while entries:
                 key, offset = next(reversed(entries.items()))
@@ -198,12 +196,18 @@ class KaldiWriter:
         import kaldiio
 
         lines = io.StringIO()
-        with open(self.ark, "ab") as handle:
+        with open_append(self.ark, "ab") as handle:
             kaldiio.save_ark(handle, features, scp=lines)  # offsets from handle.tell(), path from handle.name
             handle.flush()
             os.fsync(handle.fileno())
         _append_lines(self.scp, lines.getvalue().splitlines())  # after the ark is on disk
         self.done.update(features)
+
+    def forget(self, utterances: set[str]) -> None:
+        """Drop ``utterances`` from the scp, to be appended again (their old matrices stay in the ark, unlisted)."""
+        lines = [line for line in _complete_lines(self.scp) if line.split(" ", 1)[0] not in utterances]
+        _fsync_write(self.scp, "".join(line + "\n" for line in lines).encode())
+        self.done -= utterances
 
     def finish(self) -> None:
         # Kaldi's tools (utils/validate_data_dir.sh, scp,s:) expect scp files sorted by key, bytewise.
@@ -218,20 +222,9 @@ WRITERS = {"npy": NpyWriter, "kaldi": KaldiWriter}
 FORMATS = tuple(WRITERS)
 
 
-@contextlib.contextmanager
 def _locked(out: Path):
     """Hold an exclusive lock on ``out`` (released by the OS if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(out / LOCK_FILE, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExtractError(f"another cpc extract is writing to {out} (it holds {out / LOCK_FILE})") from None
-        yield
+    return locked(out, LOCK_FILE, what="cpc extract", error=ExtractError)
 
 
 # ----------------------------------------------------------------------------- corpus and batches
@@ -314,6 +307,21 @@ class _Tally:
     too_short: list[str] = field(default_factory=list)
 
 
+def _changed_since_written(out: Path, done: set[str], by_id: dict[str, AudioFile]) -> set[str]:
+    """Written utterances whose audio file's size or mtime is not what their features were computed from."""
+    recorded = dict(line.split("\t", 1) for line in _complete_lines(out / SOURCES_FILE) if "\t" in line)  # the last line wins
+    now = {utterance: _fingerprint(by_id[utterance].path) for utterance in done if utterance in by_id}
+    return {utterance for utterance, fingerprint in now.items() if fingerprint is not None and recorded.get(utterance) != fingerprint}
+
+
+def _fingerprint(path: str) -> str | None:
+    """The audio file's size and mtime; None when it cannot be stat'ed (reading it will say why)."""
+    try:
+        return source_fingerprint(path)
+    except OSError:
+        return None
+
+
 def _read_batch(batch: Sequence[AudioFile], model: torch.nn.Module, tally: _Tally) -> dict[str, np.ndarray]:
     """Utterance id -> (S,) float32 at 16 kHz for the files of ``batch`` that can be read and give at least one frame."""
     waves: dict[str, np.ndarray] = {}
@@ -378,6 +386,10 @@ def extract_corpus(
         summary = _start_summary(model, settings, writer, metadata, device=str(resolved_device), threads=threads,
                                  batch_seconds=batch_seconds)
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+        changed = _changed_since_written(out, writer.done, by_id)
+        if changed:
+            log.info("%s: %d utterance(s) whose audio file changed since they were written will be extracted again", out, len(changed))
+            writer.forget(changed)
         todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
         if len(todo) < len(by_id):
             log.info("%s: %d of %d utterance(s) already extracted, %d to go", out, len(by_id) - len(todo), len(by_id), len(todo))
@@ -391,10 +403,13 @@ def extract_corpus(
             todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
             for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
                 batch = [todo[i] for i in indices]
+                sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
                 waves = _read_batch(batch, model, tally)
                 if waves:
                     with torch_threads(threads):
                         features = dict(zip(waves, padded_features(model, list(waves.values()), layer, resolved_device)))
+                    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
+                    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
                     writer.write(features)
                     tally.written += len(features)
                     tally.frames += sum(len(values) for values in features.values())
@@ -410,7 +425,7 @@ def extract_corpus(
         summary.update({
             "complete": True, "utterances": len(writer.done),
             "counts": {"listed": len(by_id) + len(unreadable), "written": tally.written, "already_done": len(by_id) - len(todo),
-                       "unreadable": len(tally.unreadable), "too_short": len(tally.too_short)},
+                       "unreadable": len(tally.unreadable), "too_short": len(tally.too_short), "changed": len(changed)},
             "frames_written": tally.frames, "audio_seconds": tally.samples / SAMPLE_RATE, "compute_seconds": elapsed,
             "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
             "unreadable_files": tally.unreadable, "too_short_utterances": tally.too_short,
@@ -445,10 +460,7 @@ def _main(args: argparse.Namespace) -> int:
     # Everything that can be checked is checked before the model is loaded or audio is read.
     check_options(layer=args.layer, format=args.format, batch_seconds=args.batch_seconds, threads=args.threads, device=args.device)
     _check_out(Path(args.out))
-    from cpc.encoder import require_audio_model
-
-    model = cpc.load(args.checkpoint)  # FileNotFoundError / CheckpointError naming the file
-    require_audio_model(model, "cpc extract", args.checkpoint)
+    model = cpc.load(args.checkpoint, needs="speech", what="cpc extract")  # FileNotFoundError / CheckpointError naming the file
     listing = list_audio(args.data)
     try:
         summary = extract_corpus(

@@ -365,13 +365,13 @@ def _file_fingerprint(path: Path) -> str:
     return f"{path.resolve()} size={stat.st_size} mtime_ns={stat.st_mtime_ns}"
 
 
-def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0) -> tuple[torch.nn.Module, str]:
+def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0, what: str = "speech features") -> tuple[torch.nn.Module, str]:
     """A freshly initialised CPC (the paper's "random init" row) and its fingerprint.
 
     ``architecture``: a checkpoint (its model config is used, not its weights), a recipe YAML,
     or None for the paper's architecture.
     """
-    from cpc.checkpoint import load_checkpoint
+    from cpc.checkpoint import load_checkpoint, require_modality
     from cpc.config import load_config
     from cpc.model import build_model
 
@@ -380,7 +380,9 @@ def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0
     elif str(architecture).endswith((".yaml", ".yml")):
         config = load_config(architecture).model
     else:
-        config = load_checkpoint(architecture)["config"]["model"]
+        saved = load_checkpoint(architecture)["config"]
+        require_modality(saved, "speech", what, architecture)
+        config = saved["model"]
     with seeded(seed):
         model = build_model({"model": dict(config)} if isinstance(config, dict) else config)
     from omegaconf import OmegaConf
@@ -390,25 +392,26 @@ def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0
 
 
 def feature_set(name: str, *, layer: str = "context", architecture: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                seed: int = 0, threads: int | None = None) -> FeatureSet:
+                seed: int = 0, threads: int | None = None, what: str = "speech features") -> FeatureSet:
     """Resolve a feature-set name: ``mfcc``, ``logmel``, ``logmel80``, ``random`` or a checkpoint path.
 
     ``layer``, ``device`` and ``threads`` apply to CPC models (checkpoint, random; see
     :class:`ModelFeatures`); ``architecture`` gives the random model's architecture
-    (checkpoint or recipe; default the paper's). Raises
+    (checkpoint or recipe; default the paper's); ``what`` names the caller when a checkpoint
+    is not a speech model. Raises
     :class:`FeatureError` for an unknown name and ``cpc.checkpoint.CheckpointError`` for a
     checkpoint of another format version.
     """
     if name in BASELINES:
         return BASELINES[name]()
     if name == "random":
-        model, fingerprint = random_model(architecture, seed=seed)
+        model, fingerprint = random_model(architecture, seed=seed, what=what)
         return ModelFeatures(model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device, threads=threads)
     path = Path(name)
     if path.is_file():
         import cpc
 
-        model = cpc.load(path)
+        model = cpc.load(path, needs="speech", what=what)
         return ModelFeatures(model, layer, name=f"cpc-{layer}", fingerprint=f"checkpoint {_file_fingerprint(path)}", device=device, threads=threads)
     raise FeatureError(f"unknown feature set {name!r}: expected {', '.join(BASELINES)}, random, or an existing checkpoint file")
 

@@ -56,6 +56,23 @@ class CPC(nn.Module):
         """Feature frames for inputs of ``lengths`` samples."""
         return self.encoder.output_lengths(lengths)
 
+    @property
+    def minimum_samples(self) -> int:
+        """Audio: the fewest samples that give one feature frame (at most the receptive field)."""
+        candidates = torch.arange(1, self.encoder.receptive_field + 1)  # (F,)
+        return int(torch.nonzero(self.encoder.output_lengths(candidates) > 0)[0]) + 1
+
+    def check_waveforms(self, waveforms: Tensor) -> None:
+        """Audio input of :meth:`extract_features`: float samples, (B, S) or (S,) with S long enough for one frame."""
+        if not waveforms.dtype.is_floating_point:
+            raise ValueError(f"expected float waveforms in [-1, 1], got {waveforms.dtype} (int16 PCM: waveforms.float() / 32768)")
+        shortest = waveforms.shape[-1]
+        if shortest < self.minimum_samples:
+            raise ValueError(
+                f"a waveform of {shortest} samples is too short for one frame: this model needs at least {self.minimum_samples} samples "
+                f"({self.minimum_samples / 16000 * 1000:.1f} ms at 16 kHz) for one frame"
+            )
+
     def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator, augment: bool = True) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
         (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent).
@@ -83,10 +100,13 @@ class CPC(nn.Module):
         sequence's length are padding. Images: patches (B, rows, cols, P, P) -> (B, rows, cols, H or C).
         ``layer="context"``: c_t (H channels); ``"encoder"``: z_t (C channels). Call
         ``model.eval()`` first and wrap in ``torch.inference_mode()`` when no gradients are needed.
-        The encoder checks the input's shape.
+        The encoder checks the input's shape; audio must be float and at least
+        :attr:`minimum_samples` long.
         """
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
+        if hasattr(self.encoder, "receptive_field") and inputs.dim() == 2:  # audio (B, S)
+            self.check_waveforms(inputs)  # the encoder checks lengths (a shorter sequence gets 0 frames)
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, *grid, C)
         if layer == "encoder":
             return latents, latent_lengths

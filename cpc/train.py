@@ -47,6 +47,7 @@ from tqdm import tqdm
 from cpc.checkpoint import load_checkpoint, save_checkpoint
 from cpc.config import ConfigError, Loading, from_container, load_config, to_container
 from cpc.model import build_model
+from cpc.safe_io import UnsafePathError, lock_holder, locked, open_append, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,13 @@ class StepMetrics:
 # ----------------------------------------------------------------------------- logging
 
 
+def _record_step(line: str, path: Path) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        raise TrainingError(f"{path}: {line.strip()[:60]!r} is not a metrics record with a step; move the file away to resume") from None
+
+
 class MetricsLog:
     """metrics.jsonl (and wandb when asked); a no-op on ranks other than 0."""
 
@@ -230,19 +238,19 @@ class MetricsLog:
         if not active:
             return
         path = run_dir / "metrics.jsonl"
+        if path.is_symlink():  # its history would be read from, and written to, the link's target
+            raise UnsafePathError(f"{path} is a symbolic link; refusing to read or write through it (remove the link)")
         if resumed_at is not None and path.exists():
             # Records after the checkpoint were made by steps that are about to run again.
-            kept = [line for line in path.read_text().splitlines(keepends=True) if line.strip() and json.loads(line)["step"] <= resumed_at]
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.write_text("".join(kept))
-            os.replace(temporary, path)
-        self.file = open(path, "a")
+            kept = [line for line in path.read_text().splitlines(keepends=True) if line.strip() and _record_step(line, path) <= resumed_at]
+            write_atomic(path, "".join(kept))
+        self.file = open_append(path, "a")
         if config.train.logger == "wandb":
             import wandb  # optional dependency: pip install 'cpc[wandb]'
 
             id_file = run_dir / "wandb_run_id"
             run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(8)
-            id_file.write_text(run_id)
+            write_atomic(id_file, run_id)
             # WANDB_MODE=offline|disabled in the environment is honoured by wandb.init itself.
             self.wandb = wandb.init(
                 project=config.train.wandb_project, name=run_dir.name, id=run_id, resume="allow",
@@ -344,6 +352,10 @@ def _initial_model(config: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     return from_container({**to_container(config), "model": saved}), state["model"]
 
 
+LOCK_FILE = ".train.lock"
+RUN_FILES = ("config.yaml", "metrics.jsonl", "wandb_run_id")  # what a run writes before its first checkpoint
+
+
 def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Path) -> None:
     """Refuse a resume whose config differs from the checkpoint's outside RESUMABLE_KEYS, naming the keys."""
     # The saved config through the schema: one written before a key existed gets its default,
@@ -363,21 +375,39 @@ def check_resume(saved: dict[str, Any], config: DictConfig, step: int, path: Pat
         log.info("--resume: %s changed from %r to %r", key, before.get(key), after.get(key))
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
+def _check_run_dir(run_dir: Path, resume: bool, *, locked_here: bool = False) -> None:
     last_path = run_dir / "checkpoints" / "last.pt"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
+    holder = None if locked_here else lock_holder(run_dir, LOCK_FILE)
+    if holder is not None:
+        raise TrainingError(f"another cpc train is writing to {run_dir}: {run_dir / LOCK_FILE} is held by process {holder}")
     if resume and not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
     if not resume and last_path.exists():
         raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir")
+    # A run killed before its first checkpoint leaves these; a new run would append to them.
+    leftovers = [name for name in RUN_FILES if (run_dir / name).exists()] + sorted(
+        f"checkpoints/{path.name}" for path in (run_dir / "checkpoints").glob("step_*.pt"))
+    if not resume and leftovers:
+        raise ConfigError(
+            f"{run_dir} holds {', '.join(leftovers)} from a run that saved no checkpoints/last.pt, so there is nothing to "
+            f"resume; to start over, delete them (or the folder: rm -r {run_dir}), or pick another --run-dir"
+        )
 
 
 def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
     """Train CPC as ``config`` says, writing into ``run_dir``. Returns the last logged metrics.
 
     Everything is checked (run folder, resume, corpus, window) before anything is written.
+    From its first write on, the run holds ``run_dir/.train.lock``: a second training into
+    the same folder is refused, naming the process that holds it.
     """
+    with contextlib.ExitStack() as held:  # the run directory's lock, once taken
+        return _train(config, Path(run_dir), resume, held)
+
+
+def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.ExitStack) -> dict[str, Any]:
     rank, world_size, local_rank = _distributed()
     device = _device(config, local_rank)
     if config.train.threads > 0:
@@ -426,9 +456,11 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
 
     if rank == 0:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(locked(run_dir, LOCK_FILE, what="cpc train", error=TrainingError))
+        _check_run_dir(run_dir, resume, locked_here=True)  # again, now that no other process can write here
         for stale in checkpoint_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
             stale.unlink()
-        OmegaConf.save(config, run_dir / "config.yaml")
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config))
     metrics = MetricsLog(run_dir, config, active=rank == 0, resumed_at=start_step if resume else None)
     steps = config.model.predictor.prediction_steps
     window = StepMetrics(steps, device, per_step_metrics(model))  # the current log window

@@ -56,7 +56,7 @@ class CPCUpstream(nn.Module):
         if model is None:
             from cpc.checkpoint import load
 
-            model = load(ckpt)  # FileNotFoundError / CheckpointError naming the file; the config is inside
+            model = load(ckpt, needs="speech", what="the s3prl upstream")  # FileNotFoundError / CheckpointError naming the file; the config is inside
         self.model = model
         self.name = "[cpc upstream]"
 
@@ -77,9 +77,9 @@ class CPCUpstream(nn.Module):
             raise ValueError(f"expected waveforms of shape (S,) with S > 0, got shapes {shapes}")
         device = wavs[0].device
         lengths = torch.tensor([wav.shape[0] for wav in wavs], device=device)  # (B,)
+        for wav in wavs:  # float, and every one long enough for a frame: a ValueError naming the minimum otherwise
+            self.model.check_waveforms(wav)
         frames = self.model.output_lengths(lengths)  # (B,)
-        if int(frames.max()) == 0:
-            raise ValueError(f"waveforms of {lengths.tolist()} samples are too short for one frame of this model")
         waveforms = pad_sequence(list(wavs), batch_first=True)  # (B, S)
         latents, frames = self.model.encoder(waveforms, lengths)  # (B, T, C), padded frames zeroed by the encoder
         context = self.model.context_features(latents, frames)  # (B, T, H): padding cannot reach a valid frame

@@ -74,7 +74,7 @@ def trained_model(steps: int, checkpoint: str | None):
     from cpc.train import train
 
     if checkpoint:
-        return cpc.load(checkpoint)
+        return cpc.load(checkpoint, needs="speech", what="cpc walkthrough")
     config = load_config("speech/tiny", [f"data.root={sample_corpus()}", f"train.max_steps={max(steps, 1)}", "train.progress=false",
                                          "train.log_every=10", "train.valid_every=100000", "train.checkpoint_every=100000",
                                          "data.num_workers=0", "train.valid_batches=0", f"optim.warmup_steps={min(50, max(steps, 1))}"])

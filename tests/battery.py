@@ -6,7 +6,8 @@ Not collected by pytest (each case has its own test); this reruns them all as a 
 e.g. to compare two commits.
 Verdicts: clear (exit != 0, the last line names the problem, no traceback), fine (right
 behaviour), traceback, silent (exit 0 with a wrong or missing result), cryptic (no traceback,
-but the message does not name the problem).
+but the message does not name the problem), lost (a file that was not the command's output was
+destroyed), ran code (a checkpoint's pickled payload ran).
 """
 import json, os, shutil, signal, subprocess, sys, time
 from collections import Counter
@@ -110,6 +111,132 @@ p = subprocess.Popen([PY, "-m", "cpc.cli", "data", "synth", "--out", str(out / "
 time.sleep(8); os.killpg(p.pid, signal.SIGINT); err = p.communicate(timeout=60)[1]
 results.append(("Ctrl-C during data synth", "traceback" if "Traceback" in err else "clear", p.returncode, last_line(err)[:170]))
 verdict("data synth rerun on the partial folder", cpc("data", "synth", "--out", out / "partial", "--hours", "0.3"), silent_ok=True)
+
+# --- trust: checkpoints that run code, folders with two writers, writes through links, silently wrong inputs
+def py(code, timeout=600):
+    """A Python API call as a user makes it: an exception is printed on one line (type: message), exit 2."""
+    wrapped = "import sys\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + \
+              "except Exception as error:\n    print(f'{type(error).__name__}: {error}'.replace(chr(10), ' '), file=sys.stderr); sys.exit(2)\n"
+    return subprocess.run([PY, "-c", wrapped], cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def lost(name, r, intact):
+    """Data loss when ``intact`` is False; else the usual verdict (a refusal or a right behaviour)."""
+    if not intact:
+        results.append((name, "lost", r.returncode, last_line(r.stderr)[:170]))
+    else:
+        verdict(name, r, silent_ok=True)
+
+
+last = run / "checkpoints" / "last.pt"
+marker = out / "MARKER"
+evil = out / "evil.pt"
+py(f"import torch\nstate = torch.load({str(last)!r}, weights_only=False)\nclass Payload:\n    def __reduce__(self):\n"
+   f"        return (open, ({str(marker)!r}, 'w'))\nstate['extra'] = Payload()\ntorch.save(state, {str(evil)!r})")
+
+
+def crafted(name, r):
+    ran = marker.exists()
+    marker.unlink(missing_ok=True)
+    if ran:
+        results.append((name, "ran code", r.returncode, last_line(r.stderr)[:170]))
+    else:
+        verdict(name, r, "can run code")
+
+
+crafted("crafted checkpoint: cpc extract", cpc("extract", evil, "--data", sample, "--out", out / "evil-x", "--no-progress"))
+crafted("crafted checkpoint: cpc export", cpc("export", evil, "--format", "torchscript", "--out", out / "evil-export.pt"))
+crafted("crafted checkpoint: cpc probe speaker", cpc("probe", "speaker", "--features", evil, "--data", sample, "--no-cache"))
+crafted("crafted checkpoint: cpc.load", py(f"import cpc\ncpc.load({str(evil)!r})"))
+crafted("crafted checkpoint: s3prl upstream", py(f"from cpc.upstream import CPCUpstream\nCPCUpstream({str(evil)!r})"))
+(out / "evil-run" / "checkpoints").mkdir(parents=True); shutil.copy(evil, out / "evil-run" / "checkpoints" / "last.pt")
+crafted("crafted checkpoint: cpc train --resume", cpc("train", TINY, "--run-dir", out / "evil-run", "--resume", *FAST, "train.max_steps=12"))
+
+image = out / "image.pt"
+py("import torch\nfrom cpc.config import load_config, to_container\nfrom cpc.model import build_model\nfrom cpc.checkpoint import FORMAT_VERSION\n"
+   "config = load_config('image/fashion_mnist')\n"
+   f"torch.save({{'format_version': FORMAT_VERSION, 'config': to_container(config), 'model': build_model(config).state_dict(), 'step': 0}}, {str(image)!r})")
+verdict("image checkpoint to cpc probe phone", cpc("probe", "phone", "--features", image, "--data", sample, "--no-cache"), "speech")
+verdict("image checkpoint to cpc abx", cpc("abx", "--features", image, "--data", sample, "--no-cache"), "speech")
+verdict("image checkpoint as --architecture of random", cpc("probe", "speaker", "--features", "random", "--architecture", image, "--data", sample, "--no-cache"), "speech")
+verdict("image checkpoint to the s3prl upstream", py(f"import torch\nfrom cpc.upstream import CPCUpstream\nCPCUpstream({str(image)!r})([torch.zeros(16000)])"), "speech")
+verdict("cpc bench extract of an image recipe", cpc("bench", "extract", "--recipe", "image/fashion_mnist", "--runs", "1", "--warmup", "0"), "speech")
+
+busy = out / "busy"
+p = subprocess.Popen([PY, "-m", "cpc.cli", "train", TINY, "--run-dir", str(busy), *FAST, "train.max_steps=100000", "train.checkpoint_every=5"],
+                     cwd=checkout, env=env, stderr=subprocess.DEVNULL)
+deadline = time.time() + 180
+while not (busy / "config.yaml").exists() and time.time() < deadline and p.poll() is None:
+    time.sleep(0.2)
+r = cpc("train", TINY, "--run-dir", busy, *FAST, "train.max_steps=3")
+p.kill(); p.wait()
+lost("two cpc train into one --run-dir", r, r.returncode != 0)
+if r.returncode != 0:
+    results[-1] = (results[-1][0], "clear" if ".train.lock" in last_line(r.stderr) else "cryptic", r.returncode, last_line(r.stderr)[:170])
+stale = out / "stale"; stale.mkdir()
+(stale / "metrics.jsonl").write_text('{"step": 990, "loss": 4.0}\n{"step": 1000, "loss": 4.0}\n')
+verdict("fresh run into a folder with a stale metrics.jsonl", cpc("train", TINY, "--run-dir", stale, *FAST, "train.max_steps=2"), "metrics.jsonl")
+
+victim = out / "victim.txt"
+def plant(link):
+    victim.write_text("precious\n")
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim)
+shutil.copytree(run, out / "linked")
+plant(out / "linked" / "metrics.jsonl")
+r = cpc("train", TINY, "--run-dir", out / "linked", "--resume", *FAST, "train.max_steps=12")
+lost("symlinked metrics.jsonl in a resumed run", r, victim.read_bytes() == b"precious\n")
+plant(out / "linked" / "config.yaml"); (out / "linked" / "metrics.jsonl").unlink(); (out / "linked" / "metrics.jsonl").write_text("")
+r = cpc("train", TINY, "--run-dir", out / "linked", "--resume", *FAST, "train.max_steps=14")
+lost("symlinked config.yaml in a resumed run", r, victim.read_bytes() == b"precious\n")
+for name, fmt in ((".extract.lock", "npy"), ("feats.ark", "kaldi")):
+    plant(out / f"linked-{fmt}" / name)
+    r = cpc("extract", last, "--data", sample, "--out", out / f"linked-{fmt}", "--format", fmt, "--no-progress")
+    lost(f"symlinked {name} in the extract --out", r, victim.read_bytes() == b"precious\n")
+shutil.copy(last, out / "keep.pt"); before = (out / "keep.pt").read_bytes()
+r = cpc("export", out / "keep.pt", "--format", "torchscript", "--out", out / "keep.pt")
+lost("cpc export CKPT --out CKPT", r, (out / "keep.pt").read_bytes() == before)
+
+nan_corpus = out / "nan"; nan_corpus.mkdir()
+rng = np.random.default_rng(0)
+for i in range(3):
+    sf.write(nan_corpus / f"100-1-{i:04d}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, subtype="FLOAT")
+x, sr = sf.read(nan_corpus / "100-1-0001.wav", dtype="float32"); x[500:510] = np.nan; sf.write(nan_corpus / "100-1-0001.wav", x, sr, subtype="FLOAT")
+r = cpc("extract", last, "--data", nan_corpus, "--out", out / "nan-x", "--no-progress")
+nan_out = [f.name for f in (out / "nan-x").glob("*.npy") if np.isnan(np.load(f)).any()]
+check("ten NaN samples in one WAV (extract)", not nan_out and "100-1-0001" in r.stderr, f"NaN features in {nan_out}; {last_line(r.stderr)}")
+changed = out / "changed"; shutil.copytree(nan_corpus, changed); (changed / "100-1-0001.wav").unlink()
+cpc("extract", last, "--data", changed, "--out", out / "changed-x", "--no-progress")
+sf.write(changed / "100-1-0000.wav", (0.1 * rng.standard_normal(48000)).astype(np.float32), 16000, subtype="FLOAT")
+cpc("extract", last, "--data", changed, "--out", out / "changed-x", "--no-progress")
+frames = len(np.load(out / "changed-x" / "100-1-0000.npy"))
+check("extract rerun after an audio file changed", frames > 200, f"{frames} frames for a file now 3 s long")
+(changed / "100-1-0009.wav").symlink_to(out / "nowhere.wav")
+cpc("extract", last, "--data", changed, "--out", out / "dangling-x", "--no-progress")
+summary = json.loads((out / "dangling-x" / "extract.json").read_text()) if (out / "dangling-x" / "extract.json").exists() else {}
+check("a dangling link in --data", summary.get("counts", {}).get("unreadable") == 1, f"counts {summary.get('counts')}")
+verdict("--data names one WAV file", cpc("extract", last, "--data", changed / "100-1-0002.wav", "--out", out / "one-x", "--no-progress"), "100-1-0002.wav", silent_ok=True)
+(out / "empty.yaml").write_text("")
+verdict("an empty recipe", cpc("train", out / "empty.yaml", "--print-config"), "empty")
+(out / "list.yaml").write_text("- model\n- data\n")
+verdict("a recipe whose top level is a list", cpc("train", out / "list.yaml", "--run-dir", out / "rl"), "list")
+verdict("data.patch_stride=0", cpc("train", "image/fashion_mnist", "--run-dir", out / "ps0", "data.patch_stride=0"), "patch_stride")
+verdict("data.patch_size=40 (larger than the padded image)", cpc("train", "image/fashion_mnist", "--run-dir", out / "ps40", "data.patch_size=40"), "patch_size")
+model_code = f"import torch, cpc\nmodel = cpc.load({str(last)!r})\n"
+verdict("extract_features on 100 samples", py(model_code + "model.extract_features(torch.zeros(1, 100))"), "samples")
+verdict("extract_features on 0 samples", py(model_code + "model.extract_features(torch.zeros(1, 0))"), "samples")
+verdict("extract_features on int16 audio", py(model_code + "model.extract_features(torch.zeros(1, 16000, dtype=torch.int16))"), "int16")
+verdict("upstream on 100 samples", py(f"import torch\nfrom cpc.upstream import CPCUpstream\nCPCUpstream({str(last)!r})([torch.zeros(100)])"), "samples")
+text = out / "text"; text.mkdir()
+(text / "mr.tsv").write_text("".join(f"{i % 2}\tsentence {i} was {'good' if i % 2 else 'bad'}\n" for i in range(40)) + "1\t \n")
+r = cpc("probe", "text", "--features", "bow", "--data", text)
+check("an empty sentence in a text probe set", "empty" in r.stderr and r.returncode == 0, last_line(r.stderr))
+verdict("speech checkpoint to cpc probe text", cpc("probe", "text", "--features", last, "--data", text), "text model")
+verdict("cpc probe text --folds 0", cpc("probe", "text", "--features", "bow", "--data", text, "--folds", "0"), "--folds")
+(text / "political.tsv").write_text("".join(f"{int(i < 36)}\tspeech {i}\n" for i in range(40)))
+verdict("cpc probe text on a set with a 4-example class", cpc("probe", "text", "--features", "bow", "--data", text, "--task", "political"), "class")
 
 width = max(len(n) for n, *_ in results)
 for name, v, code, line in results:

@@ -207,7 +207,7 @@ def test_unreadable_and_too_short_files_are_skipped_named_and_counted(checkpoint
     out = tmp_path / "out"
     assert cpc.cli.main(["extract", str(checkpoint), "--data", str(corpus), "--out", str(out)]) == 0
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert summary["counts"] == {"listed": 5, "written": 3, "already_done": 0, "unreadable": 1, "too_short": 1}
+    assert summary["counts"] == {"listed": 5, "written": 3, "already_done": 0, "unreadable": 1, "too_short": 1, "changed": 0}
     assert summary["unreadable_files"] == [str(corpus / "100" / "1" / "100-1-bad.flac")]
     assert summary["too_short_utterances"] == ["100-1-short"]
     assert "100-1-bad.flac" in caplog.text and "100-1-short.wav" in caplog.text

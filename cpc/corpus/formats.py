@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cpc.data.audio import AudioFile, list_audio, read_split
+from cpc.safe_io import write_atomic
 
 __all__ = [
     "FRAME_SAMPLES",
@@ -96,9 +97,7 @@ def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def write_alignments(path: str | os.PathLike, labels: dict[str, np.ndarray]) -> None:
     """Write {utt_id: (T,) int array} as alignment lines, sorted by utterance id."""
-    with open(path, "w") as handle:
-        for utterance in sorted(labels):
-            handle.write(utterance + " " + " ".join(map(str, np.asarray(labels[utterance]).tolist())) + "\n")
+    write_atomic(path, "".join(utterance + " " + " ".join(map(str, np.asarray(labels[utterance]).tolist())) + "\n" for utterance in sorted(labels)))
 
 
 # ----------------------------------------------------------------------------- phones
@@ -119,13 +118,13 @@ def read_phones(path: str | os.PathLike) -> list[str]:
 
 
 def write_phones(path: str | os.PathLike, names: list[str] | tuple[str, ...]) -> None:
-    Path(path).write_text("".join(f"{index} {name}\n" for index, name in enumerate(names)))
+    write_atomic(path, "".join(f"{index} {name}\n" for index, name in enumerate(names)))
 
 
 # ----------------------------------------------------------------------------- splits
 def write_split(path: str | os.PathLike, utterances: list[str]) -> None:
     """One utterance id per line, sorted (read back with :func:`cpc.data.audio.read_split`)."""
-    Path(path).write_text("".join(f"{utterance}\n" for utterance in sorted(utterances)))
+    write_atomic(path, "".join(f"{utterance}\n" for utterance in sorted(utterances)))
 
 
 # ----------------------------------------------------------------------------- speakers
@@ -148,7 +147,7 @@ def write_speakers(path: str | os.PathLike, rows: list[SpeakerRow]) -> None:
     lines = ["\t".join(SPEAKER_COLUMNS)]
     for row in rows:
         lines.append(f"{row.speaker}\t{row.voice}\t{row.engine}\t{row.speed:.2f}\t{row.pitch:.2f}\t{int(row.held_out)}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_speakers(path: str | os.PathLike) -> list[SpeakerRow]:
@@ -207,7 +206,7 @@ def write_item(path: str | os.PathLike, rows: list[ItemRow]) -> None:
     for r in rows:
         lines.append(f"{r.file} {r.onset:.4f} {r.offset:.4f} {r.phone} {r.prev_phone} {r.next_phone} {r.speaker}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- the loader

@@ -52,6 +52,7 @@ Design decisions
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -87,6 +88,7 @@ from cpc.corpus.formats import (
 )
 from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
 from cpc.corpus.variation import Variation
+from cpc.safe_io import write_atomic
 from cpc.data.audio import SAMPLE_RATE, resample
 
 __all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
@@ -361,10 +363,12 @@ def _synthesize_chapter(chapter: _Chapter) -> list[_Utterance]:
         if rms == 0.0:
             raise RuntimeError(f"{speaker.engine} voice {speaker.voice} produced silence for utterance {utterance}")
         wave = wave * min(TARGET_RMS / rms, 0.99 / peak)
-        sf.write(folder / f"{utterance}.flac", wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        encoded = io.BytesIO()
+        sf.write(encoded, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        write_atomic(folder / f"{utterance}.flac", encoded.getvalue())
         utterances.append(_Utterance(utterance, speaker.speaker, len(wave), frame_labels(segments, len(wave)), segments))
     lines = [f"{utterance} {_transcript(text)}\n" for utterance, text, *_ in chapter.utterances]
-    (folder / f"{speaker.speaker}-{chapter.chapter}.trans.txt").write_text("".join(lines))
+    write_atomic(folder / f"{speaker.speaker}-{chapter.chapter}.trans.txt", "".join(lines))
     return utterances
 
 
@@ -555,6 +559,6 @@ def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[Spea
         "engine_versions": _engine_versions(),
         "variation": {**asdict(variation), "pyroomacoustics": _pyroomacoustics_version(variation)},
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")  # last: marks the build finished
+    write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")  # last: marks the build finished
     log.info("built %.3f h (%d utterances, %d speakers) in %s in %.1f s", summary["hours"], len(utterances), len(speakers), out, time.perf_counter() - started)
     return summary

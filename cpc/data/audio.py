@@ -78,22 +78,31 @@ def read_audio(path: str | os.PathLike, start: int = 0, stop: int | None = None,
 
     16 kHz files are read by seeking, so a training window costs one small read, not the
     whole file. Files at another rate are read whole and resampled (logged once per rate).
-    Raises :class:`AudioError` naming the file when it cannot be decoded.
+    Raises :class:`AudioError` naming the file when it cannot be decoded, or when the samples
+    read hold NaN or infinity (a float file can: every feature frame they reach would be NaN).
     """
     try:
         if sample_rate is None:
             sample_rate = sf.info(str(path)).samplerate
         if sample_rate == SAMPLE_RATE:
             wave, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
-            return wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+            return _finite(wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0], path)
         wave, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"cannot read audio file {path}: {error}") from error
+    _finite(wave, path)  # before resampling, which would spread a NaN over the whole file
     if sample_rate not in _warned_rates:
         _warned_rates.add(sample_rate)
         log.info("resampling %d Hz audio to %d Hz (first file: %s)", sample_rate, SAMPLE_RATE, path)
     wave = resample(wave.mean(axis=1), sample_rate)
     return wave[start:stop]
+
+
+def _finite(wave: np.ndarray, path) -> np.ndarray:
+    bad = wave.size - int(np.isfinite(wave).sum())
+    if bad:
+        raise AudioError(f"audio file {path} holds {bad} non-finite sample(s) (NaN or infinity)")
+    return wave
 
 
 def probe(path: str | os.PathLike, speaker: str) -> AudioFile:
@@ -133,7 +142,10 @@ def list_audio(source: str | os.PathLike) -> Listing:
     if not source.exists():
         raise FileNotFoundError(f"data source {source} does not exist")
     listing = Listing()
-    if source.is_file():
+    if source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS:  # one audio file: a corpus of one utterance
+        listing.files.append(probe(source, source.stem.split("-")[0]))
+    elif source.is_file():
+        _check_manifest_text(source)
         with open(source, newline="") as handle:
             for row_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
                 if not row or row[0].startswith("#") or (row_number == 1 and row[0] == "path"):
@@ -147,7 +159,12 @@ def list_audio(source: str | os.PathLike) -> Listing:
                     log.warning("skipping %s", error)
                     listing.unreadable.append(str(path))
     else:
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        audio = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        paths = [p for p in audio if p.is_file()]
+        for path in audio:
+            if path.is_symlink() and not path.exists():  # a dangling link is an unreadable file, not no file
+                log.warning("skipping %s: a symbolic link to %s, which does not exist", path, os.readlink(path))
+                listing.unreadable.append(str(path))
         for path in paths:
             try:
                 listing.files.append(probe(path, _speaker_of(path, source)))
@@ -161,6 +178,20 @@ def list_audio(source: str | os.PathLike) -> Listing:
     if listing.unreadable:
         log.warning("skipped %d unreadable audio file(s) in %s", len(listing.unreadable), source)
     return listing
+
+
+def _check_manifest_text(source: Path) -> None:
+    """A manifest is UTF-8 text; anything else (an audio file of another extension, an archive) is named as such."""
+    with open(source, "rb") as handle:
+        head = handle.read(4096)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not a multi-byte character cut at the end of the block
+            raise ValueError(
+                f"data source {source} is a file but not a TSV manifest (not text); give a folder of audio, "
+                f"one audio file ({', '.join(AUDIO_EXTENSIONS)}) or a manifest"
+            ) from None
 
 
 def read_split(path: str | os.PathLike) -> list[str]:

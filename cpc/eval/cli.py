@@ -74,8 +74,9 @@ def _split(corpus, name: str) -> list[str]:
     return corpus.splits[name]
 
 
-def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None):
-    features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads)
+def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None,
+              what: str):
+    features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads, what=what)
     return extract(features, corpus.files, utterances, cache=cache, corpus_root=corpus.root, progress=progress)
 
 
@@ -95,7 +96,7 @@ def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = Fal
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
     features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads)
+                         device=device, progress=progress, threads=threads, what="cpc probe phone --ctc" if ctc else "cpc probe phone")
     extracted = time.perf_counter()
     defaults = CTC_SETTINGS if ctc else PHONE_SETTINGS
     settings = dataclasses.replace(settings or dataclasses.replace(defaults, hidden_layers=hidden_layers), threads=threads)
@@ -122,7 +123,7 @@ def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
     features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads)
+                         device=device, progress=progress, threads=threads, what="cpc probe speaker")
     extracted = time.perf_counter()
     settings = dataclasses.replace(SPEAKER_SETTINGS, threads=threads)
     result = speaker_probe(features, corpus.speakers, train, test, crop_frames=crop_frames, settings=settings)
@@ -157,7 +158,7 @@ def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", archit
     check_item_times(items, durations, tolerance=2 / FRAMES_PER_SECOND, rows=str(item_path), line_numbers=_item_lines(item_path))
     started = time.perf_counter()
     features = _features(corpus, name, sorted({row.file for row in items}), layer=layer, architecture=architecture,
-                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads)
+                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads, what="cpc abx")
     extracted = time.perf_counter()
     result = abx_error(features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed, threads=threads)
     return {
@@ -226,6 +227,11 @@ def _check_arguments(args, *, counts: dict[str, int]) -> None:
             raise ArgumentError(f"{option} {value}: expected {'a positive number' if option not in minimum else f'{minimum[option]} or more'}")
     check_device(args.device)
     if args.json:
+        from cpc.safe_io import refuse_input_as_output
+
+        inputs = [args.features, args.architecture, getattr(args, "item", None), args.alignments, args.phones, args.train_split, args.test_split]
+        for output in (args.json, Path(args.json).with_suffix(".md")):
+            refuse_input_as_output("--json", output, [path for path in inputs if path and Path(path).is_file()])
         _check_writable(Path(args.json))
 
 
@@ -278,6 +284,7 @@ def _options(args) -> dict:
 def _write(result: dict, path: str | None) -> None:
     """Print the table; with ``path``, write the JSON there and the table next to it (``.md``)."""
     from cpc.eval.report import results_table
+    from cpc.safe_io import write_atomic
 
     table = results_table([result])
     print(table, end="", flush=True)  # first: whatever happens to the files, the numbers are on the screen
@@ -286,8 +293,8 @@ def _write(result: dict, path: str | None) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        path.with_suffix(".md").write_text(table)
+        write_atomic(path, json.dumps(result, indent=2) + "\n")
+        write_atomic(path.with_suffix(".md"), table)
     except OSError as error:
         raise ArgumentError(f"--json {path}: could not write the result ({error.strerror or error}); the table above has it") from None
     log.info("wrote %s and %s", path, path.with_suffix(".md"))

@@ -124,9 +124,11 @@ def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images
 def checkpoint_grid(checkpoint: str | Path, root: str = DEFAULT_ROOT) -> FashionMNISTConfig:
     """The data settings a probe of ``checkpoint`` reads with: the images in ``root``, cut into the
     checkpoint's patch grid (padded size, patch size, stride), without augmentation."""
-    from cpc.checkpoint import load_checkpoint
+    from cpc.checkpoint import load_checkpoint, require_modality
 
-    saved = load_checkpoint(checkpoint)["config"].get("data", {})
+    config = load_checkpoint(checkpoint)["config"]
+    require_modality(config, "fashion_mnist", "cpc probe image", checkpoint)
+    saved = config.get("data", {})
     grid = {key: saved[key] for key in ("padded_size", "patch_size", "patch_stride") if key in saved}
     return dataclasses.replace(FashionMNISTConfig(root=root), **grid)
 
@@ -235,12 +237,14 @@ def register_probe(kinds: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from cpc.safe_io import write_atomic
+
     result = image_probe(args.features, labels=args.labels, layer=args.layer, architecture=args.architecture, root=args.data,
                          seed=args.seed, threads=args.threads, limit_train=args.max_images, limit_test=args.max_images,
                          supervised_steps=args.supervised_steps)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        write_atomic(args.json, text + "\n")  # never through a link planted there
     print(text)
     return 0

@@ -150,8 +150,8 @@ def _model(features: str, architecture: str | None, seed: int) -> nn.Module:
         if architecture is None:
             raise ValueError(f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)")
         with seeded(seed):
-            return build_model(load(architecture).config)
-    return load(features)
+            return build_model(load(architecture, needs="text", what="cpc probe text").config)
+    return load(features, needs="text", what="cpc probe text")
 
 
 def text_probe(features: str, *, task: str = "mr", layer: str = "encoder", architecture: str | None = None, root: str = DEFAULT_ROOT,
@@ -172,6 +172,7 @@ def text_probe(features: str, *, task: str = "mr", layer: str = "encoder", archi
     texts, labels = read_probe_set(root, task)
     if limit:
         texts, labels = texts[:limit], labels[:limit]
+    texts, labels = check_probe_set(texts, labels, folds=folds, source=f"{root}/{task}.tsv")
     result = {"task": task, "features": features, "layer": layer if features not in ("tfidf", "bow", "embeddings") else None, "examples": len(texts)}
     with torch_threads(threads), threadpool_limits(threads):
         if features in ("tfidf", "bow"):
@@ -189,6 +190,27 @@ def text_probe(features: str, *, task: str = "mr", layer: str = "encoder", archi
     result.update(scores, dimensions=dimensions, seconds=round(time.perf_counter() - started, 1))
     log.info("text probe %s (%s, %s): %.2f +- %.2f %%", features, task, result["layer"], result["accuracy"], result["std"])
     return result
+
+
+def check_probe_set(texts: list[str], labels: np.ndarray, *, folds: int, source: str) -> tuple[list[str], np.ndarray]:
+    """Drop empty examples (warned, counted) and refuse, naming the option or the class, a set the
+    nested cross-validation cannot split: fewer than 2 folds, one class, a class too small."""
+    if folds < 2:
+        raise ValueError(f"--folds {folds}: expected 2 or more (the protocol: {FOLDS})")
+    keep = [index for index, text in enumerate(texts) if text.strip()]
+    if len(keep) < len(texts):
+        log.warning("%s: skipping %d empty example(s) of %d", source, len(texts) - len(keep), len(texts))
+        texts, labels = [texts[index] for index in keep], labels[keep]
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"{source}: {len(texts)} example(s), {'all of class ' + str(classes[0]) if len(classes) else 'none'}: a probe needs two classes")
+    smallest = int(counts.min())
+    if smallest - -(-smallest // folds) < INNER_FOLDS:  # a training fold's share of the smallest class, split again INNER_FOLDS ways
+        raise ValueError(
+            f"{source}: class {classes[counts.argmin()]} has {smallest} example(s), too few for --folds {folds} with "
+            f"{INNER_FOLDS} inner folds (needs about {INNER_FOLDS * folds // (folds - 1) + 1}); use more data or fewer --folds"
+        )
+    return texts, labels
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -222,6 +244,8 @@ def _main(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        from cpc.safe_io import write_atomic
+
+        write_atomic(args.json, text + "\n")  # never through a link planted there
     print(text)
     return 0
