@@ -90,13 +90,14 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(corpus_d
     run = tmp_path / "run"
     train(small_config(corpus_dir, **{"train.max_steps": 3}), run)
     good = load_checkpoint(run / "checkpoints" / "last.pt")
-    # The same run continued on audio holding inf samples (float WAV can store them).
+    # The same run continued on finite audio so loud that the encoder overflows (float WAV can
+    # store it; non-finite samples themselves are refused when read).
     broken = tmp_path / "broken"
     broken.mkdir()
     for speaker in range(2):
         for utterance in range(3):
-            sf.write(broken / f"{speaker}-{utterance}.wav", np.full(8000, np.inf, dtype=np.float32), 16000, subtype="FLOAT")
-    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4.*last\.pt"):
+            sf.write(broken / f"{speaker}-{utterance}.wav", np.resize(np.array([3.4e38, -3.4e38], dtype=np.float32), 8000), 16000, subtype="FLOAT")
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 5.*last\.pt"):
         train(small_config(broken, **{"train.max_steps": 6}), run, resume=True)
     after = load_checkpoint(run / "checkpoints" / "last.pt")
     assert after["step"] == 3
