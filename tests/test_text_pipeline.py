@@ -34,7 +34,8 @@ def test_probe_text_writes_accuracy_and_std(trained, text_data_dir, tmp_path):
 def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
     import shutil
 
-    from cpc.text.demo import ROWS, run_text_demo
+    from cpc.text.demo import run_text_demo
+    from cpc.text.suite import ROWS, SUITE_TASKS
 
     run = tmp_path / "demo"
     shutil.copytree(trained, run)  # a finished run is reused, not retrained
@@ -42,6 +43,9 @@ def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
                            overrides=["data.window=5", "data.valid_fraction=0.1", "train.batch_size=4", "train.max_steps=4", "model.encoder.buckets=4096",
                                       "model.encoder.latent_size=32", "model.context.hidden_size=32"])
     assert [r["name"] for r in report["results"]] == [label for _, _, label in ROWS]
+    assert all(set(row["results"]) == set(SUITE_TASKS) for row in report["results"])
     text = (run / "report.md").read_text()
-    assert "| CPC z (sentence encoder) | 32 |" in text and "TF-IDF" in text and (run / "training.png").is_file()
+    assert "| features | next_sentence * | sentence_order * | bigram_shift | sentence_length | word_content | mr |" in text
+    assert "| CPC z (sentence encoder) |" in text and "TF-IDF" in text and (run / "training.png").is_file()
+    assert set(report["control_margins"]) == {"encoder", "both"} and (run / "suite" / "next_sentence.tsv").is_file()
     assert report["summary"]["out_of_vocabulary_percent"]["words"] > 0

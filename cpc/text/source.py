@@ -109,6 +109,7 @@ class TextData:
             valid.append(_held_out(source, name, self.data.valid_fraction))
         self.word_ngrams = torch.from_numpy(self.tokenizer.table(list(vocabulary)))  # (V + 1, G)
         self.sentences, self.document_starts = sentences, np.array([first for first, _ in document_ranges], dtype=np.int64)
+        self.document_names = [f"{source}/{name}" for source, name, _ in documents]  # what this source reads, training and validation
         all_windows = windows([count for _, count in document_ranges], self.data.window, self.data.window_stride)
         held = np.array(valid, dtype=bool)[all_windows[:, 0]] if len(all_windows) else np.zeros(0, dtype=bool)
         valid_windows = all_windows[held]
