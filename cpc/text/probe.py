@@ -27,7 +27,9 @@ Protocol (SentEval's binary tasks, Conneau & Kiela 2018, as the paper's section 
 
 Sentence pairs (A, B): the features are SentEval's pair form [f(A), f(B), f(A) * f(B), |f(A) - f(B)|];
 for CPC the pair is read as a sequence of two sentences, so B's context c has read A (the
-cross-sentence information CPC is trained to carry). bow / tfidf: [v(A), v(B), v(A) * v(B)].
+cross-sentence information CPC is trained to carry), and with c (``context``, ``both``) the
+element-wise product W_1 c_A * z_B is added: its sum is CPC's own score for "B follows A" (the
+random-init control gets the same from its random W_1). bow / tfidf: [v(A), v(B), v(A) * v(B)].
 
 ``--task political``: the convention speeches (democrat / republican, 189): a speech's features
 are the mean of its sentences' features (bow / tfidf: the whole speech); the same protocol.
@@ -61,6 +63,8 @@ BASELINES = ("tfidf", "bow", "random", "embeddings")
 LAYERS = ("encoder", "context", "both")
 TASKS = ("mr", "political")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # inverse L2 weights tried inside each training fold
+# The comparison's grid: lbfgs at C >= 100 on 2048-d pair features is most of the probe's time and rarely chosen.
+QUICK_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 FOLDS, INNER_FOLDS = 10, 5
 PROBE_MAX_WORDS = 64  # words kept per probe sentence (MR snippets: 21 on average)
 
@@ -159,8 +163,9 @@ def load_task(task: str | Task, root: str | Path = DEFAULT_ROOT) -> Task:
 @torch.inference_mode()
 def pair_features(model: nn.Module, pairs: list[tuple[str, str]], *, layer: str = "encoder", max_words: int = PROBE_MAX_WORDS,
                   batch_size: int = 256) -> Tensor:
-    """(A, B) pairs (N,) -> (N, 4D): [f(A), f(B), f(A) * f(B), |f(A) - f(B)|], f per sentence as in :func:`sentence_features`;
-    the pair is one sequence of two sentences, so B's context has read A."""
+    """(A, B) pairs (N,) -> (N, 4D [+ C]): [f(A), f(B), f(A) * f(B), |f(A) - f(B)|], f per sentence as in :func:`sentence_features`;
+    the pair is one sequence of two sentences, so B's context has read A. With the context (``context``, ``both``) also
+    W_1 c_A * z_B (C): the terms of CPC's score for "B is the sentence after A"."""
     if layer not in (*LAYERS, "words"):
         raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
     model.eval()
@@ -178,10 +183,17 @@ def pair_features(model: nn.Module, pairs: list[tuple[str, str]], *, layer: str 
             latents, _ = model.encoder(ids)  # (B, 2, C)
             parts = [latents] if layer in ("encoder", "both") else []
             if layer in ("context", "both"):
-                parts.append(model.context(latents)[0])  # (B, 2, H): c_B after A and B
+                context, _ = model.context(latents)  # (B, 2, H): c_B after A and B
+                parts.append(context)
             per_sentence = torch.cat(parts, dim=-1)  # (B, 2, D)
         a, b = per_sentence[:, 0], per_sentence[:, 1]
-        rows.append(torch.cat([a, b, a * b, (a - b).abs()], dim=1))  # (B, 4D)
+        features = [a, b, a * b, (a - b).abs()]
+        offsets = list(getattr(getattr(model, "predictors", None), "offsets", ()))
+        if layer in ("context", "both") and 1 in offsets:
+            # CPC's own read-out of "B follows A": the score W_1 c_A . z_B is the sum of this product (eq. 3).
+            predicted = model.predictors(context)[:, 0, offsets.index(1)]  # (B, C): W_1 c_A, the latent predicted one sentence ahead
+            features.append(predicted * latents[:, 1])  # (B, C)
+        rows.append(torch.cat(features, dim=1))  # (B, 4D [+ C])
     return torch.cat(rows).float()
 
 
@@ -240,7 +252,7 @@ class PairVectorizer:
         return self.fit(pairs).transform(pairs)
 
 
-def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pair: bool = False, classes: int = 2):
+def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pair: bool = False, classes: int = 2, grid=C_GRID):
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -250,7 +262,7 @@ def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pa
     inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
     # The inner cross-validation sees only the outer training fold; refit=True then fits the best C on all of it.
     def select(model):
-        return GridSearchCV(model, {"C": list(C_GRID)}, cv=inner, scoring="accuracy", refit=True)
+        return GridSearchCV(model, {"C": list(grid)}, cv=inner, scoring="accuracy", refit=True)
 
     if sparse is None:
         return make_pipeline(StandardScaler(), select(LogisticRegression(max_iter=2000)))
@@ -261,7 +273,7 @@ def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pa
 
 
 def cross_validate(features, labels: np.ndarray, *, sparse: str | None = None, seed: int = 0, folds: int = FOLDS, vocabulary: int | None = None,
-                   pair: bool = False) -> dict:
+                   pair: bool = False, grid=C_GRID) -> dict:
     """features (N, D) array (or N texts, N (A, B) pairs with ``pair``, when ``sparse`` is "bow" / "tfidf"), labels (N,) -> accuracy
     and std (percent) over ``folds`` stratified folds, C chosen inside each training fold. ``vocabulary``: bow / tfidf
     keep only the N most frequent terms of the training fold (a bag of words of a given dimension)."""
@@ -280,7 +292,7 @@ def cross_validate(features, labels: np.ndarray, *, sparse: str | None = None, s
     for train_index, test_index in outer.split(np.zeros(len(labels)), labels):
         with warnings.catch_warnings():  # lbfgs at the grid's weakest L2 (C = 1000) may stop at max_iter; that C is then rarely chosen
             warnings.simplefilter("ignore", ConvergenceWarning)
-            classifier = _classifier(sparse, seed, vocabulary, pair, len(np.unique(labels))).fit(list(data[train_index]) if pair else data[train_index], labels[train_index])
+            classifier = _classifier(sparse, seed, vocabulary, pair, len(np.unique(labels)), grid).fit(list(data[train_index]) if pair else data[train_index], labels[train_index])
         accuracies.append(100.0 * float((classifier.predict(list(data[test_index]) if pair else data[test_index]) == labels[test_index]).mean()))
         chosen.append(float(classifier[-1].best_params_["C"]))
     return {"accuracy": float(np.mean(accuracies)), "std": float(np.std(accuracies)), "fold_accuracies": [round(a, 2) for a in accuracies],
@@ -331,12 +343,12 @@ def task_features(model: nn.Module, task: Task, layer: str) -> Tensor:
 
 def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder", architecture: str | None = None, root: str = DEFAULT_ROOT,
                seed: int = 0, threads: int | None = 1, limit: int | None = None, folds: int = FOLDS, vocabulary: int | None = None,
-               model: nn.Module | None = None) -> dict:
+               model: nn.Module | None = None, grid=C_GRID) -> dict:
     """One row of the text table: ``features`` is a checkpoint path or one of BASELINES; ``task`` mr, political, a .tsv file or a Task.
 
     ``architecture``: the checkpoint whose model ``random`` and ``embeddings`` copy. ``limit``:
     only the first N examples (a quick look, not the protocol). ``vocabulary``: bow / tfidf over the N most frequent terms.
-    ``model``: the model already loaded for ``features`` (the suite loads each once)."""
+    ``model``: the model already loaded for ``features`` (the suite loads each once). ``grid``: the C values tried inside each fold."""
     from threadpoolctl import threadpool_limits
 
     from cpc.features import torch_threads
@@ -352,12 +364,12 @@ def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder"
               "examples": len(task.texts), "classes": task.class_counts()}
     with torch_threads(threads), threadpool_limits(threads):
         if features in ("tfidf", "bow"):
-            scores = cross_validate(task.texts, task.labels, sparse=features, seed=seed, folds=folds, vocabulary=vocabulary, pair=task.pair)
+            scores = cross_validate(task.texts, task.labels, sparse=features, seed=seed, folds=folds, vocabulary=vocabulary, pair=task.pair, grid=grid)
             dimensions = vocabulary
         else:
             model = model or _model(features, architecture, seed)
             x = task_features(model, task, "words" if features == "embeddings" else layer)
-            scores = cross_validate(x.numpy(), task.labels, seed=seed, folds=folds)
+            scores = cross_validate(x.numpy(), task.labels, seed=seed, folds=folds, grid=grid)
             dimensions = int(x.shape[1])
     result.update(scores, dimensions=dimensions, seconds=round(time.perf_counter() - started, 1))
     log.info("text probe %s (%s, %s): %.2f +- %.2f %%", features, task.name, result["layer"], result["accuracy"], result["std"])

@@ -189,13 +189,15 @@ BASELINE_KINDS = ("bow_same_dimension", "bow", "tfidf")  # rows that do not depe
 
 
 def probe_suite(checkpoint: str | Path, suite: dict[str, Task], *, rows=ROWS, folds: int = 10, seed: int = 0, threads: int | None = 1,
-                cache: dict | None = None) -> list[dict]:
+                cache: dict | None = None, grid=None) -> list[dict]:
     """Every row of ``rows`` on every task -> [{kind, layer, name, results: {task: result}}]. A task the protocol cannot
     score (too few examples per class for ``folds``) gets ``{"skipped": reason}``. ``cache``: a dict of earlier results of the
-    rows that do not depend on the trained weights (random, embeddings, bow, tfidf), keyed by row, seed and task."""
+    rows that do not depend on the trained weights (random, embeddings, bow, tfidf), keyed by row, seed and task. ``grid``: the
+    C values tried inside each fold (default: the protocol's, cpc.text.probe.C_GRID)."""
     from cpc.checkpoint import load, load_checkpoint
-    from cpc.text.probe import _model, check_task, text_probe
+    from cpc.text.probe import C_GRID, _model, check_task, text_probe
 
+    grid = tuple(grid or C_GRID)
     config = load_checkpoint(checkpoint)["config"]
     training_seed, latent_size = config["train"]["seed"], config["model"]["encoder"]["latent_size"]
     cache = {} if cache is None else cache
@@ -215,13 +217,13 @@ def probe_suite(checkpoint: str | Path, suite: dict[str, Task], *, rows=ROWS, fo
             except ValueError as error:
                 results[name] = {"skipped": str(error)}
                 continue
-            cache_key = f"{key}/{name}/{len(task.texts)}/{folds}"
+            cache_key = f"{key}/{name}/{len(task.texts)}/{folds}/{','.join(map(str, grid))}"
             if kind != "cpc" and cache_key in cache:
                 results[name] = cache[cache_key]
                 continue
             features = {"cpc": str(checkpoint), "bow_same_dimension": "bow"}.get(kind, kind)
             results[name] = text_probe(features, task=task, layer=layer or "encoder", architecture=str(checkpoint), seed=seed, threads=threads,
-                                       folds=folds, vocabulary=latent_size if kind == "bow_same_dimension" else None, model=model)
+                                       folds=folds, vocabulary=latent_size if kind == "bow_same_dimension" else None, model=model, grid=grid)
             if kind != "cpc":
                 cache[cache_key] = results[name]
         table.append({"kind": kind, "layer": layer, "name": label, "results": results})
