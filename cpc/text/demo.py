@@ -1,9 +1,10 @@
 """``cpc demo text``: books -> sentence CPC training on CPU -> the probe suite against baselines -> report.
 
-    cpc demo text --run-dir runs/text [--steps N] [--recipe text/books] [--data DIR] [key=value ...]
+    cpc demo text --run-dir runs/text [--steps N] [--recipe text/books] [data.root=DIR] [key=value ...]
 
-1. Data: ``cpc data text`` into ``--data`` (default ``~/.cache/cpc/text``), built once; one-line
-   errors naming the install command when a source is missing.
+1. Data: ``cpc data text`` into ``data.root`` (default ``~/.cache/cpc/text``), built once; one-line
+   errors naming the install command when a source is missing. A folder built from your own text
+   (``cpc data text --from``) is used as it is.
 2. Training: the text recipe (``RUN_DIR/metrics.jsonl``, ``checkpoints/last.pt``); a finished
    run is reused, an unfinished one resumed.
 3. Probes: the suite (cpc.text.suite: next-sentence coherence, sentence order, bigram shift,
@@ -23,9 +24,9 @@ import logging
 import time
 from pathlib import Path
 
-from cpc.text.corpus import DEFAULT_ROOT, build_text_data, read_probe_set
+from cpc.text.corpus import DEFAULT_ROOT, build_text_data
 from cpc.text.probe import oov_rates
-from cpc.text.suite import ROWS, build_suite, control_margins, probe_suite, suite_table, write_tasks
+from cpc.text.suite import build_suite, control_margins, probe_suite, suite_table, write_tasks
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
         overrides.append("train.progress=false")
 
     log.info("[1/4] data")
-    manifest = build_text_data(root, max_documents=max_documents)
+    manifest_path = Path(root) / "manifest.json"
+    built = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    # A folder of your own text (`cpc data text --from`) is used as it is; the books are built once.
+    manifest = built if built.get("from") else build_text_data(root, max_documents=max_documents)
 
     log.info("[2/4] training")
     training_started = time.perf_counter()
