@@ -34,7 +34,8 @@ def test_probe_text_writes_accuracy_and_std(trained, text_data_dir, tmp_path):
 def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
     import shutil
 
-    from cpc.text.demo import ROWS, run_text_demo
+    from cpc.text.demo import run_text_demo
+    from cpc.text.suite import ROWS, SUITE_TASKS
 
     run = tmp_path / "demo"
     shutil.copytree(trained, run)  # a finished run is reused, not retrained
@@ -42,6 +43,28 @@ def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
                            overrides=["data.window=5", "data.valid_fraction=0.1", "train.batch_size=4", "train.max_steps=4", "model.encoder.buckets=4096",
                                       "model.encoder.latent_size=32", "model.context.hidden_size=32"])
     assert [r["name"] for r in report["results"]] == [label for _, _, label in ROWS]
+    assert all(set(row["results"]) == set(SUITE_TASKS) for row in report["results"])
     text = (run / "report.md").read_text()
-    assert "| CPC z (sentence encoder) | 32 |" in text and "TF-IDF" in text and (run / "training.png").is_file()
+    assert "| features | next_sentence * | sentence_order * | bigram_shift | sentence_length | word_content | mr |" in text
+    assert "| CPC z (sentence encoder) |" in text and "TF-IDF" in text and (run / "training.png").is_file()
+    assert set(report["control_margins"]) == {"encoder", "both"} and (run / "suite" / "next_sentence.tsv").is_file()
     assert report["summary"]["out_of_vocabulary_percent"]["words"] > 0
+
+
+def test_compare_text_trains_each_seed_and_reports_cpc_against_its_control(text_data_dir, tmp_path):
+    run = tmp_path / "compare"
+    overrides = [f"data.root={text_data_dir}", "data.window=5", "data.valid_fraction=0.1", "train.batch_size=4", "train.log_every=2",
+                 "train.valid_every=2", "train.valid_batches=1", "train.checkpoint_every=2", "train.threads=1", "model.encoder.buckets=4096",
+                 "model.encoder.latent_size=16", "model.context.hidden_size=16"]
+    arguments = ["compare", "text", "--recipe", "text/books", "--steps", "2", "--run-dir", str(run), "--only", "recipe", "--seeds", "0,1",
+                 "--suite-size", "40", "--folds", "2", *overrides]
+    assert main(arguments) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["arms"]["recipe"]["seeds"] == [0, 1] and (run / "recipe" / "seed-1" / "result.json").is_file()
+    margins = report["arms"]["recipe"]["margins"]["both"]["next_sentence"]
+    assert len(margins["values"]) == 2 and margins["min"] <= margins["mean"] <= margins["max"]
+    baselines = json.loads((run / "baselines.json").read_text())
+    assert any(key.startswith("random/encoder/seed-1/") for key in baselines) and any(key.startswith("tfidf/") for key in baselines)
+    text = (run / "report.md").read_text()
+    assert "CPC minus its random-init control" in text and "| (all arms) | TF-IDF 1-2-grams |" in text
+    assert main([*arguments[:3], "speech/tiny", *arguments[4:]]) == 2  # a speech recipe: refused

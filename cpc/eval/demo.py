@@ -264,7 +264,10 @@ def _main(args: argparse.Namespace) -> int:
 
         if args.corpus or args.ctc or args.labels:
             raise CommandError("cpc demo text: --corpus, --ctc and --labels are speech and image options")
-        run_text_demo(args.run_dir, steps=args.steps, recipe=args.recipe or TEXT_RECIPE, overrides=overrides)
+        from cpc.text.corpus import DEFAULT_ROOT as TEXT_ROOT
+
+        roots = [override.split("=", 1)[1] for override in overrides if override.split("=", 1)[0].strip() == "data.root"]
+        run_text_demo(args.run_dir, steps=args.steps, recipe=args.recipe or TEXT_RECIPE, overrides=overrides, root=roots[-1] if roots else TEXT_ROOT)
         return 0
     if args.labels:
         raise CommandError("cpc demo: --labels is an image option (cpc demo image)")

