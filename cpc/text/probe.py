@@ -154,7 +154,7 @@ def load_task(task: str | Task, root: str | Path = DEFAULT_ROOT) -> Task:
         return task
     if task in TASKS:
         texts, labels = read_probe_set(root, task)
-        return Task(task, texts, labels, ["0", "1"])
+        return make_task(task, [(int(label), text) for label, text in zip(labels, texts)], pair=False)  # empty sentences skipped, counted
     if task.endswith(".tsv") or Path(task).is_file():
         return read_task_file(task)
     raise ValueError(f"--task {task!r}: expected one of {', '.join(TASKS)} or a label<TAB>sentence .tsv file")
