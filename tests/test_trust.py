@@ -400,3 +400,14 @@ def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
         write_atomic(tmp_path / "config.yaml", "x" * 10)
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []  # no 0-byte file left
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_image_and_text_probe_json_that_names_the_checkpoint_is_refused(kind, clean, tmp_path, capsys):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(clean[kind].read_bytes())
+    before = checkpoint.read_bytes()
+    data = _probe_text_data(tmp_path / "text") if kind == "text" else tmp_path / "nowhere"
+    code = main(["probe", kind, "--features", str(checkpoint), "--data", str(data), "--json", str(checkpoint)])
+    assert code != 0 and "is the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
