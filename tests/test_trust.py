@@ -318,7 +318,7 @@ def test_an_extraction_rerun_recomputes_utterances_whose_audio_changed(clean, tm
         np.testing.assert_allclose(np.load(out / name), np.load(tmp_path / "fresh" / name), atol=1e-5, rtol=0)
     rows = [line.split("\t") for line in (out / "index.tsv").read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == ["100-1-0000", "100-1-0001", "100-1-0002"]  # no duplicate row
-    assert int(dict((row[0], row[1]) for row in rows)["100-1-0001"]) == len(np.load(tmp_path / "fresh" / "100-1-0001.npy"))
+    assert int({row[0]: row[1] for row in rows}["100-1-0001"]) == len(np.load(tmp_path / "fresh" / "100-1-0001.npy"))
 
 
 def test_a_dangling_link_in_the_data_is_counted_as_unreadable(tmp_path):
