@@ -109,4 +109,5 @@ def test_probe_cli_writes_json_and_bad_input_is_one_line(tmp_path):
     # Audio commands refuse an image model in one line.
     extract = subprocess.run([sys.executable, "-m", "cpc.cli", "extract", str(run / "checkpoints" / "last.pt"), "--data", str(tmp_path),
                               "--out", str(tmp_path / "features")], capture_output=True, text=True)
-    assert extract.returncode == 2 and "reads raw audio" in extract.stderr and "'patch_resnet' encoder" in extract.stderr, extract.stderr
+    assert extract.returncode == 2 and "needs a speech model (raw audio)" in extract.stderr and "holds an image model" in extract.stderr, extract.stderr
+    assert len(extract.stderr.strip().splitlines()) == 1

@@ -318,7 +318,7 @@ def test_an_extraction_rerun_recomputes_utterances_whose_audio_changed(clean, tm
         np.testing.assert_allclose(np.load(out / name), np.load(tmp_path / "fresh" / name), atol=1e-5, rtol=0)
     rows = [line.split("\t") for line in (out / "index.tsv").read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == ["100-1-0000", "100-1-0001", "100-1-0002"]  # no duplicate row
-    assert int(dict((row[0], row[1]) for row in rows)["100-1-0001"]) == len(np.load(tmp_path / "fresh" / "100-1-0001.npy"))
+    assert int({row[0]: row[1] for row in rows}["100-1-0001"]) == len(np.load(tmp_path / "fresh" / "100-1-0001.npy"))
 
 
 def test_a_dangling_link_in_the_data_is_counted_as_unreadable(tmp_path):
@@ -400,3 +400,14 @@ def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
         write_atomic(tmp_path / "config.yaml", "x" * 10)
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []  # no 0-byte file left
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_image_and_text_probe_json_that_names_the_checkpoint_is_refused(kind, clean, tmp_path, capsys):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(clean[kind].read_bytes())
+    before = checkpoint.read_bytes()
+    data = _probe_text_data(tmp_path / "text") if kind == "text" else tmp_path / "nowhere"
+    code = main(["probe", kind, "--features", str(checkpoint), "--data", str(data), "--json", str(checkpoint)])
+    assert code != 0 and "is the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before

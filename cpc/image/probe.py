@@ -237,8 +237,10 @@ def register_probe(kinds: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from cpc.safe_io import write_atomic
+    from cpc.safe_io import refuse_input_as_output, write_atomic
 
+    if args.json:  # before the work: never onto the checkpoint it reads
+        refuse_input_as_output("--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()])
     result = image_probe(args.features, labels=args.labels, layer=args.layer, architecture=args.architecture, root=args.data,
                          seed=args.seed, threads=args.threads, limit_train=args.max_images, limit_test=args.max_images,
                          supervised_steps=args.supervised_steps)

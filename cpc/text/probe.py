@@ -400,6 +400,10 @@ def register_probe(kinds: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.json:  # before the work: never onto the checkpoint it reads
+        from cpc.safe_io import refuse_input_as_output
+
+        refuse_input_as_output("--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()])
     result = text_probe(args.features, task=args.task, layer=args.layer, architecture=args.architecture, root=args.data, seed=args.seed,
                         threads=args.threads, limit=args.max_examples, vocabulary=args.vocabulary, folds=args.folds)
     if args.oov:
