@@ -107,7 +107,7 @@ def test_compare_refuses_unknown_arms_and_other_modalities(tmp_path, capsys):
     assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--only", "hinge"]) == 2
     assert "--only hinge: not an arm of 'objectives'" in capsys.readouterr().err
     assert main(["compare", "objectives", "--recipe", "text/books", "--steps", "2", "--run-dir", str(tmp_path)]) == 2
-    assert "neither a speech nor an image recipe" in capsys.readouterr().err
+    assert "text/books is a text recipe; `cpc compare text` takes text recipes" in capsys.readouterr().err
     assert main(["compare", "objectives", "--recipe", "image/fashion_mnist", "--steps", "2", "--run-dir", str(tmp_path), "--tasks", "phone"]) == 2
     assert "--corpus, --tasks and --seeds are for speech recipes" in capsys.readouterr().err
     assert main(["compare", "objectives", "--steps", "2", "--run-dir", str(tmp_path), "--labels", "100"]) == 2
