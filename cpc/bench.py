@@ -327,7 +327,7 @@ def bench_data(args: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader
 
     from cpc.config import load_config
-    from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+    from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus
     from cpc.resources import recipe_path, resolve_data_root
 
     _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
@@ -440,7 +440,7 @@ def _extract_target(recipe: str) -> float | None:
 def bench_extract(args: argparse.Namespace) -> dict:
     """Real-time factor of feature extraction per recipe, and the fraction of measured matmul throughput it reaches."""
     from cpc.config import load_config
-    from cpc.features import torch_threads
+    from cpc.runtime import torch_threads
     from cpc.resources import recipe_path
 
     recipes = args.recipe or DEFAULT_RECIPES

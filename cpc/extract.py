@@ -6,8 +6,8 @@
 Shape legend: S samples (16 kHz), T frames (``model.downsample_rate`` samples each), D feature
 dimensions (C for ``--layer encoder`` = z_t, H for ``--layer context`` = c_t).
 
-Input is anything :func:`cpc.data.audio.list_audio` reads (LibriSpeech layout, flat folder, TSV
-manifest), read and resampled to 16 kHz as for training (:func:`cpc.data.audio.read_audio`).
+Input is anything :func:`cpc.speech.audio.list_audio` reads (LibriSpeech layout, flat folder, TSV
+manifest), read and resampled to 16 kHz as for training (:func:`cpc.speech.audio.read_audio`).
 The utterance id is the file name without its extension; two files with the same id are an
 error naming them.
 
@@ -59,8 +59,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
+from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
+from cpc.speech.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 from cpc.model import LAYERS
 from cpc.safe_io import locked, open_append, write_atomic
 
@@ -366,7 +366,7 @@ def extract_corpus(
 ) -> dict:
     """Write ``layer`` features of every file into ``out`` as ``format``; returns the summary (also in ``out/extract.json``).
 
-    ``files``: e.g. ``cpc.data.audio.list_audio(DIR).files``; ``unreadable``: files already
+    ``files``: e.g. ``cpc.speech.audio.list_audio(DIR).files``; ``unreadable``: files already
     skipped when listing (counted in the summary). Utterances already written in ``out`` are
     skipped (resume). ``threads``: torch intra-op threads during the forward passes (None: the
     caller's setting). ``metadata``: extra fields for the summary (e.g. the checkpoint path).

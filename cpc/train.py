@@ -16,7 +16,7 @@ batches of model inputs; it knows nothing about audio or images.
 Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data)
 and the negatives of step s on rank r are drawn from a generator seeded with (seed, r, s), so
 ``--resume`` from a checkpoint continues exactly as the uninterrupted run would. The model
-draws its training-time augmentation (``train.augment``, cpc.augment) from the same generator.
+draws its training-time augmentation (``train.augment``, cpc.speech.augment) from the same generator.
 
 Distributed: run the same command under ``torchrun --nproc_per_node=N``; each process trains
 on its own slice of the data with DistributedDataParallel (nccl on GPU, gloo on CPU) and
@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
@@ -45,15 +44,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cpc.checkpoint import load_checkpoint, save_checkpoint
-from cpc.config import ConfigError, Loading, from_container, load_config, to_container
+from cpc import registry
+from cpc.config import ConfigError, from_container, load_config, to_container
+from cpc.errors import TrainingError
 from cpc.model import build_model
+from cpc.runtime import generator_for
 from cpc.safe_io import UnsafePathError, lock_holder, locked, open_append, write_atomic
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message names the step."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -113,7 +111,7 @@ def build_optimizer(model: torch.nn.Module, config: DictConfig, device: torch.de
 
 def compile_model(model: torch.nn.Module, config: DictConfig) -> None:
     """Speed options that change neither weights nor results: ``train.channels_last`` (the conv
-    encoder's layout, cpc.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
+    encoder's layout, cpc.speech.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
     parameter names unchanged)."""
     if config.train.channels_last:
         if not hasattr(model.encoder, "channels_last") or config.model.encoder.get("norm") == "batch":
@@ -147,10 +145,7 @@ def negative_generator(seed: int, rank: int, step: int, device: torch.device, *,
     ``numpy.random.SeedSequence`` hashes the tuple into a 64-bit seed, so any non-negative
     ``train.seed`` works (a product of primes overflowed 64 bits from seed 18447 on).
     """
-    generator = torch.Generator(device=device)
-    entropy = np.random.SeedSequence([seed, rank, stream, step]).generate_state(2, np.uint32)
-    generator.manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
-    return generator
+    return generator_for(seed, rank, stream, step, device=device)
 
 
 # The (K,) entries an InfoNCE criterion reports besides loss_per_step and num_pairs; other
@@ -417,8 +412,6 @@ def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.Exi
     last_path = checkpoint_dir / "last.pt"
     _check_run_dir(run_dir, resume)
 
-    from cpc.registry import DATA_SOURCES
-
     initial = None
     if config.train.get("init_from"):
         config, initial = _initial_model(config)
@@ -450,8 +443,8 @@ def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.Exi
     if resume and state.get("data_loading") and config.data.get("loading") == "auto":
         # auto decides by the free device memory; a resume keeps the batch stream its run started with.
         data_config = config.copy()
-        data_config.data.loading = Loading(state["data_loading"])
-    source = DATA_SOURCES[config.data.name].build(data_config, rank=rank, world_size=world_size, start_step=start_step, device=device)
+        OmegaConf.update(data_config, "data.loading", state["data_loading"])  # the enum value, as a string
+    source = registry.sections()["data"][config.data.name].build(data_config, rank=rank, world_size=world_size, start_step=start_step, device=device)
     source.check(model)
 
     if rank == 0:

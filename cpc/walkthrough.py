@@ -107,7 +107,7 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
     print(f"{'stage':<22} {'shape':<18} {'legend':<18} code")
     with torch.no_grad():
         waveforms = load_windows()  # (B, S)
-        show("raw audio x", waveforms, "(B, S)", "cpc/data/speech.py (random windows)")
+        show("raw audio x", waveforms, "(B, S)", "cpc/speech/windows.py (random windows)")
         figure("1_waveform.png", lambda f, a: (a.plot(np.arange(WINDOW) / 16000, waveforms[0].numpy(), lw=0.4), a.set_xlabel("seconds"),
                                                a.set_title("stage 1: raw audio, first window")))
 

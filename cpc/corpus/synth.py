@@ -89,7 +89,7 @@ from cpc.corpus.formats import (
 from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
 from cpc.corpus.variation import Variation
 from cpc.safe_io import write_atomic
-from cpc.data.audio import SAMPLE_RATE, resample
+from cpc.speech.audio import SAMPLE_RATE, resample
 
 __all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cpc.features import FeatureError, torch_threads
+from cpc.errors import FeatureError
+from cpc.runtime import torch_threads
 
 __all__ = ["DEFAULT_SEED", "MIN_CELLS", "unit_frames", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
 

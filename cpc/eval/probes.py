@@ -24,7 +24,7 @@ Training: inputs are standardised with the training set's per-dimension mean and
 deviation (so baselines with large raw scales, e.g. MFCC c0, train as well as CPC features);
 minibatch Adam with a cosine-decayed learning rate on torch tensors, a fixed number of
 epochs, everything seeded from ``ProbeSettings.seed`` (the initialisation inside
-:func:`cpc.features.seeded`, the shuffling from a local generator, so the caller's global RNG
+:func:`cpc.speech.features.seeded`, the shuffling from a local generator, so the caller's global RNG
 is left alone). ``ProbeSettings.threads`` limits torch's intra-op threads during training
 (None, the default: the caller's setting). A 1-hour corpus (~300k training frames) takes
 seconds per probe.
@@ -41,7 +41,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cpc.features import FeatureError, align_to_labels, seeded, torch_threads
+from cpc.errors import FeatureError
+from cpc.runtime import seeded, torch_threads
+from cpc.speech.features import align_to_labels
 
 __all__ = [
     "ProbeSettings",

@@ -191,7 +191,7 @@ def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarra
     """2-D PCA of frame features (T, D) per utterance, the ``num_phones`` most frequent phones coloured."""
     from sklearn.decomposition import PCA
 
-    from cpc.features import align_to_labels
+    from cpc.speech.features import align_to_labels
 
     plt = _pyplot()
     pairs = [align_to_labels(features[u], labels[u], u)[:2] for u in sorted(features) if u in labels]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from cpc.eval.probes import ProbeSettings, _accuracy, _standardiser, _train_classifier
-from cpc.features import seeded, torch_threads
+from cpc.runtime import seeded, torch_threads
 from cpc.image.data import DEFAULT_ROOT, load_fashion_mnist
 from cpc.image.source import FashionMNISTConfig, image_patches
 
