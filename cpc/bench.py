@@ -45,6 +45,9 @@ from pathlib import Path
 
 import torch
 
+from cpc.runtime import plain
+from cpc.speech.audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
@@ -58,7 +61,6 @@ DENSE_BF16_PEAKS = {
     "A100": (312.0, "NVIDIA A100 datasheet: 312 TFLOP/s bf16 dense"),
 }
 MATMUL_SIZE = 2048  # 17 GFLOP a product: long enough to time, short enough for a smoke test
-SAMPLE_RATE = 16_000
 
 
 def _check_counts(**counts: tuple[int, int]) -> None:
@@ -129,7 +131,7 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         "window": config.data.get("window"),
         "example_shape": list(batch.shape[1:]),
         "num_negatives": config.model.loss.num_negatives,
-        "negative_scope": str(getattr(config.model.loss.negative_scope, "value", config.model.loss.negative_scope)),
+        "negative_scope": str(plain(config.model.loss.negative_scope)),
         "precision": "bf16" if _autocast(config, torch_device).__class__ is torch.autocast else "fp32",
         "compile": bool(config.train.compile),
         "with_data": with_data,

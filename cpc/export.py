@@ -39,12 +39,13 @@ from torch import Tensor, nn
 
 from cpc.model import CPC, LAYERS
 from cpc.safe_io import create_temporary, refuse_input_as_output
+from cpc.speech.audio import SAMPLE_RATE
 
 __all__ = ["FORMATS", "FeatureExtractor", "export", "export_checkpoint"]
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
-EXAMPLE_SHAPE = (2, 16000)  # (B, S) traced for ONNX; any B and S run afterwards
+EXAMPLE_SHAPE = (2, SAMPLE_RATE)  # (B, S): one second, for ONNX; any B and S run afterwards
 
 
 class FeatureExtractor(nn.Module):

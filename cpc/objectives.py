@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cpc.infonce import info_nce, sample_candidates
+from cpc.runtime import plain
 
 
 class NegativeScope(str, Enum):
@@ -311,7 +312,7 @@ class ContrastiveCriterion(nn.Module):
     def __init__(self, objective: Callable[[Candidates, Tensor], Metrics], *, num_negatives: int = 128, negative_scope: str = "batch",
                  per_step_metrics: Sequence[str] = ("accuracy_per_step",), score: str = "dot", copy_negatives: bool = False) -> None:
         super().__init__()
-        score = str(getattr(score, "value", score))
+        score = str(plain(score))
         if score not in ("dot", "mean"):
             raise ValueError(f"model.loss.score={score!r}: expected 'dot' or 'mean'")
         self.mean_score = score == "mean"  # CPC_audio's score: the dot product divided by C
@@ -319,7 +320,7 @@ class ContrastiveCriterion(nn.Module):
             raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
         self.objective = objective
         self.num_negatives = num_negatives
-        self.negative_scope = str(getattr(negative_scope, "value", negative_scope))
+        self.negative_scope = str(plain(negative_scope))
         self.per_step_metrics = tuple(per_step_metrics)
         self.copy_negatives = copy_negatives
 
@@ -377,7 +378,7 @@ def build_margin(config: MarginConfig) -> ContrastiveCriterion:
 
 
 def build_triplet(config: TripletConfig) -> ContrastiveCriterion:
-    mining = str(getattr(config.mining, "value", config.mining))
+    mining = str(plain(config.mining))
     return _criterion(config, partial(_on_distances, triplet, margin=config.margin, mining=mining))
 
 

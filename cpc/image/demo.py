@@ -53,9 +53,9 @@ def train_image_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
 
 def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4) -> None:
     """One test image with the reflect padding and every patch's outline (7 x 7, 50 % overlap)."""
-    from cpc.eval.report import _pyplot
+    from cpc.eval.report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     border = (padded_size - image.shape[0]) // 2
     padded = np.pad(image, ((border, padded_size - image.shape[0] - border), (border, padded_size - image.shape[1] - border)), mode="reflect")
     grid = (padded_size - patch_size) // stride + 1

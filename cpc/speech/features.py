@@ -273,7 +273,7 @@ class ModelFeatures:
     runs, ``threads`` the torch intra-op threads during the forward passes (None: the caller's).
     """
 
-    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = 16000 * 80,
+    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = SAMPLE_RATE * 80,
                  device: str | torch.device = "cpu", threads: int | None = None) -> None:
         self.model = model.eval().to(check_device(device))
         self.layer = layer
