@@ -540,6 +540,25 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         return _train(config, Path(run_dir), resume, held)
 
 
+def train_or_resume(config: DictConfig, run_dir: str | os.PathLike, *, description: str = "") -> Path:
+    """Train ``config`` into ``run_dir`` unless it already holds the run: reuse a checkpoint that
+    has reached ``train.max_steps``, resume one that has not, start afresh otherwise (the demos'
+    way to rerun). -> the path of checkpoints/last.pt. ``description`` says what is trained, for the log."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.exists():
+        step = load_checkpoint(checkpoint)["step"]
+        if step >= config.train.max_steps:
+            log.info("training: reusing %s (step %d)", checkpoint, step)
+            return checkpoint
+        log.info("training: resuming %s from step %d to %d", checkpoint, step, config.train.max_steps)
+        train(config, run_dir, resume=True)
+        return checkpoint
+    log.info("training: %s for %d steps", description or "the recipe", config.train.max_steps)
+    train(config, run_dir)
+    return checkpoint
+
+
 def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.ExitStack) -> dict[str, Any]:
     rank, world_size, local_rank = _distributed()
     device = _device(config, local_rank)
