@@ -16,3 +16,7 @@ class FeatureError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+class MissingToolError(RuntimeError):
+    """A system program (a text-to-speech engine, the Bible text) is not installed; the message has the apt-get line."""
