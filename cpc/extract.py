@@ -350,6 +350,23 @@ def _start_summary(model: torch.nn.Module, settings: dict, writer, metadata: dic
     }
 
 
+def _extract_batch(batch: Sequence[AudioFile], model: torch.nn.Module, layer: str, device: torch.device, threads: int | None,
+                   writer, tally: _Tally, out: Path) -> None:
+    """Read one length batch, compute its features in one padded forward, write them and their sources."""
+    sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
+    waves = _read_batch(batch, model, tally)
+    if not waves:
+        return
+    with torch_threads(threads):
+        features = dict(zip(waves, padded_features(model, list(waves.values()), layer, device)))
+    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
+    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
+    writer.write(features)
+    tally.written += len(features)
+    tally.frames += sum(len(values) for values in features.values())
+    tally.samples += sum(len(wave) for wave in waves.values())
+
+
 def extract_corpus(
     model: torch.nn.Module,
     files: Sequence[AudioFile],
@@ -403,17 +420,7 @@ def extract_corpus(
             todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
             for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
                 batch = [todo[i] for i in indices]
-                sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
-                waves = _read_batch(batch, model, tally)
-                if waves:
-                    with torch_threads(threads):
-                        features = dict(zip(waves, padded_features(model, list(waves.values()), layer, resolved_device)))
-                    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
-                    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
-                    writer.write(features)
-                    tally.written += len(features)
-                    tally.frames += sum(len(values) for values in features.values())
-                    tally.samples += sum(len(wave) for wave in waves.values())
+                _extract_batch(batch, model, layer, resolved_device, threads, writer, tally, out)
                 bar.update(len(batch))
                 bar.set_postfix_str(f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False)
         finally:
