@@ -630,8 +630,8 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
             if done % config.train.valid_every == 0 or done == config.train.max_steps:
                 warned_at_chance = _validate_and_report(run, source, done, metrics, progress, show_bar, warned_at_chance)
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+                saved_step = done  # before writing: a Ctrl-C during the write names the step last.pt then holds
                 save_run(run, done, window, source, checkpoint_dir)
-                saved_step = done
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; --resume continues from {last_path} (step {saved_step})" if saved_step is not None
