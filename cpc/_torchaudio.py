@@ -1,8 +1,8 @@
 """The optional torchaudio import, in one place.
 
 torchaudio is optional: without it, resampling uses librosa's soxr resampler
-(:func:`cpc.data.audio.resample`) and filter banks ``torch.stft`` + librosa mel filters
-(:mod:`cpc.features`). Its import fails in more ways than ``ImportError``, for instance
+(:func:`cpc.speech.audio.resample`) and filter banks ``torch.stft`` + librosa mel filters
+(:mod:`cpc.speech.features`). Its import fails in more ways than ``ImportError``, for instance
 
 * a CPU torch wheel next to a CUDA torchaudio wheel: ``OSError`` (missing ``libc10_cuda.so``);
 * torchaudio 2.11 next to torch 2.15: ``RuntimeError: Detected that PyTorch and TorchAudio

@@ -45,6 +45,9 @@ from pathlib import Path
 
 import torch
 
+from cpc.runtime import plain
+from cpc.speech.audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPES = ["speech/paper", "speech/tiny"]
@@ -58,7 +61,6 @@ DENSE_BF16_PEAKS = {
     "A100": (312.0, "NVIDIA A100 datasheet: 312 TFLOP/s bf16 dense"),
 }
 MATMUL_SIZE = 2048  # 17 GFLOP a product: long enough to time, short enough for a smoke test
-SAMPLE_RATE = 16_000
 
 
 def _check_counts(**counts: tuple[int, int]) -> None:
@@ -72,40 +74,35 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
                        batch_size: int | None = None, with_data: bool = False, profile: str | None = None) -> dict:
     """Run in the measuring process: median seconds per training step and peak memory.
 
-    The step is the training loop's (cpc.train): its optimizer (fused Adam on CUDA), kernel
-    settings (TF32, cuDNN autotuning), ``train.compile`` and precision. ``with_data``: each
+    The step is the training loop's own (cpc.train.training_step: the loss under the run's
+    precision, backward, the finite-loss check, gradient clipping, optimizer and schedule),
+    set up as the loop sets it up (cpc.train.setup_run: fused Adam on CUDA, TF32, cuDNN
+    autotuning, ``train.compile``). ``with_data``: each
     step also takes its batch from the recipe's data source (the loader, or the corpus held on
     the device), so a data path that cannot keep up shows in the time.
     """
     from cpc.config import load_config
-    from cpc.model import build_model
     from cpc.resources import recipe_path
-    from cpc.train import _autocast, build_optimizer, compile_model, configure_kernels
+    from cpc.train import autocast, setup_run, training_step
 
     config = load_config(recipe_path(recipe), overrides + ([f"train.batch_size={batch_size}"] if batch_size else []))
-    torch.manual_seed(0)
-    model = build_model(config)
+    torch_device = torch.device(device)
+    run = setup_run(config, torch_device)  # the training loop's model, optimizer, schedule, kernel settings and compile
+    model = run.model
     if copy_negatives:
         model.criterion.copy_negatives = True  # the same scores, by materialising the candidates
-    torch_device = torch.device(device)
-    model = model.to(torch_device).train()
-    configure_kernels(config, torch_device)
-    optimizer = build_optimizer(model, config, torch_device)
-    compile_model(model, config)
+    model.train()
     batches = data_batches(config, device) if with_data else None
     batch, lengths = next(batches) if with_data else example_batch(config, device)
-    generator = torch.Generator(device=device).manual_seed(0)
     baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch + model, before any step
+    step_index = 0
 
     def step() -> None:
-        nonlocal batch, lengths
+        nonlocal batch, lengths, step_index
         if batches is not None:
             batch, lengths = next(batches)
-        with _autocast(config, torch_device):
-            out = model(batch, lengths, generator=generator)  # the criterion's metrics dict
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        optimizer.step()
+        training_step(run, batch, lengths, step_index)  # the training loop's step: loss, backward, clipping, optimizer, schedule
+        step_index += 1
 
     times = []
     for index in range(warmup + steps):
@@ -129,11 +126,11 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         "window": config.data.get("window"),
         "example_shape": list(batch.shape[1:]),
         "num_negatives": config.model.loss.num_negatives,
-        "negative_scope": str(getattr(config.model.loss.negative_scope, "value", config.model.loss.negative_scope)),
-        "precision": "bf16" if _autocast(config, torch_device).__class__ is torch.autocast else "fp32",
+        "negative_scope": str(plain(config.model.loss.negative_scope)),
+        "precision": "bf16" if autocast(config, torch_device).__class__ is torch.autocast else "fp32",
         "compile": bool(config.train.compile),
         "with_data": with_data,
-        "data_loading": str(getattr(config.data.get("loading"), "value", config.data.get("loading"))) if with_data else None,
+        "data_loading": str(plain(config.data.get("loading"))) if with_data else None,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if config.data.name == "speech":
@@ -216,12 +213,12 @@ def profile_steps(step, device: str, path: str, *, steps: int) -> dict:
 
 def data_batches(config, device: str):
     """The recipe's own training batches (cpc.registry.DATA_SOURCES), as the training loop gets them."""
-    from cpc.registry import DATA_SOURCES
+    from cpc import registry
     from cpc.resources import resolve_data_root
 
     if "root" in config.data:
         config.data.root = resolve_data_root(config.data.root)
-    source = DATA_SOURCES[config.data.name].build(config, device=torch.device(device))
+    source = registry.sections()["data"][config.data.name].build(config, device=torch.device(device))
     return source.train_batches()
 
 
@@ -229,9 +226,9 @@ def example_batch(config, device: str) -> tuple[torch.Tensor, torch.Tensor | Non
     """One training batch of the recipe's shape: random audio for speech (no I/O), else the data source's first batch."""
     if config.data.name == "speech":
         return torch.randn(config.train.batch_size, config.data.window, device=device), None  # (B, S)
-    from cpc.registry import DATA_SOURCES
+    from cpc import registry
 
-    source = DATA_SOURCES[config.data.name].build(config, device=torch.device(device))
+    source = registry.sections()["data"][config.data.name].build(config, device=torch.device(device))
     return next(source.train_batches())
 
 
@@ -327,7 +324,7 @@ def bench_data(args: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader
 
     from cpc.config import load_config
-    from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+    from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus
     from cpc.resources import recipe_path, resolve_data_root
 
     _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
@@ -440,7 +437,7 @@ def _extract_target(recipe: str) -> float | None:
 def bench_extract(args: argparse.Namespace) -> dict:
     """Real-time factor of feature extraction per recipe, and the fraction of measured matmul throughput it reaches."""
     from cpc.config import load_config
-    from cpc.features import torch_threads
+    from cpc.runtime import torch_threads
     from cpc.resources import recipe_path
 
     recipes = args.recipe or DEFAULT_RECIPES

@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    from cpc.data.audio import AudioError
-    from cpc.train import TrainingError
+    from cpc.errors import AudioError, TrainingError
 
     # Bad input, a full disk, a folder we may not write, Ctrl-C: one line, no traceback.
     # Anything else is a bug and keeps its traceback.

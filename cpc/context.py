@@ -15,10 +15,23 @@ causal (``causal`` is False), so streaming refuses it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from cpc.config import RecurrentContextConfig
+
+@dataclass
+class RecurrentContextConfig:
+    """GRU (the paper's, 256 units) or LSTM over the latents (cpc.context.RecurrentContext)."""
+
+    name: str = "gru"  # gru | lstm
+    hidden_size: int = 256
+    num_layers: int = 1
+    # Run over the frames last to first (CPC_audio's cpc_mode=reverse): c_t then reads z_{>=t},
+    # so the model is not causal and cannot stream.
+    reverse: bool = False
+
 
 # GRU: a tensor (num_layers, B, H); LSTM: a tuple (h, c) of such tensors.
 Hidden = Tensor | tuple[Tensor, Tensor]

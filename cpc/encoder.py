@@ -1,229 +1,57 @@
-"""Encoders map an input sequence to latents z_t (paper, section 2: z_t = g_enc(x_t)).
+"""The encoder interface: what the core asks of a modality's encoder (paper, section 2: z_t = g_enc(x_t)).
 
-Shape legend: B batch, S samples, T frames, C latent channels.
+Shape legend: B batch, T positions along the prediction axis, C latent channels; ``*grid`` is
+(T,) for sequences and (rows, cols) for an image's patch grid.
 
-The raw-audio encoder is a stack of strided 1-D convolutions declared as data (a list of
-``ConvLayer(channels, kernel_size, stride, padding)``). Everything that depends on the stack
-is derived from it: ``downsample_rate`` (160 for the paper: 5*4*2*2*2 samples per frame =
-10 ms at 16 kHz), ``output_lengths`` and the receptive field.
+An encoder is an ``nn.Module`` with
 
-Valid lengths are carried through every layer and frames past a sequence's length are
-zeroed after each layer, so a padded batch gives the same latents as each sequence alone
-(with ``norm="batch"`` the batch statistics still see the padding).
+    forward(inputs, lengths=None) -> latents (B, *grid, C), lengths (B,) along the first grid axis
+    output_size: int                 C, the latent channels (the context network's input size)
+    output_lengths(lengths) -> (B,)  positions for inputs of ``lengths`` (samples, rows, ...)
 
-Input scale without looking ahead: a first layer without bias followed by ``norm="channel"``
-(layer norm over the channels of each frame) gives first-layer activations that do not
-depend on the input's gain, frame by frame. This replaces per-window standardisation of
-the waveform, whose statistics covered the whole window and so let every frame see the
-future (the tiny recipe; both leave the chance plateau equally fast: docs/results.md).
-
-Timing: frame t is computed from samples [t*R - P, t*R - P + F) where R is the
-downsample rate, P the accumulated left padding and F the receptive field (paper stack:
-R=160, P=153, F=465, so each frame looks 152 samples, 9.5 ms, past its own hop).
-
-Encoders for other modalities live in their own modules (cpc/image/encoder.py: patches ->
-a (B, rows, cols, C) grid) and are registered in ``cpc.registry.ENCODERS``; downstream of
-the encoder everything works on positions along the prediction axis of that grid.
+and, optionally, ``check_inputs(inputs)`` (raise ValueError for inputs it cannot encode, called by
+``CPC.extract_features``) and ``streaming_extractor(model, layer)`` (chunked extraction,
+``CPC.stream``). Each modality registers its encoders in ``cpc.registry.ENCODERS``: raw audio in
+cpc/speech/encoder.py, patches in cpc/image/encoder.py, sentences in cpc/text/encoder.py.
+This module also holds the checks every encoder shares.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Sequence
+from typing import Protocol
 
 import torch
-from torch import Tensor, nn
-
-from cpc.config import ConvEncoderConfig, ConvLayer
+from torch import Tensor
 
 
-class ChannelNorm(nn.Module):
-    """Normalise each frame over its channels (layer norm per time step), with a learned affine.
+class Encoder(Protocol):
+    output_size: int
 
-    Per-frame, so unlike batch norm it is causal and independent of padding. (B, C, T) -> (B, C, T).
-    """
+    def __call__(self, inputs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(channels, eps=eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, T) or (B, C, 1, T) (the channels-last layout of :class:`ConvEncoder`) -> the same shape."""
-        if x.dim() == 3:
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # explicit axes: ONNX export rejects negative ones
+    def output_lengths(self, lengths: Tensor) -> Tensor: ...
 
 
-class UnbiasedChannelNorm(nn.Module):
-    """CPC_audio's ChannelNorm: per frame over the channels, as :class:`ChannelNorm` but with the
-    unbiased variance (divided by C - 1), so that imported models give the same features. (B, C, T) -> (B, C, T).
-    """
+def check_lengths(lengths: object, batch_size: int, maximum: int, *, unit: str = "length", of: str | None = None) -> None:
+    """Valid lengths must be an integer tensor (B,) with 0 < length <= ``maximum``; raise ValueError quoting the bad one.
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, T) or (B, C, 1, T) -> the same shape."""
-        mean = x.mean(dim=1, keepdim=True)
-        variance = x.var(dim=1, keepdim=True)  # unbiased
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return (x - mean) * torch.rsqrt(variance + self.eps) * self.weight.view(shape) + self.bias.view(shape)
-
-
-NORMS: dict[str, Callable[[int], nn.Module]] = {
-    "none": lambda channels: nn.Identity(),
-    "batch": nn.BatchNorm1d,
-    "channel": ChannelNorm,
-    "channel_unbiased": UnbiasedChannelNorm,
-    # Statistics over the whole sequence (padding included): not causal, cannot stream.
-    "instance": lambda channels: nn.InstanceNorm1d(channels, affine=True),
-}
-# Norms whose frame t depends on other frames of the same sequence.
-NON_CAUSAL_NORMS = ("instance",)
-
-
-class ConvEncoder(nn.Module):
-    """Strided Conv1d stack over raw audio: (B, S) -> (B, T, C), T = output_lengths(S)."""
-
-    def __init__(self, layers: Sequence[ConvLayer], *, norm: str = "none") -> None:
-        super().__init__()
-        norm = getattr(norm, "value", norm)  # a config enum or its string
-        if norm not in NORMS:
-            raise ValueError(f"model.encoder.norm={norm!r}: expected one of {sorted(NORMS)}")
-        if not layers:
-            raise ValueError("model.encoder.layers is empty")
-        self.layers = [ConvLayer(**dict(layer)) if not isinstance(layer, ConvLayer) else layer for layer in layers]
-        blocks = []
-        in_channels = 1
-        for layer in self.layers:
-            blocks.append(
-                nn.ModuleDict(
-                    {
-                        "conv": nn.Conv1d(in_channels, layer.channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias),
-                        "norm": NORMS[norm](layer.channels),
-                    }
-                )
-            )
-            in_channels = layer.channels
-        self.blocks = nn.ModuleList(blocks)
-        self.output_size = in_channels
-        self.norm = norm
-        self.causal = norm not in NON_CAUSAL_NORMS  # streaming needs it
-        # Layout, not model: run the stack as 2-D convolutions over (B, C, 1, T) in channels-last
-        # memory, which cuDNN's bf16 tensor-core kernels read directly; in the (B, C, T) layout
-        # it transposes every activation to NHWC and back (21 % of the paper recipe's GPU time
-        # at 256 windows, benchmarks/README.md). Same weights, same results; set by
-        # ``train.channels_last``.
-        self.channels_last = False
-
-    @property
-    def downsample_rate(self) -> int:
-        """Input samples per output frame (the product of the strides)."""
-        return math.prod(layer.stride for layer in self.layers)
-
-    @property
-    def receptive_field(self) -> int:
-        """Input samples that one output frame sees."""
-        field, jump = 1, 1
-        for layer in self.layers:
-            field += (layer.kernel_size - 1) * jump
-            jump *= layer.stride
-        return field
-
-    @property
-    def left_padding(self) -> int:
-        """Input samples of zero padding before the first frame's receptive field starts at 0."""
-        padding, jump = 0, 1
-        for layer in self.layers:
-            padding += layer.padding * jump
-            jump *= layer.stride
-        return padding
-
-    def output_lengths(self, lengths: Tensor) -> Tensor:
-        """Frames produced for ``lengths`` samples (any integer tensor), layer by layer."""
-        for layer in self.layers:
-            lengths = _conv_lengths(layer, lengths)
-        return lengths
-
-    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """waveforms (B, S) float, lengths (B,) samples -> latents (B, T, C), latent lengths (B,)."""
-        if waveforms.dim() != 2:
-            raise ValueError(f"expected waveforms of shape (B, S), got {tuple(waveforms.shape)}")
-        batch_size, num_samples = waveforms.shape
-        # Masking is only needed when some sequence is shorter than the batch; skipping it for
-        # full-length training windows saves a copy of every activation (and, with no lengths
-        # given, a host sync to find out).
-        if lengths is None:
-            lengths = torch.full((batch_size,), num_samples, dtype=torch.long, device=waveforms.device)
-            padded = False
-        else:
-            check_lengths(lengths, batch_size, num_samples)
-            padded = bool((lengths < num_samples).any())
-        if padded and not self.causal:
-            return self._one_by_one(waveforms, lengths)
-        x = _mask(waveforms.unsqueeze(1), lengths) if padded else waveforms.unsqueeze(1)  # (B, 1, S)
-        if self.channels_last:
-            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, 1, 1, S), stored (B, 1, S, 1)
-        for layer, block in zip(self.layers, self.blocks):
-            x = torch.relu_(block["norm"](self._conv(block["conv"], x)))  # (B, C, T_layer); in place: saves an activation copy
-            lengths = _conv_lengths(layer, lengths)
-            if padded:
-                x = _mask(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
-        if self.channels_last:
-            return x.squeeze(2).transpose(1, 2), lengths  # (B, T, C), already contiguous in memory
-        return x.transpose(1, 2), lengths  # (B, T, C)
-
-    def _one_by_one(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Each sequence alone, then padded: statistics over a whole sequence must not see the padding."""
-        outputs = [self(waveforms[row : row + 1, : int(length)])[0][0] for row, length in enumerate(lengths)]  # (T_b, C) each
-        latents = nn.utils.rnn.pad_sequence(outputs, batch_first=True)  # (B, T_max, C)
-        total = int(self.output_lengths(torch.tensor(waveforms.shape[1])))
-        return nn.functional.pad(latents, (0, 0, 0, total - latents.shape[1])), self.output_lengths(lengths)  # (B, T, C)
-
-    def _conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
-        if not self.channels_last:
-            return conv(x)  # (B, C_in, T) -> (B, C_out, T_layer)
-        # The same convolution as 2-D over (B, C_in, 1, T): kernel (1, k), stride (1, s).
-        weight = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (C_out, C_in, 1, k)
-        return nn.functional.conv2d(x, weight, conv.bias, stride=(1, conv.stride[0]), padding=(0, conv.padding[0]))
-
-
-def _conv_lengths(layer: ConvLayer, lengths: Tensor) -> Tensor:
-    """Output length of one Conv1d: floor((L + 2p - k) / s) + 1, and never negative."""
-    return (torch.div(lengths + 2 * layer.padding - layer.kernel_size, layer.stride, rounding_mode="floor") + 1).clamp(min=0)
-
-
-def _mask(x: Tensor, lengths: Tensor) -> Tensor:
-    """Zero x (B, C, T) or (B, C, 1, T) at frames t >= lengths[b]."""
-    valid = torch.arange(x.shape[-1], device=x.device) < lengths[:, None]  # (B, T)
-    return x * valid.view(len(x), *[1] * (x.dim() - 2), x.shape[-1]).to(x.dtype)
-
-
-def check_lengths(lengths: Tensor, batch_size: int, num_samples: int) -> None:
-    """Valid lengths must be integers with 0 < L <= S, one per sequence; raise ValueError quoting the bad ones."""
+    ``unit`` and ``of`` word the message: "lengths[1] = 9 is not a valid {unit} for {of}"
+    (default: inputs of ``maximum`` samples)."""
     if not isinstance(lengths, Tensor) or lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         kind = lengths.dtype if isinstance(lengths, Tensor) else type(lengths).__name__
         raise ValueError(f"lengths must be an integer tensor of shape (B,), got {kind}")
     if lengths.shape != (batch_size,):
         raise ValueError(f"expected lengths of shape (B,) = ({batch_size},), got {tuple(lengths.shape)}")
-    bad = (lengths <= 0) | (lengths > num_samples)
+    bad = (lengths <= 0) | (lengths > maximum)
     if bool(bad.any()):
         index = int(bad.nonzero()[0, 0])
         raise ValueError(
-            f"lengths[{index}] = {int(lengths[index])} is not a valid length for inputs of {num_samples} samples "
-            f"(need 0 < length <= {num_samples})"
+            f"lengths[{index}] = {int(lengths[index])} is not a valid {unit} for {of or f'inputs of {maximum} samples'} "
+            f"(need 0 < length <= {maximum})"
         )
 
 
-def build_conv_encoder(config: ConvEncoderConfig) -> ConvEncoder:
-    return ConvEncoder(config.layers, norm=config.norm)
-
-
-def require_audio_model(model: nn.Module, what: str, source: object = "the model") -> None:
-    """Audio commands (extract, export, streaming) need the raw-audio conv encoder: a ValueError naming the encoder otherwise."""
-    if not isinstance(getattr(model, "encoder", None), ConvEncoder):
-        name = (getattr(model, "config", None) or {}).get("encoder", {}).get("name", type(getattr(model, "encoder", model)).__name__)
-        raise ValueError(f"{what} reads raw audio, but {source} has the {name!r} encoder (not an audio model)")
+def mask_frames(x: Tensor, lengths: Tensor) -> Tensor:
+    """Zero x (B, C, T) or (B, C, 1, T) at frames t >= lengths[b]."""
+    valid = torch.arange(x.shape[-1], device=x.device) < lengths[:, None]  # (B, T)
+    return x * valid.view(len(x), *[1] * (x.dim() - 2), x.shape[-1]).to(x.dtype)

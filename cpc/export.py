@@ -9,7 +9,7 @@ The exported graph is :class:`FeatureExtractor`: waveforms (B, S) float32 -> fea
 every sequence of a batch is taken at full length, as ``model.extract_features(waveforms)``
 without lengths. For sequences of different lengths, export nothing new: run them one at a
 time (B = 1), or pad and keep each sequence's first ``ready_frames`` frames (those that read no
-padding, see cpc.streaming); the last frames of a padded sequence differ from
+padding, see cpc.speech.streaming); the last frames of a padded sequence differ from
 ``extract_features(..., lengths)``, which re-pads after every layer. S must give at least one
 frame (159 samples for the shipped recipes; ``minimum_samples`` of the TorchScript module, and
 printed by ``cpc export``); a shorter input fails inside a convolution.
@@ -39,12 +39,13 @@ from torch import Tensor, nn
 
 from cpc.model import CPC, LAYERS
 from cpc.safe_io import create_temporary, refuse_input_as_output
+from cpc.speech.audio import SAMPLE_RATE
 
 __all__ = ["FORMATS", "FeatureExtractor", "export", "export_checkpoint"]
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
-EXAMPLE_SHAPE = (2, 16000)  # (B, S) traced for ONNX; any B and S run afterwards
+EXAMPLE_SHAPE = (2, SAMPLE_RATE)  # (B, S): one second, for ONNX; any B and S run afterwards
 
 
 class FeatureExtractor(nn.Module):

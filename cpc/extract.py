@@ -6,8 +6,8 @@
 Shape legend: S samples (16 kHz), T frames (``model.downsample_rate`` samples each), D feature
 dimensions (C for ``--layer encoder`` = z_t, H for ``--layer context`` = c_t).
 
-Input is anything :func:`cpc.data.audio.list_audio` reads (LibriSpeech layout, flat folder, TSV
-manifest), read and resampled to 16 kHz as for training (:func:`cpc.data.audio.read_audio`).
+Input is anything :func:`cpc.speech.audio.list_audio` reads (LibriSpeech layout, flat folder, TSV
+manifest), read and resampled to 16 kHz as for training (:func:`cpc.speech.audio.read_audio`).
 The utterance id is the file name without its extension; two files with the same id are an
 error naming them.
 
@@ -59,8 +59,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cpc.data.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
+from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
+from cpc.speech.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 from cpc.model import LAYERS
 from cpc.safe_io import locked, open_append, write_atomic
 
@@ -350,6 +350,23 @@ def _start_summary(model: torch.nn.Module, settings: dict, writer, metadata: dic
     }
 
 
+def _extract_batch(batch: Sequence[AudioFile], model: torch.nn.Module, layer: str, device: torch.device, threads: int | None,
+                   writer, tally: _Tally, out: Path) -> None:
+    """Read one length batch, compute its features in one padded forward, write them and their sources."""
+    sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
+    waves = _read_batch(batch, model, tally)
+    if not waves:
+        return
+    with torch_threads(threads):
+        features = dict(zip(waves, padded_features(model, list(waves.values()), layer, device)))
+    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
+    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
+    writer.write(features)
+    tally.written += len(features)
+    tally.frames += sum(len(values) for values in features.values())
+    tally.samples += sum(len(wave) for wave in waves.values())
+
+
 def extract_corpus(
     model: torch.nn.Module,
     files: Sequence[AudioFile],
@@ -366,7 +383,7 @@ def extract_corpus(
 ) -> dict:
     """Write ``layer`` features of every file into ``out`` as ``format``; returns the summary (also in ``out/extract.json``).
 
-    ``files``: e.g. ``cpc.data.audio.list_audio(DIR).files``; ``unreadable``: files already
+    ``files``: e.g. ``cpc.speech.audio.list_audio(DIR).files``; ``unreadable``: files already
     skipped when listing (counted in the summary). Utterances already written in ``out`` are
     skipped (resume). ``threads``: torch intra-op threads during the forward passes (None: the
     caller's setting). ``metadata``: extra fields for the summary (e.g. the checkpoint path).
@@ -403,17 +420,7 @@ def extract_corpus(
             todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
             for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
                 batch = [todo[i] for i in indices]
-                sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
-                waves = _read_batch(batch, model, tally)
-                if waves:
-                    with torch_threads(threads):
-                        features = dict(zip(waves, padded_features(model, list(waves.values()), layer, resolved_device)))
-                    # First what they are computed from: a kill in between leaves a line for features never listed, harmless.
-                    _append_lines(out / SOURCES_FILE, [f"{utterance}\t{sources[utterance]}" for utterance in features])
-                    writer.write(features)
-                    tally.written += len(features)
-                    tally.frames += sum(len(values) for values in features.values())
-                    tally.samples += sum(len(wave) for wave in waves.values())
+                _extract_batch(batch, model, layer, resolved_device, threads, writer, tally, out)
                 bar.update(len(batch))
                 bar.set_postfix_str(f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False)
         finally:

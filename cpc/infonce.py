@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from cpc.negatives import SharedNegatives, positive_indices, sample_negatives, sample_shared_negatives
+from cpc.runtime import plain
 
 
 # Scores are computed in blocks of rows, so that no more than this many float32 scores exist
@@ -193,7 +194,7 @@ def sample_candidates(
     offsets = tuple(range(1, steps + 1)) if offsets is None else tuple(offsets)
     positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
     shared = None
-    if str(getattr(negative_scope, "value", negative_scope)) == "batch_shared":
+    if str(plain(negative_scope)) == "batch_shared":
         shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator, positives=positives)
         negatives = shared.pool[shared.keep]  # (B, T, K, N)
     else:

@@ -10,8 +10,9 @@ ahead; an image's patch grid (rows, cols) stands where T stands for sequences.
 
 ``CPC`` only composes modules it is given; ``build_model(config)`` turns a config into
 modules through the registries of :mod:`cpc.registry`, each part chosen by its ``name``.
-Training-time waveform augmentation (``train.augment``, :mod:`cpc.augment`) is one more
-module it may be given, used by ``forward`` in training mode only.
+A training-time input transform that a modality registers (speech: waveform augmentation,
+``train.augment``) is one more module it may be given, used by ``forward`` in training mode only.
+What only some inputs have (audio's minimum length, chunked streaming) the encoder provides.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from cpc.augment import build_augmentation
+from cpc import registry
 from cpc.config import Config, ConfigError, ModelConfig, variant_schema
-from cpc.streaming import StreamingExtractor
 
 LAYERS = ("context", "encoder")
 
@@ -42,8 +42,8 @@ class CPC(nn.Module):
         self.context = context
         self.predictors = predictors
         self.criterion = criterion
-        # Training-time waveform augmentation (cpc.augment), used by forward in training mode
-        # only; its ``side`` is "past" (the context network's input) or "both". No state.
+        # A training-time input transform (speech: cpc.speech.augment), used by forward in training
+        # mode only; its ``side`` is "past" (the context network's input) or "both". No state.
         self.augment = augment
         self.config = config  # the model section it was built from, saved in checkpoints
 
@@ -58,20 +58,8 @@ class CPC(nn.Module):
 
     @property
     def minimum_samples(self) -> int:
-        """Audio: the fewest samples that give one feature frame (at most the receptive field)."""
-        candidates = torch.arange(1, self.encoder.receptive_field + 1)  # (F,)
-        return int(torch.nonzero(self.encoder.output_lengths(candidates) > 0)[0]) + 1
-
-    def check_waveforms(self, waveforms: Tensor) -> None:
-        """Audio input of :meth:`extract_features`: float samples, (B, S) or (S,) with S long enough for one frame."""
-        if not waveforms.dtype.is_floating_point:
-            raise ValueError(f"expected float waveforms in [-1, 1], got {waveforms.dtype} (int16 PCM: waveforms.float() / 32768)")
-        shortest = waveforms.shape[-1]
-        if shortest < self.minimum_samples:
-            raise ValueError(
-                f"a waveform of {shortest} samples is too short for one frame: this model needs at least {self.minimum_samples} samples "
-                f"({self.minimum_samples / 16000 * 1000:.1f} ms at 16 kHz) for one frame"
-            )
+        """Audio: the fewest samples that give one feature frame (the encoder's)."""
+        return self.encoder.minimum_samples
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator, augment: bool = True) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
@@ -100,13 +88,14 @@ class CPC(nn.Module):
         sequence's length are padding. Images: patches (B, rows, cols, P, P) -> (B, rows, cols, H or C).
         ``layer="context"``: c_t (H channels); ``"encoder"``: z_t (C channels). Call
         ``model.eval()`` first and wrap in ``torch.inference_mode()`` when no gradients are needed.
-        The encoder checks the input's shape; audio must be float and at least
-        :attr:`minimum_samples` long.
+        The encoder checks the input's shape (audio must also be float and at least
+        :attr:`minimum_samples` long: the encoder's ``check_inputs``).
         """
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
-        if hasattr(self.encoder, "receptive_field") and inputs.dim() == 2:  # audio (B, S)
-            self.check_waveforms(inputs)  # the encoder checks lengths (a shorter sequence gets 0 frames)
+        check_inputs = getattr(self.encoder, "check_inputs", None)
+        if check_inputs is not None:
+            check_inputs(inputs)
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, *grid, C)
         if layer == "encoder":
             return latents, latent_lengths
@@ -119,31 +108,46 @@ class CPC(nn.Module):
             return self.context(latents, lengths=lengths)[0]
         return self.context(latents)[0]
 
-    def stream(self, layer: str = "context") -> StreamingExtractor:
+    def stream(self, layer: str = "context"):
         """A stateful extractor for audio arriving in chunks: ``stream(chunk)`` -> (T_new, H or C),
-        ``stream.flush()`` at the end; together they equal ``extract_features`` (cpc.streaming)."""
-        return StreamingExtractor(self, layer)
+        ``stream.flush()`` at the end; together they equal ``extract_features`` (the encoder's
+        ``streaming_extractor``: cpc.speech.streaming for raw audio)."""
+        streaming_extractor = getattr(self.encoder, "streaming_extractor", None)
+        if streaming_extractor is None:
+            raise ValueError(f"streaming needs the conv encoder, got {type(self.encoder).__name__}")
+        return streaming_extractor(self, layer)
 
 
 def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
-    """Build a CPC model from a full config (uses its ``model`` section, and ``train.augment``
-    when it turns augmentation on) or a model section (no augmentation)."""
-    from cpc.registry import SECTIONS
-
+    """Build a CPC model from a full config (uses its ``model`` section, and a training-time
+    transform such as ``train.augment`` when it turns one on) or a model section (none)."""
     if isinstance(config, dict):
         config = OmegaConf.create(config)
     augment = None
-    if "model" in config:  # a full config: its train.augment section, when it has one
-        augment_config = OmegaConf.select(config, "train.augment", default=None)
-        augment = build_augmentation(augment_config)
-        if augment is not None and OmegaConf.select(config, "data.name", default="speech") != "speech":
-            raise ConfigError(f"train.augment works on speech waveforms; data.name={config.data.name!r} is not speech")
+    if "model" in config:  # a full config: its train sections, when it has them
+        augment = _input_transform(config)
         config = config.model
     schema = variant_schema({"model": config}).model  # typed by the variants the config names
     model_config: ModelConfig = OmegaConf.merge(schema, config)
-    parts = {section: SECTIONS[f"model.{section}"][model_config[section].name].build for section in ("encoder", "context", "predictor", "loss")}
+    sections = registry.sections()
+    parts = {section: sections[f"model.{section}"][model_config[section].name].build for section in ("encoder", "context", "predictor", "loss")}
     encoder = parts["encoder"](model_config.encoder)
     context = parts["context"](model_config.context, encoder.output_size)
     predictors = parts["predictor"](model_config.predictor, context.output_size, encoder.output_size)
     criterion = parts["loss"](model_config.loss)
     return CPC(encoder, context, predictors, criterion, augment=augment, config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True))
+
+
+def _input_transform(config: Config | DictConfig) -> nn.Module | None:
+    """The training-time input transform a full config turns on (a modality's ``train.<key>``
+    section, e.g. speech's ``train.augment``), checked against ``data.name``; None when none is on."""
+    data_name = OmegaConf.select(config, "data.name", default=registry.DEFAULT_NAMES["data"])
+    transform = None
+    for key, section in registry.train_sections().items():
+        built = section.build(OmegaConf.select(config, f"train.{key}", default=None))
+        if built is None:
+            continue
+        if data_name not in section.data_names:
+            raise ConfigError(f"train.{key} works on {section.what}; data.name={data_name!r} is not {' or '.join(section.data_names)}")
+        transform = built
+    return transform

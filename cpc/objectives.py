@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from functools import partial
 from typing import Callable, Sequence
 
@@ -45,8 +46,81 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cpc.config import BinaryConfig, InfoNCEConfig, MarginConfig, NTXentConfig, TripletConfig
 from cpc.infonce import info_nce, sample_candidates
+from cpc.runtime import plain
+
+
+class NegativeScope(str, Enum):
+    batch = "batch"
+    sequence = "sequence"
+    other_sequences = "other_sequences"
+    batch_shared = "batch_shared"  # one pool of N + 1 batch frames per step, shared by every prediction (fast on GPUs)
+
+
+class Score(str, Enum):
+    dot = "dot"  # z^T W_k c_t (paper, eq. 3)
+    mean = "mean"  # the same divided by C (CPC_audio's mean over channels; for imported models)
+
+
+@dataclass
+class InfoNCEConfig:
+    """InfoNCE (paper, eq. 4) over sampled negatives (cpc.objectives.ContrastiveCriterion with cpc.infonce.info_nce)."""
+
+    name: str = "infonce"
+    num_negatives: int = 128  # N
+    negative_scope: NegativeScope = NegativeScope.batch
+    score: Score = Score.dot
+
+
+# The other contrastive objectives (cpc.objectives). Each scores the same sampled candidates
+# as InfoNCE (N negatives per prediction), so switching ``model.loss.name`` changes only the loss.
+
+
+class Mining(str, Enum):
+    all = "all"  # every negative's hinge, averaged
+    hard = "hard"  # the negative closest to the anchor
+    semi_hard = "semi_hard"  # the closest negative farther than the positive, inside the margin
+
+
+@dataclass
+class NTXentConfig:
+    """NT-Xent (SimCLR): InfoNCE on cosine similarities divided by a temperature."""
+
+    name: str = "nt_xent"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    temperature: float = 0.1  # tau
+
+
+@dataclass
+class MarginConfig:
+    """Margin contrastive loss (Chopra, Hadsell, LeCun 2005) on L2-normalised vectors."""
+
+    name: str = "margin"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    margin: float = 1.0  # m: negatives closer than this are pushed apart (unit vectors: distances in [0, 2])
+    positive_margin: float = 0.0  # positives closer than this cost nothing (pytorch-metric-learning's pos_margin)
+
+
+@dataclass
+class TripletConfig:
+    """Triplet loss (FaceNet) on L2-normalised vectors, with negative mining."""
+
+    name: str = "triplet"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
+    margin: float = 0.2  # alpha, on squared distances (FaceNet's value)
+    mining: Mining = Mining.semi_hard
+
+
+@dataclass
+class BinaryConfig:
+    """Binary logistic loss (wav2vec 1.0): the positive against each negative, sigmoid cross-entropy."""
+
+    name: str = "binary"
+    num_negatives: int = 128
+    negative_scope: NegativeScope = NegativeScope.batch
 
 __all__ = [
     "Metrics", "infonce", "nt_xent", "margin_contrastive", "triplet", "binary_logistic", "Candidates", "ContrastiveCriterion",
@@ -238,7 +312,7 @@ class ContrastiveCriterion(nn.Module):
     def __init__(self, objective: Callable[[Candidates, Tensor], Metrics], *, num_negatives: int = 128, negative_scope: str = "batch",
                  per_step_metrics: Sequence[str] = ("accuracy_per_step",), score: str = "dot", copy_negatives: bool = False) -> None:
         super().__init__()
-        score = str(getattr(score, "value", score))
+        score = str(plain(score))
         if score not in ("dot", "mean"):
             raise ValueError(f"model.loss.score={score!r}: expected 'dot' or 'mean'")
         self.mean_score = score == "mean"  # CPC_audio's score: the dot product divided by C
@@ -246,7 +320,7 @@ class ContrastiveCriterion(nn.Module):
             raise ValueError(f"model.loss.num_negatives must be >= 1, got {num_negatives}")
         self.objective = objective
         self.num_negatives = num_negatives
-        self.negative_scope = str(getattr(negative_scope, "value", negative_scope))
+        self.negative_scope = str(plain(negative_scope))
         self.per_step_metrics = tuple(per_step_metrics)
         self.copy_negatives = copy_negatives
 
@@ -304,7 +378,7 @@ def build_margin(config: MarginConfig) -> ContrastiveCriterion:
 
 
 def build_triplet(config: TripletConfig) -> ContrastiveCriterion:
-    mining = str(getattr(config.mining, "value", config.mining))
+    mining = str(plain(config.mining))
     return _criterion(config, partial(_on_distances, triplet, margin=config.margin, mining=mining))
 
 

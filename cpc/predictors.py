@@ -19,12 +19,44 @@ chooses by ``model.predictor.name``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from cpc.config import LinearPredictorConfig, TransformerPredictorConfig
+
+class PredictorInit(str, Enum):
+    default = "default"  # PyTorch's
+    zeros = "zeros"
+
+
+@dataclass
+class LinearPredictorConfig:
+    """One linear map W_k per step ahead (cpc.predictors.LinearPredictors)."""
+
+    name: str = "linear"
+    prediction_steps: int = 12  # K: how many offsets are predicted
+    # The first offset k; predicted offsets are first_offset .. first_offset + K - 1 positions
+    # ahead along the prediction axis (frames for audio, rows for image patches).
+    first_offset: int = 1
+    init: PredictorInit = PredictorInit.default
+    dropout: float = 0.0  # on the predictions, in training (CPC_audio's --dropout: 0.5)
+
+
+@dataclass
+class TransformerPredictorConfig:
+    """Modified CPC (CPC_audio): one causal transformer layer over c_{<=t}, then the W_k heads
+    (cpc.predictors.TransformerPredictors)."""
+
+    name: str = "transformer"
+    prediction_steps: int = 12
+    first_offset: int = 1
+    init: PredictorInit = PredictorInit.default  # of the W_k heads
+    num_heads: int = 4  # must divide the context size H
+    feedforward_size: int = 512
+    dropout: float = 0.0
 
 
 class LinearPredictors(nn.Module):

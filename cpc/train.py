@@ -16,7 +16,7 @@ batches of model inputs; it knows nothing about audio or images.
 Determinism and resume: batches are a function of (seed, step, rank) (see cpc.data)
 and the negatives of step s on rank r are drawn from a generator seeded with (seed, r, s), so
 ``--resume`` from a checkpoint continues exactly as the uninterrupted run would. The model
-draws its training-time augmentation (``train.augment``, cpc.augment) from the same generator.
+draws its training-time augmentation (``train.augment``, cpc.speech.augment) from the same generator.
 
 Distributed: run the same command under ``torchrun --nproc_per_node=N``; each process trains
 on its own slice of the data with DistributedDataParallel (nccl on GPU, gloo on CPU) and
@@ -34,26 +34,26 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cpc import registry
 from cpc.checkpoint import load_checkpoint, save_checkpoint
-from cpc.config import ConfigError, Loading, from_container, load_config, to_container
+from cpc.config import ConfigError, from_container, load_config, to_container
+from cpc.errors import TrainingError
 from cpc.model import build_model
+from cpc.runtime import generator_for
 from cpc.safe_io import UnsafePathError, lock_holder, locked, open_append, write_atomic
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message names the step."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -86,7 +86,8 @@ def _device(config: DictConfig, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _autocast(config: DictConfig, device: torch.device):
+def autocast(config: DictConfig, device: torch.device):
+    """bf16 autocast where ``train.precision`` asks for it (auto: on CUDA), else nothing."""
     precision = config.train.precision
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -113,7 +114,7 @@ def build_optimizer(model: torch.nn.Module, config: DictConfig, device: torch.de
 
 def compile_model(model: torch.nn.Module, config: DictConfig) -> None:
     """Speed options that change neither weights nor results: ``train.channels_last`` (the conv
-    encoder's layout, cpc.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
+    encoder's layout, cpc.speech.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
     parameter names unchanged)."""
     if config.train.channels_last:
         if not hasattr(model.encoder, "channels_last") or config.model.encoder.get("norm") == "batch":
@@ -147,10 +148,7 @@ def negative_generator(seed: int, rank: int, step: int, device: torch.device, *,
     ``numpy.random.SeedSequence`` hashes the tuple into a 64-bit seed, so any non-negative
     ``train.seed`` works (a product of primes overflowed 64 bits from seed 18447 on).
     """
-    generator = torch.Generator(device=device)
-    entropy = np.random.SeedSequence([seed, rank, stream, step]).generate_state(2, np.uint32)
-    generator.manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
-    return generator
+    return generator_for(seed, rank, stream, step, device=device)
 
 
 # The (K,) entries an InfoNCE criterion reports besides loss_per_step and num_pairs; other
@@ -299,7 +297,7 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
     metrics = StepMetrics(config.model.predictor.prediction_steps, device, per_step_metrics(model))
     for index, (inputs, lengths) in enumerate(batches):
         generator = negative_generator(config.train.seed, rank, index, device, stream=VALIDATION)  # the same at every evaluation
-        with _autocast(config, device):
+        with autocast(config, device):
             metrics.add(model(inputs, lengths, generator=generator))
     model.train()
     result = metrics.summary(world_size)
@@ -396,6 +394,141 @@ def _check_run_dir(run_dir: Path, resume: bool, *, locked_here: bool = False) ->
         )
 
 
+# ----------------------------------------------------------------------------- the pieces of a run
+# setup_run (model, optimiser, schedule; restore on resume) -> build_data_source -> training_step
+# per step, with checkpoint and validate along the way. ``cpc bench train`` times training_step.
+
+
+@dataclass
+class Run:
+    """What one training process holds. ``model`` is the CPC model (what checkpoints save);
+    ``forward`` computes the loss: the model, or its DistributedDataParallel wrapper."""
+
+    config: DictConfig
+    model: nn.Module
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    start_step: int = 0
+    state: dict[str, Any] | None = None  # the checkpoint resumed from
+
+
+def setup_run(config: DictConfig, device: torch.device, *, rank: int = 0, world_size: int = 1, local_rank: int = 0,
+              resume_from: Path | None = None) -> Run:
+    """Model, optimiser and schedule as ``config`` says (``train.init_from``'s weights when set),
+    restored from ``resume_from`` when given; then the speed options and the DDP wrapper."""
+    initial = None
+    if config.train.get("init_from"):
+        config, initial = _initial_model(config)
+    # Identical initialisation on every rank (DDP also broadcasts).
+    torch.manual_seed(config.train.seed)
+    model = build_model(config).to(device)
+    if initial is not None and resume_from is None:  # a resume reads its own weights
+        model.load_state_dict(initial, strict=True)
+    optimizer = build_optimizer(model, config, device)
+    configure_kernels(config, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
+    run = Run(config, model, model, optimizer, scheduler, device, rank, world_size, local_rank)
+    if resume_from is not None:
+        restore(run, resume_from)
+    compile_model(model, config)
+    if dist.is_initialized():
+        run.forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    return run
+
+
+def restore(run: Run, path: Path) -> None:
+    """Continue ``run`` from the checkpoint at ``path``: weights, optimiser, schedule, step and random state."""
+    state = load_checkpoint(path, map_location=run.device)
+    check_resume(state["config"], run.config, state["step"], path)
+    run.model.load_state_dict(state["model"], strict=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_step, run.state = state["step"], state
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if run.device.type == "cuda" and state["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
+    log.info("resumed from %s at step %d", path, run.start_step)
+
+
+def build_data_source(run: Run):
+    """The data source ``data.name`` picks (cpc.registry), from the run's start step on; checked against the model.
+    Every rank lists the data the same way, then takes its own batches."""
+    config, state = run.config, run.state
+    data_config = config
+    if state is not None and state.get("data_loading") and config.data.get("loading") == "auto":
+        # auto decides by the free device memory; a resume keeps the batch stream its run started with.
+        data_config = config.copy()
+        OmegaConf.update(data_config, "data.loading", state["data_loading"])  # the enum value, as a string
+    build = registry.sections()["data"][config.data.name].build
+    source = build(data_config, rank=run.rank, world_size=run.world_size, start_step=run.start_step, device=run.device)
+    source.check(run.model)
+    return source
+
+
+def transform_start_step(config: DictConfig) -> int:
+    """The first step that sees a modality's training-time transform (``train.augment.start_step``); 0 without one."""
+    starts = [OmegaConf.select(config, f"train.{key}.start_step", default=0) or 0 for key in registry.train_sections()]
+    return max(starts, default=0)
+
+
+def training_step(run: Run, inputs: Tensor, lengths: Tensor | None, step: int, *, augment: bool = True,
+                  checkpoint: Path | None = None) -> dict[str, Tensor]:
+    """One optimiser step on one batch -> the criterion's metrics dict ({"loss", "accuracy_per_step", ...}).
+
+    Negatives (and augmentation) are drawn from the generator of (seed, rank, step); the loss
+    runs under the run's precision; gradients are clipped at ``optim.grad_clip``; the schedule
+    advances. A non-finite loss on any rank raises TrainingError (naming ``checkpoint``, the last
+    good one) before it can reach the weights."""
+    config, model = run.config, run.model
+    generator = negative_generator(config.train.seed, run.rank, step, run.device)
+    with autocast(config, run.device):
+        out = run.forward(inputs, lengths, generator=generator, augment=augment)
+    run.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    # Read after the backward is queued: the one host sync of the step then waits for work
+    # already on the device instead of starving it.
+    finite = _reduce(torch.isfinite(out["loss"].detach()).float().reshape(1), run.world_size)
+    if finite.item() < run.world_size:
+        good = checkpoint if checkpoint is not None and checkpoint.exists() else "none (no checkpoint written yet)"
+        raise TrainingError(f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, the last good checkpoint is {good}")
+    if config.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    return out
+
+
+def save_run(run: Run, step: int, window: StepMetrics, source, checkpoint_dir: Path) -> None:
+    """last.pt (and every ``checkpoint_every`` steps a kept step_<n>.pt, the oldest beyond
+    ``keep_checkpoints`` removed). Every rank takes part in the metrics reduction; rank 0 writes."""
+    log_window = window.state_dict(run.world_size)
+    if run.rank != 0:
+        return
+    config = run.config
+    state = {
+        "log_window": log_window,
+        "config": to_container(config),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "step": step,
+        "data_loading": getattr(source, "loading", None),  # speech: "device" or "loader", which auto picked
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None},
+    }
+    save_checkpoint(checkpoint_dir / "last.pt", state)
+    keep = config.train.keep_checkpoints
+    if keep > 0 and step % config.train.checkpoint_every == 0:
+        save_checkpoint(checkpoint_dir / f"step_{step}.pt", state)
+        periodic = sorted(checkpoint_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        for old in periodic[:-keep]:
+            old.unlink()
+
+
 def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
     """Train CPC as ``config`` says, writing into ``run_dir``. Returns the last logged metrics.
 
@@ -407,175 +540,43 @@ def train(config: DictConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         return _train(config, Path(run_dir), resume, held)
 
 
+def train_or_resume(config: DictConfig, run_dir: str | os.PathLike, *, description: str = "") -> Path:
+    """Train ``config`` into ``run_dir`` unless it already holds the run: reuse a checkpoint that
+    has reached ``train.max_steps``, resume one that has not, start afresh otherwise (the demos'
+    way to rerun). -> the path of checkpoints/last.pt. ``description`` says what is trained, for the log."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.exists():
+        step = load_checkpoint(checkpoint)["step"]
+        if step >= config.train.max_steps:
+            log.info("training: reusing %s (step %d)", checkpoint, step)
+            return checkpoint
+        log.info("training: resuming %s from step %d to %d", checkpoint, step, config.train.max_steps)
+        train(config, run_dir, resume=True)
+        return checkpoint
+    log.info("training: %s for %d steps", description or "the recipe", config.train.max_steps)
+    train(config, run_dir)
+    return checkpoint
+
+
 def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.ExitStack) -> dict[str, Any]:
     rank, world_size, local_rank = _distributed()
     device = _device(config, local_rank)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    run_dir = Path(run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
-    last_path = checkpoint_dir / "last.pt"
+    last_path = run_dir / "checkpoints" / "last.pt"
     _check_run_dir(run_dir, resume)
-
-    from cpc.registry import DATA_SOURCES
-
-    initial = None
-    if config.train.get("init_from"):
-        config, initial = _initial_model(config)
-    # --- model and optimizer; identical initialisation on every rank (DDP also broadcasts).
-    torch.manual_seed(config.train.seed)
-    model = build_model(config).to(device)
-    if initial is not None and not resume:  # a resume reads its own weights below
-        model.load_state_dict(initial, strict=True)
-    optimizer = build_optimizer(model, config, device)
-    configure_kernels(config, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
-    start_step = 0
-    if resume:
-        state = load_checkpoint(last_path, map_location=device)
-        check_resume(state["config"], config, state["step"], last_path)
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step = state["step"]
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
-        log.info("resumed from %s at step %d", last_path, start_step)
-    compile_model(model, config)
-    ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if dist.is_initialized() else model
-
-    # --- data: every rank lists the data the same way, then takes its own batches.
-    data_config = config
-    if resume and state.get("data_loading") and config.data.get("loading") == "auto":
-        # auto decides by the free device memory; a resume keeps the batch stream its run started with.
-        data_config = config.copy()
-        data_config.data.loading = Loading(state["data_loading"])
-    source = DATA_SOURCES[config.data.name].build(data_config, rank=rank, world_size=world_size, start_step=start_step, device=device)
-    source.check(model)
-
+    run = setup_run(config, device, rank=rank, world_size=world_size, local_rank=local_rank, resume_from=last_path if resume else None)
+    source = build_data_source(run)
     if rank == 0:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        held.enter_context(locked(run_dir, LOCK_FILE, what="cpc train", error=TrainingError))
-        _check_run_dir(run_dir, resume, locked_here=True)  # again, now that no other process can write here
-        for stale in checkpoint_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
-            stale.unlink()
-        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config))
-    metrics = MetricsLog(run_dir, config, active=rank == 0, resumed_at=start_step if resume else None)
-    steps = config.model.predictor.prediction_steps
-    window = StepMetrics(steps, device, per_step_metrics(model))  # the current log window
-    if resume and "log_window" in state:
-        window.load_state_dict(state["log_window"], rank)
-
-    saved_step = [start_step if resume else None]  # the step of last.pt, for the Ctrl-C message
-    warned_at_chance = False
-
-    def checkpoint(step: int) -> None:
-        log_window = window.state_dict(world_size)  # every rank takes part in the reduction
-        saved_step[0] = step
-        if rank != 0:
-            return
-        state = {
-            "log_window": log_window,
-            "config": to_container(config),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "data_loading": getattr(source, "loading", None),  # speech: "device" or "loader", which auto picked
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        }
-        save_checkpoint(last_path, state)
-        keep = config.train.keep_checkpoints
-        if keep > 0 and step % config.train.checkpoint_every == 0:
-            save_checkpoint(checkpoint_dir / f"step_{step}.pt", state)
-            periodic = sorted(checkpoint_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-            for old in periodic[:-keep]:
-                old.unlink()
-
-    # --- the loop
-    window_start = time.perf_counter()
-    last_record: dict[str, Any] = {}
-    # A progress bar on a terminal; in a log file (not a TTY) plain lines at every log step instead.
-    show_bar = rank == 0 and config.train.progress and sys.stderr.isatty()
-    progress = tqdm(
-        total=config.train.max_steps, initial=start_step, disable=not show_bar, desc="train", unit="step", dynamic_ncols=True,
-    )
-    if start_step >= config.train.max_steps:
-        log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, start_step)
-    model.train()
-    batches = source.train_batches()
-    augment_from = config.train.augment.start_step  # clean windows for the loop's steps 0 .. start_step - 1
+        _take_run_dir(run_dir, resume, run.config, held)
+    metrics = MetricsLog(run_dir, run.config, active=rank == 0, resumed_at=run.start_step if resume else None)
+    window = StepMetrics(run.config.model.predictor.prediction_steps, device, per_step_metrics(run.model))  # the current log window
+    if resume and "log_window" in run.state:
+        window.load_state_dict(run.state["log_window"], rank)
     try:
-        for step in range(start_step, config.train.max_steps):
-            inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
-            generator = negative_generator(config.train.seed, rank, step, device)
-            with _autocast(config, device):
-                out = ddp_model(inputs, lengths, generator=generator, augment=step >= augment_from)  # {"loss", "accuracy_per_step", ...}
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            # Stop before a non-finite loss can reach the weights (and so any checkpoint). Read
-            # after the backward is queued: the one host sync of the step then waits for work
-            # already on the device instead of starving it.
-            finite = _reduce(torch.isfinite(out["loss"].detach()).float().reshape(1), world_size)
-            if finite.item() < world_size:
-                raise TrainingError(
-                    f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, "
-                    f"the last good checkpoint is {last_path if last_path.exists() else 'none (no checkpoint written yet)'}"
-                )
-            if config.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            done = step + 1
-
-            window.add(out)
-            progress.update(1)
-            if done % config.train.log_every == 0 or done == config.train.max_steps:
-                elapsed = time.perf_counter() - window_start
-                steps_in_window = window.count
-                last_record = {
-                    "step": done,
-                    **window.summary(world_size),
-                    "lr": scheduler.get_last_lr()[0],
-                    "samples_per_s": steps_in_window * world_size * source.examples_per_batch / elapsed,
-                }
-                metrics.write(last_record)
-                valid_accuracy = [a for a in last_record["accuracy"] if a is not None]
-                first, mean = (valid_accuracy[0], sum(valid_accuracy) / len(valid_accuracy)) if valid_accuracy else (math.nan, math.nan)
-                progress.set_postfix(loss=f"{last_record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{last_record['samples_per_s']:.1f}")
-                if rank == 0 and not show_bar:
-                    log.info(
-                        "step %d/%d | loss %.4f | acc k=%d %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
-                        done, config.train.max_steps, last_record["loss"], model.predictors.offsets[0], first, mean, last_record["lr"], last_record["samples_per_s"],
-                    )
-                window.reset()
-                window_start = time.perf_counter()
-            if done % config.train.valid_every == 0 or done == config.train.max_steps:
-                result = validate(model, source.valid_batches(), config, device, rank, world_size)
-                if result is not None:
-                    metrics.write({"step": done, "split": "valid", **result})
-                    if rank == 0:
-                        message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k={model.predictors.offsets[0]} {result['accuracy'][0]:.3f}"
-                        progress.write(message) if show_bar else log.info("%s", message)
-                    negatives = config.model.loss.num_negatives
-                    if rank == 0 and not warned_at_chance and done >= CHANCE_CHECK_STEP and at_chance(result["accuracy"], negatives):
-                        warned_at_chance = True
-                        log.warning(
-                            "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
-                            "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
-                            "there, see docs/results.md, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
-                        )
-            if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
-                checkpoint(done)
-    except KeyboardInterrupt:
-        saved = saved_step[0]
-        raise Interrupted(
-            f"interrupted; --resume continues from {last_path} (step {saved})" if saved is not None
-            else "interrupted before the first checkpoint; nothing to resume from"
-        ) from None
+        last_record = _loop(run, source, window, metrics, run_dir, resume)
     finally:
-        progress.close()
         metrics.close()
     if world_size > 1:
         # Leave together, once rank 0 has written the last checkpoint. A rank that exits while a
@@ -586,6 +587,102 @@ def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.Exi
         # the ranks may not all get here.
         dist.barrier()
     return last_record
+
+
+def _take_run_dir(run_dir: Path, resume: bool, config: DictConfig, held: contextlib.ExitStack) -> None:
+    """Rank 0, before its first write: lock the folder, check it again, clear stale temporary files, write config.yaml."""
+    checkpoint_dir = run_dir / "checkpoints"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(locked(run_dir, LOCK_FILE, what="cpc train", error=TrainingError))
+    _check_run_dir(run_dir, resume, locked_here=True)  # again, now that no other process can write here
+    for stale in checkpoint_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
+        stale.unlink()
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config))
+
+
+def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: Path, resume: bool) -> dict[str, Any]:
+    """Steps from the run's start to ``train.max_steps``: log, validate and checkpoint along the way."""
+    config, rank = run.config, run.rank
+    checkpoint_dir = run_dir / "checkpoints"
+    last_path = checkpoint_dir / "last.pt"
+    saved_step = run.start_step if resume else None  # the step of last.pt, for the Ctrl-C message
+    warned_at_chance = False
+    window_start = time.perf_counter()
+    last_record: dict[str, Any] = {}
+    # A progress bar on a terminal; in a log file (not a TTY) plain lines at every log step instead.
+    show_bar = rank == 0 and config.train.progress and sys.stderr.isatty()
+    progress = tqdm(total=config.train.max_steps, initial=run.start_step, disable=not show_bar, desc="train", unit="step", dynamic_ncols=True)
+    if run.start_step >= config.train.max_steps:
+        log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, run.start_step)
+    run.model.train()
+    batches = source.train_batches()
+    augment_from = transform_start_step(config)  # clean inputs for the loop's steps 0 .. start_step - 1
+    try:
+        for step in range(run.start_step, config.train.max_steps):
+            inputs, lengths = next(batches)  # (B, S) waveforms, (B, rows, cols, P, P) patches, ...
+            out = training_step(run, inputs, lengths, step, augment=step >= augment_from, checkpoint=last_path)
+            done = step + 1
+            window.add(out)
+            progress.update(1)
+            if done % config.train.log_every == 0 or done == config.train.max_steps:
+                last_record = _log_window(run, window, done, time.perf_counter() - window_start, source, metrics, progress, show_bar)
+                window_start = time.perf_counter()
+            if done % config.train.valid_every == 0 or done == config.train.max_steps:
+                warned_at_chance = _validate_and_report(run, source, done, metrics, progress, show_bar, warned_at_chance)
+            if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+                saved_step = done  # before writing: a Ctrl-C during the write names the step last.pt then holds
+                save_run(run, done, window, source, checkpoint_dir)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; --resume continues from {last_path} (step {saved_step})" if saved_step is not None
+            else "interrupted before the first checkpoint; nothing to resume from"
+        ) from None
+    finally:
+        progress.close()
+    return last_record
+
+
+def _log_window(run: Run, window: StepMetrics, done: int, elapsed: float, source, metrics: MetricsLog, progress, show_bar: bool) -> dict[str, Any]:
+    """Write the log window's averages (a collective: every rank), show them, start a new window."""
+    config = run.config
+    record = {
+        "step": done,
+        **window.summary(run.world_size),
+        "lr": run.scheduler.get_last_lr()[0],
+        "samples_per_s": window.count * run.world_size * source.examples_per_batch / elapsed,
+    }
+    metrics.write(record)
+    valid_accuracy = [a for a in record["accuracy"] if a is not None]
+    first, mean = (valid_accuracy[0], sum(valid_accuracy) / len(valid_accuracy)) if valid_accuracy else (math.nan, math.nan)
+    progress.set_postfix(loss=f"{record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{record['samples_per_s']:.1f}")
+    if run.rank == 0 and not show_bar:
+        log.info(
+            "step %d/%d | loss %.4f | acc k=%d %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
+            done, config.train.max_steps, record["loss"], run.model.predictors.offsets[0], first, mean, record["lr"], record["samples_per_s"],
+        )
+    window.reset()
+    return record
+
+
+def _validate_and_report(run: Run, source, done: int, metrics: MetricsLog, progress, show_bar: bool, warned_at_chance: bool) -> bool:
+    """Validate, log the result and warn once about a model still at chance; returns whether it has warned."""
+    config, rank = run.config, run.rank
+    result = validate(run.model, source.valid_batches(), config, run.device, rank, run.world_size)
+    if result is None:
+        return warned_at_chance
+    metrics.write({"step": done, "split": "valid", **result})
+    if rank == 0:
+        message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k={run.model.predictors.offsets[0]} {result['accuracy'][0]:.3f}"
+        progress.write(message) if show_bar else log.info("%s", message)
+    negatives = config.model.loss.num_negatives
+    if rank == 0 and not warned_at_chance and done >= CHANCE_CHECK_STEP and at_chance(result["accuracy"], negatives):
+        log.warning(
+            "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
+            "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
+            "there, see docs/results.md, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
+        )
+        return True
+    return warned_at_chance
 
 
 # ----------------------------------------------------------------------------- CLI

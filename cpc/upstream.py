@@ -78,7 +78,7 @@ class CPCUpstream(nn.Module):
         device = wavs[0].device
         lengths = torch.tensor([wav.shape[0] for wav in wavs], device=device)  # (B,)
         for wav in wavs:  # float, and every one long enough for a frame: a ValueError naming the minimum otherwise
-            self.model.check_waveforms(wav)
+            self.model.encoder.check_waveforms(wav)
         frames = self.model.output_lengths(lengths)  # (B,)
         waveforms = pad_sequence(list(wavs), batch_first=True)  # (B, S)
         latents, frames = self.model.encoder(waveforms, lengths)  # (B, T, C), padded frames zeroed by the encoder

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from cpc import infonce, negatives, objectives, predictors
-from cpc.eval.report import _pyplot
+from cpc.eval.report import pyplot
+from cpc.speech.audio import SAMPLE_RATE
 
 WINDOW = 20480  # samples: the paper's 1.28 s training window
 
@@ -92,7 +93,7 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
     """Run every stage on one batch, print shapes and code lines, draw one figure per stage; -> the InfoNCE metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plt = _pyplot()
+    plt = pyplot()
     model = trained_model(steps, checkpoint).eval()
     generator = torch.Generator().manual_seed(0)
 
@@ -107,8 +108,8 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
     print(f"{'stage':<22} {'shape':<18} {'legend':<18} code")
     with torch.no_grad():
         waveforms = load_windows()  # (B, S)
-        show("raw audio x", waveforms, "(B, S)", "cpc/data/speech.py (random windows)")
-        figure("1_waveform.png", lambda f, a: (a.plot(np.arange(WINDOW) / 16000, waveforms[0].numpy(), lw=0.4), a.set_xlabel("seconds"),
+        show("raw audio x", waveforms, "(B, S)", "cpc/speech/windows.py (random windows)")
+        figure("1_waveform.png", lambda f, a: (a.plot(np.arange(WINDOW) / SAMPLE_RATE, waveforms[0].numpy(), lw=0.4), a.set_xlabel("seconds"),
                                                a.set_title("stage 1: raw audio, first window")))
 
         latents, lengths = model.encoder(waveforms)  # (B, T, C)

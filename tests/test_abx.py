@@ -15,7 +15,7 @@ import torch
 
 from cpc.corpus.formats import ItemRow, read_item, write_item
 from cpc.eval.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames, unit_frames
-from cpc.features import FeatureError
+from cpc.speech.features import FeatureError
 
 
 def reference_dtw(distances: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Training-time augmentation (cpc.augment): each effect does what it says, causally and
+"""Training-time augmentation (cpc.speech.augment): each effect does what it says, causally and
 reproducibly; side=past feeds the criterion clean latents; training with it runs, resumes
 exactly, and leaves validation and features un-augmented."""
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from cpc.augment import (
+from cpc.speech.augment import (
     Augmentation, add_noise, band_reject_filters, build_augmentation, causal_convolve, pitch_shift, room_impulse_responses,
 )
 from cpc.checkpoint import load_checkpoint

@@ -25,7 +25,7 @@ import pytest
 
 from cpc.corpus import synth, variation
 from cpc.corpus.formats import load_corpus, read_alignments
-from cpc.data.audio import read_audio
+from cpc.speech.audio import read_audio
 
 from test_corpus_formats import check_built_corpus
 

@@ -8,9 +8,9 @@ import soundfile as sf
 import torch
 
 from cpc import _torchaudio
-from cpc.data import audio
-from cpc.data.audio import AudioError, list_audio, read_audio, resample
-from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus, validation_windows
+from cpc.speech import audio
+from cpc.speech.audio import AudioError, list_audio, read_audio, resample
+from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus, validation_windows
 
 from conftest import synthetic_utterance, write_corpus
 

@@ -21,9 +21,9 @@ import cpc
 import cpc.cli
 from cpc.checkpoint import save_checkpoint
 from cpc.config import to_container
-from cpc.data.audio import list_audio, read_audio
+from cpc.speech.audio import list_audio, read_audio
 from cpc.extract import SUMMARY_FILE, ExtractError, extract_corpus
-from cpc.features import length_batches
+from cpc.speech.features import length_batches
 
 from conftest import small_config, synthetic_utterance, write_corpus
 

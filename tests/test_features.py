@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cpc import features as F
+from cpc.speech import features as F
 from cpc.checkpoint import CheckpointError, save_checkpoint
-from cpc.data.audio import AudioFile
+from cpc.speech.audio import AudioFile
 
 needs_torchaudio = pytest.mark.skipif(not F.have_torchaudio(), reason="torchaudio does not import here")
 
@@ -166,7 +166,7 @@ def test_cache_recomputes_an_utterance_whose_audio_changed_and_reuses_the_others
     monkeypatch.setattr(type(mfcc), "compute", lambda self, waves: computed.append(len(waves)) or compute(self, waves))
     again = F.extract(mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False)
     assert computed == [1]  # only the changed file
-    from cpc.data.audio import read_audio
+    from cpc.speech.audio import read_audio
 
     (fresh,) = compute(mfcc, [read_audio(files[changed].path)])  # FLAC stores 16-bit samples: compare with what it reads back
     np.testing.assert_allclose(again[changed], fresh, atol=1e-5)

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from cpc.eval import probes
-from cpc.features import FeatureError
+from cpc.speech.features import FeatureError
 
 NUM_PHONES = 5
 # Per phone: two partial frequencies (Hz); a "speaker" scales the pitch.

@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 import cpc.infonce
 from cpc.checkpoint import load_checkpoint
 from cpc.config import ConfigError, load_config
-from cpc.data.resident import ResidentSpeechData, build_speech_data
-from cpc.data.speech import SpeechData, split_corpus
+from cpc.speech.resident import ResidentSpeechData, build_speech_data
+from cpc.speech.windows import SpeechData, split_corpus
 from cpc.infonce import sample_candidates, score_candidates, score_shared
 from cpc.negatives import positive_indices, sample_negatives, sample_shared_negatives
 from cpc.train import train
@@ -305,7 +305,7 @@ def test_resident_windows_are_the_files_samples(corpus, tmp_path):
 def test_resident_windows_of_float_and_8_khz_files_are_the_loaders_quantised(tmp_path):
     """A float file is quantised to 16 bits (full scale clipped to 32767 / 32768), an 8 kHz file
     resampled first: the windows are the loader's (read_audio's) windows, quantised."""
-    from cpc.data.audio import read_audio
+    from cpc.speech.audio import read_audio
 
     folder = tmp_path / "1" / "1"
     folder.mkdir(parents=True)
@@ -423,7 +423,7 @@ def test_resume_keeps_the_data_source_that_auto_picked(tmp_path, caplog):
     assert state["data_loading"] == "loader"
     state["data_loading"] = "device"  # as if auto had held the corpus on a GPU
     torch.save(state, run / "checkpoints" / "last.pt")
-    with caplog.at_level(logging.INFO, logger="cpc.data.resident"):
+    with caplog.at_level(logging.INFO, logger="cpc.speech.resident"):
         train(tiny_config("data.loading=auto", "train.max_steps=3"), run, resume=True)
     assert any("windows cut on the device" in record.getMessage() for record in caplog.records)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["data_loading"] == "device"

@@ -67,8 +67,8 @@ import logging, os, sys
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 import numpy as np, soundfile as sf, torch
 import cpc, cpc.cli, cpc.train, cpc.eval.cli, cpc.eval.probes, cpc.eval.abx
-from cpc import features as F
-from cpc.data import audio
+from cpc.speech import features as F
+from cpc.speech import audio
 assert not os.path.exists(os.environ["FAKE_TORCHAUDIO_IMPORTS"]), "importing cpc tried to import torchaudio"
 
 # (a) a corpus at 22050 Hz and 16 kHz; a window of a 22050 Hz file is resampled by librosa

@@ -331,7 +331,7 @@ def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_pa
 def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     from torch.utils.data import default_collate
 
-    from cpc.data.speech import SpeechWindows, WindowSampler, split_corpus
+    from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus
     from cpc.train import negative_generator
 
     run = tmp_path / "ddp"

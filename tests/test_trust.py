@@ -322,7 +322,7 @@ def test_an_extraction_rerun_recomputes_utterances_whose_audio_changed(clean, tm
 
 
 def test_a_dangling_link_in_the_data_is_counted_as_unreadable(tmp_path):
-    from cpc.data.audio import list_audio
+    from cpc.speech.audio import list_audio
 
     corpus = _wav_corpus(tmp_path / "corpus")
     (corpus / "100-1-0009.wav").symlink_to(tmp_path / "gone.wav")
@@ -331,7 +331,7 @@ def test_a_dangling_link_in_the_data_is_counted_as_unreadable(tmp_path):
 
 
 def test_one_audio_file_is_a_corpus_of_one(tmp_path):
-    from cpc.data.audio import list_audio
+    from cpc.speech.audio import list_audio
 
     corpus = _wav_corpus(tmp_path / "corpus", count=1)
     listing = list_audio(corpus / "100-1-0000.wav")

@@ -50,7 +50,7 @@ def main() -> None:
     from cpc.corpus.formats import load_corpus, read_item, write_item
     from cpc.eval.abx import abx_error
     from cpc.eval.cli import DEFAULT_CACHE
-    from cpc.features import FeatureCache, extract, feature_set
+    from cpc.speech.features import FeatureCache, extract, feature_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path.home() / ".cache/cpc/corpora/synth-1h-seed0"))

@@ -5,7 +5,7 @@
    gradients, and its peak memory grows linearly with the batch where one block's grows
    quadratically.
 2. ``batch_shared`` scores (cpc.infonce.score_shared) equal the generic scores of the same candidates.
-3. The corpus held on the device (cpc.data.resident) cuts the windows the loader would read
+3. The corpus held on the device (cpc.speech.resident) cuts the windows the loader would read
    (same file, same offset) and how fast it cuts them.
 
 Prints one line per check and writes JSON (``--json``).
@@ -76,9 +76,9 @@ def shared(device: str, batch_size: int = 16) -> dict:
 
 def resident(device: str, root: str, batch_size: int) -> dict:
     from cpc.config import load_config
-    from cpc.data.audio import read_audio
-    from cpc.data.resident import ResidentSpeechData
-    from cpc.data.speech import split_corpus
+    from cpc.speech.audio import read_audio
+    from cpc.speech.resident import ResidentSpeechData
+    from cpc.speech.windows import split_corpus
 
     config = load_config("recipes/speech/paper.yaml", [f"data.root={root}", f"train.batch_size={batch_size}", "data.loading=device"])
     source = ResidentSpeechData(config, device=torch.device(device))

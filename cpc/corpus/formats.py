@@ -7,7 +7,7 @@ Formats (all plain text, UTF-8, one record per line)
   ``len(wav) // 160`` ids, frame k labelled by the phone covering time (k + 0.5) × 10 ms.
 * ``phones.txt``: ``<id> <name>`` per line, ids 0..C-1 in order.
 * split files (``train_split.txt``, ...): one utterance id per line (read with
-  :func:`cpc.data.audio.read_split`).
+  :func:`cpc.speech.audio.read_split`).
 * ``speakers.tsv``: a header row then ``speaker voice engine speed pitch held_out``.
 * ZeroSpeech / libri-light ABX ``.item``: a header ``#file onset offset #phone prev-phone
   next-phone speaker`` then one token per line; onset/offset (seconds) bound the central phone.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpc.data.audio import AudioFile, list_audio, read_split
+from cpc.speech.audio import AudioFile, list_audio, read_split
 from cpc.safe_io import write_atomic
 
 __all__ = [
@@ -123,7 +123,7 @@ def write_phones(path: str | os.PathLike, names: list[str] | tuple[str, ...]) ->
 
 # ----------------------------------------------------------------------------- splits
 def write_split(path: str | os.PathLike, utterances: list[str]) -> None:
-    """One utterance id per line, sorted (read back with :func:`cpc.data.audio.read_split`)."""
+    """One utterance id per line, sorted (read back with :func:`cpc.speech.audio.read_split`)."""
     write_atomic(path, "".join(f"{utterance}\n" for utterance in sorted(utterances)))
 
 

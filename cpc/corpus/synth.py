@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from cpc.bible import bible_lines
 from cpc.corpus import espeak, festival, variation as variation_module
 from cpc.corpus.formats import (
     ABX_ITEM_FILE,
@@ -88,8 +89,9 @@ from cpc.corpus.formats import (
 )
 from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
 from cpc.corpus.variation import Variation
+from cpc.errors import MissingToolError
 from cpc.safe_io import write_atomic
-from cpc.data.audio import SAMPLE_RATE, resample
+from cpc.speech.audio import SAMPLE_RATE, resample
 
 __all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 
@@ -112,10 +114,6 @@ MIN_WORDS, MAX_WORDS = 6, 22
 SPEED_JITTER = 0.03  # per-utterance speed and pitch: uniform within ± this fraction of the speaker's
 PITCH_JITTER = 0.06
 VARIATION_STREAM = 13  # the utterances' variation seeds come from default_rng([seed, 13]), not from the plan's generator
-
-
-class MissingToolError(RuntimeError):
-    """A text-to-speech engine or the Bible text is not installed; the message has the apt-get line."""
 
 
 @dataclass(frozen=True)
@@ -182,16 +180,6 @@ _PLAIN_VERSE = re.compile(r"^[A-Za-z ,.;:?!'-]+$")
 def _normalise(text: str) -> str:
     # KJV writes LORD in capitals; some engines would spell an all-capital word letter by letter.
     return " ".join(word.capitalize() if len(word) > 1 and word.isupper() else word for word in text.split())
-
-
-def bible_lines() -> list[str]:
-    """The whole KJV from Debian's ``bible`` program, one ``Ge1:1 In the beginning ...`` line per verse (31,102)."""
-    if shutil.which("bible") is None:
-        raise MissingToolError(f"the `bible` program (Debian bible-kjv) is not installed: run `{APT_INSTALL}`")
-    output = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True)
-    if output.returncode != 0:
-        raise MissingToolError(f"`bible -f Gen1:1-Rev22:21` failed: {output.stderr.strip()}; reinstall with `{APT_INSTALL}`")
-    return output.stdout.splitlines()
 
 
 def read_verses() -> list[str]:

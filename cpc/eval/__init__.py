@@ -2,7 +2,7 @@
 
     from cpc.eval import phone_probe, ctc_probe, speaker_probe, abx_error
 
-Each function takes per-utterance (T, D) feature arrays (see :mod:`cpc.features`) and the
+Each function takes per-utterance (T, D) feature arrays (see :mod:`cpc.speech.features`) and the
 corpus' labels; the ``cpc probe`` / ``cpc abx`` / ``cpc demo`` commands are thin layers over them.
 """
 

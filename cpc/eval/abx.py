@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cpc.features import FeatureError, torch_threads
+from cpc.errors import FeatureError
+from cpc.runtime import torch_threads
 
 __all__ = ["DEFAULT_SEED", "MIN_CELLS", "unit_frames", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
 
@@ -329,6 +330,69 @@ def _average(scores: dict[tuple, list[float]]) -> float | None:
     return 100.0 * float(np.mean([np.mean(values) for values in by_pair.values()]))
 
 
+def _check_arguments(features: dict[str, np.ndarray], items: Sequence, max_per_group: int, max_x_speakers: int, tolerance: int) -> None:
+    """abx_error's arguments: ValueError for bad counts, FeatureError for items without features or outside their file."""
+    if max_per_group < 2:
+        raise ValueError(f"max_per_group={max_per_group}: expected at least 2 tokens per (context, phone, speaker) group")
+    if max_x_speakers < 0:
+        raise ValueError(f"max_x_speakers={max_x_speakers}: expected 0 (within speaker only) or more")
+    if not items:
+        raise FeatureError("no ABX item rows to score")
+    missing = sorted({row.file for row in items} - features.keys())
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
+    check_item_times(items, {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()}, tolerance=tolerance / FRAMES_PER_SECOND)
+
+
+def _needed_pairs(within_cells: list, across_cells: list) -> set[tuple[int, int]]:
+    """The (rows, columns) token pairs the cells need, in the reference's orientation."""
+    needed: set[tuple[int, int]] = set()
+    for _, a_tokens, b_tokens in within_cells:
+        needed.update((u, v) for i, u in enumerate(a_tokens) for v in a_tokens[i + 1 :])  # A x A once, earlier on the rows
+        needed.update((x, v) for x in a_tokens for v in b_tokens)
+    for _, a_tokens, b_tokens, x_tokens in across_cells:
+        needed.update((x, v) for x in x_tokens for v in a_tokens + b_tokens)
+    return needed
+
+
+def _cell_scores(distance: dict[tuple[int, int], float], within_cells: list, across_cells: list) -> tuple[dict, dict]:
+    """Each cell's score from the pair distances -> ({key: [scores]} within, {key: [scores]} across)."""
+
+    def table(rows: list[int], columns: list[int]) -> np.ndarray:
+        return np.array([[distance[(u, v)] for v in columns] for u in rows])
+
+    def symmetric_table(sample: list[int]) -> np.ndarray:
+        values = np.zeros((len(sample), len(sample)))  # the diagonal is left out of the score
+        for i, u in enumerate(sample):
+            for j in range(i + 1, len(sample)):
+                values[i, j] = values[j, i] = distance[(u, sample[j])]
+        return values
+
+    within_scores: dict[tuple, list[float]] = defaultdict(list)
+    for key, a_tokens, b_tokens in within_cells:
+        within_scores[key].append(_score(symmetric_table(a_tokens), table(a_tokens, b_tokens), exclude_same=True))
+    across_scores: dict[tuple, list[float]] = defaultdict(list)
+    for key, a_tokens, b_tokens, x_tokens in across_cells:
+        across_scores[key].append(_score(table(x_tokens, a_tokens), table(x_tokens, b_tokens), exclude_same=False))
+    return within_scores, across_scores
+
+
+def _cell_warnings(within: int, across: int, max_x_speakers: int) -> list[str]:
+    """What to say when a score rests on no cell, or on fewer than MIN_CELLS (also logged)."""
+    warnings = []
+    for kind, count in (("within", within), ("across", across)):
+        if kind == "across" and max_x_speakers == 0:
+            continue
+        if count == 0:
+            warnings.append(f"no {kind}-speaker cells: the items allow no {kind}-speaker triplet, the {kind} score is None")
+        elif count < MIN_CELLS:
+            warnings.append(f"the {kind}-speaker score rests on {count} cell(s) only (fewer than {MIN_CELLS}): not a meaningful measurement")
+    for warning in warnings:
+        log.warning("ABX: %s", warning)
+    return warnings
+
+
 def abx_error(
     features: dict[str, np.ndarray],
     items: Sequence,
@@ -353,61 +417,18 @@ def abx_error(
     the items allow no triplet of that kind (e.g. one speaker only), and ``warnings`` says when
     a score rests on fewer than :data:`MIN_CELLS` cells.
     """
-    if max_per_group < 2:
-        raise ValueError(f"max_per_group={max_per_group}: expected at least 2 tokens per (context, phone, speaker) group")
-    if max_x_speakers < 0:
-        raise ValueError(f"max_x_speakers={max_x_speakers}: expected 0 (within speaker only) or more")
-    if not items:
-        raise FeatureError("no ABX item rows to score")
-    missing = sorted({row.file for row in items} - features.keys())
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
-    check_item_times(items, {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()}, tolerance=tolerance / FRAMES_PER_SECOND)
+    _check_arguments(features, items, max_per_group, max_x_speakers, tolerance)
     tokens = _tokens(features, items)
     # Two iterators, each seeded afresh, as the reference's.
     within_cells = _within_cells(tokens, max_per_group, random.Random(seed))
     across_cells = _across_cells(tokens, max_per_group, max_x_speakers, random.Random(seed)) if max_x_speakers else []
-
-    # --- list the (rows, columns) token pairs the cells need, in the reference's orientation
-    needed: set[tuple[int, int]] = set()
-    for _, a_tokens, b_tokens in within_cells:
-        needed.update((u, v) for i, u in enumerate(a_tokens) for v in a_tokens[i + 1 :])  # A x A once, earlier on the rows
-        needed.update((x, v) for x in a_tokens for v in b_tokens)
-    for _, a_tokens, b_tokens, x_tokens in across_cells:
-        needed.update((x, v) for x in x_tokens for v in a_tokens + b_tokens)
+    needed = _needed_pairs(within_cells, across_cells)
     with torch_threads(threads):
         distance = _pair_distances(tokens, sorted(needed), max_cells)
-
-    def table(rows: list[int], columns: list[int]) -> np.ndarray:
-        return np.array([[distance[(u, v)] for v in columns] for u in rows])
-
-    def symmetric_table(sample: list[int]) -> np.ndarray:
-        values = np.zeros((len(sample), len(sample)))  # the diagonal is left out of the score
-        for i, u in enumerate(sample):
-            for j in range(i + 1, len(sample)):
-                values[i, j] = values[j, i] = distance[(u, sample[j])]
-        return values
-
-    within_scores: dict[tuple, list[float]] = defaultdict(list)
-    for key, a_tokens, b_tokens in within_cells:
-        within_scores[key].append(_score(symmetric_table(a_tokens), table(a_tokens, b_tokens), exclude_same=True))
-    across_scores: dict[tuple, list[float]] = defaultdict(list)
-    for key, a_tokens, b_tokens, x_tokens in across_cells:
-        across_scores[key].append(_score(table(x_tokens, a_tokens), table(x_tokens, b_tokens), exclude_same=False))
-
-    warnings = []
+    within_scores, across_scores = _cell_scores(distance, within_cells, across_cells)
     if tokens.dropped:
         log.info("ABX: %d of %d item rows cover no frame and are left out, as in the reference", tokens.dropped, len(items))
-    for kind, count in (("within", len(within_cells)), ("across", len(across_cells))):
-        if kind == "across" and max_x_speakers == 0:
-            continue
-        if count == 0:
-            warnings.append(f"no {kind}-speaker cells: the items allow no {kind}-speaker triplet, the {kind} score is None")
-        elif count < MIN_CELLS:
-            warnings.append(f"the {kind}-speaker score rests on {count} cell(s) only (fewer than {MIN_CELLS}): not a meaningful measurement")
-    for warning in warnings:
-        log.warning("ABX: %s", warning)
+    warnings = _cell_warnings(len(within_cells), len(across_cells), max_x_speakers)
     return {
         "within": _average(within_scores),
         "across": _average(across_scores),

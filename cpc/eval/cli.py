@@ -10,7 +10,7 @@ The corpus folder is read with :func:`cpc.corpus.formats.load_corpus` (``alignme
 ``--alignments/--phones/--train-split/--test-split`` for a LibriSpeech folder with the CPC
 paper's label files). Features are extracted once per (feature set, layer, corpus) and cached
 under ``--cache`` (default ``~/.cache/cpc/features``), so the probes and ABX share them; an
-utterance whose audio file changed since is recomputed (see :mod:`cpc.features`).
+utterance whose audio file changed since is recomputed (see :mod:`cpc.speech.features`).
 Each command prints a markdown table with the paper's numbers beside, and with ``--json``
 writes the result there and the table next to it (``OUT.md``).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -38,8 +39,9 @@ import time
 from pathlib import Path
 
 from cpc.cli import CommandError
+from cpc import registry
 from cpc.eval.abx import DEFAULT_SEED
-from cpc.features import FeatureCache, FeatureError, check_device, extract, feature_set
+from cpc.speech.features import FeatureCache, FeatureError, check_device, extract, feature_set
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ a busy core cost far more than they gain, so one thread was measured faster
 
 def _describe(name: str, layer: str) -> dict:
     """The JSON fields naming a feature set: "features" (what the table shows) and "layer"."""
-    from cpc.features import BASELINES
+    from cpc.speech.features import BASELINES
 
     if name in BASELINES:
         return {"features": name, "layer": None}
@@ -351,12 +353,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(speaker)
     speaker.add_argument("--crop-frames", type=int, default=128, help="crop length in 10 ms frames, at least 1 (paper: 128 = 1.28 s)")
     speaker.set_defaults(func=_speaker)
-    from cpc.image.probe import register_probe
-
-    register_probe(kinds)  # cpc probe image
-    from cpc.text.probe import register_probe as register_text_probe
-
-    register_text_probe(kinds)  # cpc probe text
+    for module in registry.probes().values():  # the other modalities' probes (cpc probe image, cpc probe text)
+        importlib.import_module(module).register_probe(kinds)
 
     abx = subparsers.add_parser("abx", help="within/across-speaker ABX error (ZeroSpeech protocol)", description=ABX_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

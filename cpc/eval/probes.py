@@ -20,11 +20,11 @@ Protocols
   (rather than re-running the model on each 1.28 s of audio) lets all probes share one
   extraction; the GRU then sees its usual left context.
 
-Training: inputs are standardised with the training set's per-dimension mean and standard
+Training (:mod:`cpc.classifier`, shared with the image and text probes): inputs are standardised with the training set's per-dimension mean and standard
 deviation (so baselines with large raw scales, e.g. MFCC c0, train as well as CPC features);
 minibatch Adam with a cosine-decayed learning rate on torch tensors, a fixed number of
 epochs, everything seeded from ``ProbeSettings.seed`` (the initialisation inside
-:func:`cpc.features.seeded`, the shuffling from a local generator, so the caller's global RNG
+:func:`cpc.runtime.seeded`, the shuffling from a local generator, so the caller's global RNG
 is left alone). ``ProbeSettings.threads`` limits torch's intra-op threads during training
 (None, the default: the caller's setting). A 1-hour corpus (~300k training frames) takes
 seconds per probe.
@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cpc.features import FeatureError, align_to_labels, seeded, torch_threads
+from cpc.classifier import ProbeSettings, accuracy, classifier, cosine_schedule, standardiser, train_classifier
+from cpc.errors import FeatureError
+from cpc.runtime import seeded, torch_threads
+from cpc.speech.features import align_to_labels
 
 __all__ = [
     "ProbeSettings",
@@ -61,24 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SPEAKER_CROP_FRAMES = 128  # 1.28 s, the paper's window
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """Optimisation of a probe. ``hidden_layers`` 0 = linear, 1 = one ReLU hidden layer of ``hidden_size``.
-
-    ``threads``: torch intra-op threads while training (None: leave the caller's setting).
-    Change a field with ``dataclasses.replace(settings, threads=1)``.
-    """
-
-    hidden_layers: int = 0
-    hidden_size: int = 512
-    epochs: int = 20
-    batch_size: int = 4096
-    learning_rate: float = 2e-3
-    min_steps: int = 300  # small corpora still get this many optimizer steps
-    seed: int = 0
-    threads: int | None = None
 
 
 # Each probe's defaults, used when no settings are given.
@@ -111,59 +95,6 @@ def frame_dataset(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]
     return torch.from_numpy(np.concatenate(inputs)).float(), torch.from_numpy(np.concatenate(targets)).long(), trimmed
 
 
-def _standardiser(train: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension mean and std of training rows (N, D) -> (D,), (D,); constant dimensions get std 1."""
-    mean = train.mean(0)
-    std = train.std(0)
-    return mean, torch.where(std > 1e-8, std, torch.ones_like(std))
-
-
-def _classifier(input_size: int, num_classes: int, settings: ProbeSettings) -> nn.Module:
-    if settings.hidden_layers == 0:
-        return nn.Linear(input_size, num_classes)
-    if settings.hidden_layers != 1:
-        raise ValueError(f"hidden_layers={settings.hidden_layers}: expected 0 (linear) or 1")
-    return nn.Sequential(nn.Linear(input_size, settings.hidden_size), nn.ReLU(), nn.Linear(settings.hidden_size, num_classes))
-
-
-def _cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-
-
-def _train_classifier(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSettings) -> nn.Module:
-    """Minibatch Adam on standardised inputs (N, D), targets (N,) -> classifier (input already standardised)."""
-    with torch_threads(settings.threads):
-        return _fit(inputs, targets, num_classes, settings)
-
-
-def _fit(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSettings) -> nn.Module:
-    with seeded(settings.seed):
-        model = _classifier(inputs.shape[1], num_classes, settings)
-    generator = torch.Generator().manual_seed(settings.seed)
-    batch_size = min(settings.batch_size, len(inputs))
-    batches_per_epoch = math.ceil(len(inputs) / batch_size)
-    epochs = max(settings.epochs, math.ceil(settings.min_steps / batches_per_epoch))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    scheduler = _cosine(optimizer, epochs * batches_per_epoch)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(inputs), batch_size):
-            index = order[start : start + batch_size]
-            loss = nn.functional.cross_entropy(model(inputs[index]), targets[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    return model.eval()
-
-
-def _accuracy(model: nn.Module, inputs: Tensor, targets: Tensor) -> float:
-    with torch.inference_mode():
-        predictions = torch.cat([model(inputs[start : start + 65536]).argmax(1) for start in range(0, len(inputs), 65536)])
-    return 100.0 * (predictions == targets).float().mean().item()
-
-
 # ----------------------------------------------------------------------------- phone probe
 
 
@@ -181,13 +112,13 @@ def phone_probe(
     settings = settings or PHONE_SETTINGS
     train_x, train_y, train_trimmed = frame_dataset(features, labels, train, tolerance=tolerance)
     test_x, test_y, test_trimmed = frame_dataset(features, labels, test, tolerance=tolerance)
-    mean, std = _standardiser(train_x)
+    mean, std = standardiser(train_x)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    model = _train_classifier(train_x, train_y, num_classes, settings)
+    model = train_classifier(train_x, train_y, num_classes, settings)
     majority = torch.bincount(train_y, minlength=num_classes).argmax()
     return {
-        "accuracy": _accuracy(model, test_x, test_y),
-        "train_accuracy": _accuracy(model, train_x, train_y),
+        "accuracy": accuracy(model, test_x, test_y),
+        "train_accuracy": accuracy(model, train_x, train_y),
         "majority_class_accuracy": 100.0 * (test_y == majority).float().mean().item(),
         "hidden_layers": settings.hidden_layers,
         "num_classes": num_classes,
@@ -271,7 +202,7 @@ def ctc_probe(
     settings = settings or CTC_SETTINGS
     blank = num_classes
     stacked, _, _ = frame_dataset(features, labels, train, tolerance=tolerance)
-    mean, std = _standardiser(stacked)
+    mean, std = standardiser(stacked)
     del stacked
     train_items, train_trimmed = _padded(features, labels, train, mean, std, tolerance)
     test_items, test_trimmed = _padded(features, labels, test, mean, std, tolerance)
@@ -280,14 +211,14 @@ def ctc_probe(
         raise FeatureError(f"utterance(s) with fewer frames than phones, CTC cannot align them: {', '.join(too_short[:10])}")
 
     with seeded(settings.seed):
-        model = _classifier(train_items[0][0].shape[1], num_classes + 1, settings)
+        model = classifier(train_items[0][0].shape[1], num_classes + 1, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     # Sort by length, cut into batches once (little padding), shuffle the batch order each epoch.
     order = sorted(range(len(train_items)), key=lambda i: train_items[i][2])
     batches = [_batch([train_items[i] for i in order[s : s + utterances_per_batch]]) for s in range(0, len(order), utterances_per_batch)]
     epochs = max(settings.epochs, math.ceil(settings.min_steps / len(batches)))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    scheduler = _cosine(optimizer, epochs * len(batches))
+    scheduler = cosine_schedule(optimizer, epochs * len(batches))
     criterion = nn.CTCLoss(blank=blank, zero_infinity=True)
     model.train()
     with torch_threads(settings.threads):
@@ -376,12 +307,12 @@ def speaker_probe(
     train_x, test_x = torch.from_numpy(train_x).float(), torch.from_numpy(test_x).float()
     train_y = torch.tensor([speaker_ids[name] for name in train_names])
     test_y = torch.tensor([speaker_ids[name] for name in test_names])
-    mean, std = _standardiser(train_x)
+    mean, std = standardiser(train_x)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    model = _train_classifier(train_x, train_y, len(speaker_ids), settings)
+    model = train_classifier(train_x, train_y, len(speaker_ids), settings)
     return {
-        "accuracy": _accuracy(model, test_x, test_y),
-        "train_accuracy": _accuracy(model, train_x, train_y),
+        "accuracy": accuracy(model, test_x, test_y),
+        "train_accuracy": accuracy(model, train_x, train_y),
         "chance_accuracy": 100.0 / len(speaker_ids),
         "num_speakers": len(speaker_ids),
         "crop_frames": crop_frames,

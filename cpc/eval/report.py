@@ -103,7 +103,7 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     return train, valid
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on a server
@@ -114,7 +114,7 @@ def _pyplot():
 
 def plot_training(metrics_path: str | os.PathLike, out: str | os.PathLike) -> None:
     """Loss, mean prediction accuracy and mean MI bound (nats) against step; train and validation."""
-    plt = _pyplot()
+    plt = pyplot()
     train, valid = read_metrics(metrics_path)
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for records, style, label in ((train, "-", "train"), (valid, "o--", "valid")):
@@ -140,7 +140,7 @@ def plot_accuracy_per_step(metrics_path: str | os.PathLike, out: str | os.PathLi
     """Prediction accuracy against steps ahead k (the paper's figure 3), last train and validation records.
 
     ``offsets``: the k of each accuracy entry (default 1..K; image recipes start at 2 rows)."""
-    plt = _pyplot()
+    plt = pyplot()
     train, valid = read_metrics(metrics_path)
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     for records, style, label in ((train, "-o", "train"), (valid, "--s", "valid")):
@@ -162,7 +162,7 @@ def plot_curves_side_by_side(runs: dict[str, str | os.PathLike], out: str | os.P
     """Training curves of several runs (``cpc compare``): one panel per run with its own loss
     (train and validation; each objective's loss has its own scale), and a last panel with every
     run's mean prediction accuracy over k on one axis, the quantity they share."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(runs) + 1, figsize=(3.2 * (len(runs) + 1), 3.2), squeeze=False)
     for axis, (label, path) in zip(axes[0], runs.items()):
         train, valid = read_metrics(path)
@@ -191,9 +191,9 @@ def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarra
     """2-D PCA of frame features (T, D) per utterance, the ``num_phones`` most frequent phones coloured."""
     from sklearn.decomposition import PCA
 
-    from cpc.features import align_to_labels
+    from cpc.speech.features import align_to_labels
 
-    plt = _pyplot()
+    plt = pyplot()
     pairs = [align_to_labels(features[u], labels[u], u)[:2] for u in sorted(features) if u in labels]
     frames = np.concatenate([x for x, _ in pairs])
     phones = np.concatenate([y for _, y in pairs])

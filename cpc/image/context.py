@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from cpc.runtime import plain
+
 __all__ = [
     "MaskedConvContext", "MaskedConvContextConfig", "RowCausalConv", "RowGRUContext", "RowGRUContextConfig",
     "build_masked_conv_context", "build_row_gru_context",
@@ -100,7 +102,7 @@ class MaskedConvContext(nn.Module):
     def __init__(self, *, input_size: int, hidden_size: int = 128, layers: int = 3, kernel_size: int = 3,
                  norm: str = "layer") -> None:
         super().__init__()
-        norm = getattr(norm, "value", norm)  # a config enum or its string
+        norm = plain(norm)  # a config enum or its string
         if norm not in CONTEXT_NORMS:
             raise ValueError(f"model.context.norm={norm!r}: expected one of {list(CONTEXT_NORMS)}")
         if layers < 0:

@@ -31,31 +31,18 @@ DEFAULT_RECIPE = "image/fashion_mnist"
 
 
 def train_image_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
-    """Train (or reuse / resume) the image recipe; -> the checkpoint path."""
-    from cpc.checkpoint import load_checkpoint
+    """Train (or reuse / resume) the image recipe; -> the checkpoint path (cpc.train.train_or_resume)."""
     from cpc.config import load_config
-    from cpc.train import train
+    from cpc.train import train_or_resume
 
-    config = load_config(recipe, overrides)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    if checkpoint.exists():
-        step = load_checkpoint(checkpoint)["step"]
-        if step >= config.train.max_steps:
-            log.info("training: reusing %s (step %d)", checkpoint, step)
-            return checkpoint
-        log.info("training: resuming %s from step %d to %d", checkpoint, step, config.train.max_steps)
-        train(config, run_dir, resume=True)
-        return checkpoint
-    log.info("training: %s for %d steps", recipe, config.train.max_steps)
-    train(config, run_dir)
-    return checkpoint
+    return train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
 
 
 def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4) -> None:
     """One test image with the reflect padding and every patch's outline (7 x 7, 50 % overlap)."""
-    from cpc.eval.report import _pyplot
+    from cpc.eval.report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     border = (padded_size - image.shape[0]) // 2
     padded = np.pad(image, ((border, padded_size - image.shape[0] - border), (border, padded_size - image.shape[1] - border)), mode="reflect")
     grid = (padded_size - patch_size) // stride + 1

@@ -48,6 +48,9 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from cpc.encoder import check_lengths
+from cpc.runtime import plain
+
 __all__ = ["NORMS", "PatchEncoder", "PatchEncoderConfig", "ResidualBlock", "build_patch_encoder"]
 
 NORMS = ("group", "layer", "none")  # per patch; never batch norm (see the module docstring)
@@ -111,7 +114,7 @@ class PatchEncoder(nn.Module):
         groups: int = 8,
     ) -> None:
         super().__init__()
-        norm = getattr(norm, "value", norm)  # a config enum or its string
+        norm = plain(norm)  # a config enum or its string
         if norm not in NORMS:
             raise ValueError(
                 f"model.encoder.norm={norm!r}: expected one of {list(NORMS)} "
@@ -148,30 +151,13 @@ class PatchEncoder(nn.Module):
         if lengths is None:
             lengths = torch.full((batch_size,), rows, dtype=torch.long, device=patches.device)
         else:
-            _check_rows(lengths, batch_size, rows)
+            check_lengths(lengths, batch_size, rows, unit="number of rows", of=f"a grid of {rows} rows")
             lengths = lengths.to(torch.long)
         x = rearrange(patches, "b gh gw p q -> (b gh gw) 1 p q")  # (N, 1, P, P)
         x = self.blocks(self.stem(x))  # (N, D, P / 2, P / 2)
         z = self.project(x.mean(dim=(2, 3)))  # (N, C)
         latents = rearrange(z, "(b gh gw) c -> b gh gw c", b=batch_size, gh=rows, gw=cols)  # (B, G1, G2, C)
         return latents, lengths
-
-
-def _check_rows(lengths: object, batch_size: int, rows: int) -> None:
-    """Valid rows must be an integer tensor (B,) with 0 < length <= rows; a ValueError quoting the bad one otherwise."""
-    integer = isinstance(lengths, Tensor) and not (lengths.dtype.is_floating_point or lengths.dtype.is_complex)
-    if not integer or lengths.dtype == torch.bool:
-        kind = lengths.dtype if isinstance(lengths, Tensor) else type(lengths).__name__
-        raise ValueError(f"lengths must be an integer tensor of shape (B,), got {kind}")
-    if lengths.shape != (batch_size,):
-        raise ValueError(f"expected lengths of shape (B,) = ({batch_size},), got {tuple(lengths.shape)}")
-    bad = (lengths <= 0) | (lengths > rows)
-    if bool(bad.any()):
-        index = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"lengths[{index}] = {int(lengths[index])} is not a valid number of rows for a grid of {rows} rows "
-            f"(need 0 < length <= {rows})"
-        )
 
 
 def build_patch_encoder(config: PatchEncoderConfig) -> PatchEncoder:

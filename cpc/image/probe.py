@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cpc.eval.probes import ProbeSettings, _accuracy, _standardiser, _train_classifier
-from cpc.features import seeded, torch_threads
+from cpc.classifier import ProbeSettings, accuracy, standardiser, train_classifier
+from cpc.runtime import seeded, torch_threads
 from cpc.image.data import DEFAULT_ROOT, load_fashion_mnist
 from cpc.image.source import FashionMNISTConfig, image_patches
 
@@ -75,9 +75,9 @@ def pooled_features(model: nn.Module, images: np.ndarray, data: FashionMNISTConf
 
 def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, settings: ProbeSettings = IMAGE_SETTINGS) -> float:
     """Test accuracy (percent) of a linear classifier trained on standardised features."""
-    mean, std = _standardiser(train_x)
-    classifier = _train_classifier((train_x - mean) / std, train_y, 10, settings)
-    return _accuracy(classifier, (test_x - mean) / std, test_y)
+    mean, std = standardiser(train_x)
+    classifier = train_classifier((train_x - mean) / std, train_y, 10, settings)
+    return accuracy(classifier, (test_x - mean) / std, test_y)
 
 
 class SupervisedNetwork(nn.Module):
@@ -95,7 +95,7 @@ class SupervisedNetwork(nn.Module):
         return self.head(torch.cat([latents.mean(dim=(1, 2)), context.mean(dim=(1, 2))], dim=1))  # (B, 10)
 
 
-def supervised_accuracy(model: nn.Module, data: FashionMNISTConfig, train_images, train_labels, test_images, test_labels, *,
+def supervisedaccuracy(model: nn.Module, data: FashionMNISTConfig, train_images, train_labels, test_images, test_labels, *,
                         steps: int = SUPERVISED_STEPS, batch_size: int = 64, seed: int = 0) -> float:
     """Train ``model``'s encoder architecture (fresh weights) + a linear head on the labelled images; -> test accuracy (percent)."""
     from cpc.model import build_model
@@ -181,7 +181,7 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
     with torch_threads(threads):
         if features == "supervised":
             model = load(source)
-            accuracy = supervised_accuracy(model, data, train_images[subset], train_labels[subset], test_images, test_labels, steps=supervised_steps, seed=seed)
+            accuracy = supervisedaccuracy(model, data, train_images[subset], train_labels[subset], test_images, test_labels, steps=supervised_steps, seed=seed)
             result.update(accuracy=accuracy, dimensions=model.encoder.output_size + model.context.output_size, supervised_steps=supervised_steps)  # its head reads [z, c]
         else:
             key = features  # z and c are pooled once; the layer picks columns

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from cpc.image.data import DEFAULT_ROOT, augment_patches, load_fashion_mnist, normalise, patch_grid
+from cpc.runtime import generator_for
 
 
 @dataclass
@@ -53,11 +54,6 @@ def image_patches(images: np.ndarray | Tensor, config: FashionMNISTConfig) -> Te
     return patch_grid(normalise(images), padded_size=config.padded_size, patch_size=config.patch_size, stride=config.patch_stride)
 
 
-def _generator(*words: int) -> torch.Generator:
-    entropy = np.random.SeedSequence(list(words)).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
-
-
 AUGMENTATION = 2  # random stream of the augmentation (0 and 1 are the training and validation negatives, cpc.train)
 
 
@@ -65,7 +61,7 @@ class FashionMNISTPatches:
     """The data source: batches of (B, G, G, P, P) patches, lengths None (every image has all G rows)."""
 
     def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
-        from cpc.config import ConfigError
+        from cpc.errors import ConfigError
 
         self.data, self.device = config.data, device
         self.seed, self.batch_size, self.rank, self.world_size = config.train.seed, config.train.batch_size, rank, world_size
@@ -84,7 +80,7 @@ class FashionMNISTPatches:
         self._epoch, self._order = None, None
 
     def check(self, model) -> None:
-        from cpc.config import ConfigError
+        from cpc.errors import ConfigError
 
         patch_size = getattr(model.encoder, "patch_size", None)
         if patch_size != self.data.patch_size:
@@ -113,7 +109,7 @@ class FashionMNISTPatches:
             patches = image_patches(self.batch_images(step), self.data)  # (B, G, G, P, P)
             if self.data.augment:
                 patches = augment_patches(
-                    patches, _generator(self.seed, self.rank, AUGMENTATION, step),
+                    patches, generator_for(self.seed, self.rank, AUGMENTATION, step),
                     max_shift=self.data.max_shift, brightness=self.data.brightness, contrast=self.data.contrast,
                 )
             yield patches.to(self.device, non_blocking=True), None

@@ -1,1 +1,31 @@
-"""Speech-specific parts: importers of speech models trained by other codebases (:mod:`cpc.speech.cpc_audio`)."""
+"""Speech: CPC on raw audio (paper, section 3.1).
+
+Importing this package registers its parts in :mod:`cpc.registry`: the strided conv encoder
+(``model.encoder.name: conv``), the speech data source (``data.name: speech``) and training-time
+waveform augmentation (``train.augment``).
+
+    config.py      schemas: conv encoder, speech data, augmentation
+    audio.py       reading audio (SAMPLE_RATE, list_audio, read_audio)
+    encoder.py     ConvEncoder: raw audio (B, S) -> latents (B, T, C)
+    windows.py     random windows from the files (the loader)
+    resident.py    the corpus held on the training device; build_speech_data picks one of the two
+    augment.py     waveform augmentation (pitch, reverb, band reject, noise)
+    streaming.py   chunked feature extraction (``model.stream()``)
+    features.py    features for probes: MFCC / log-mel baselines, model features, the cache
+    cpc_audio.py   importer of CPC_audio checkpoints (``cpc import cpc_audio``)
+"""
+
+from cpc import registry
+from cpc.speech.audio import SAMPLE_RATE
+from cpc.speech.augment import build_augmentation
+from cpc.speech.config import AugmentConfig, ConvEncoderConfig, SpeechDataConfig
+from cpc.speech.encoder import build_conv_encoder
+from cpc.speech.resident import build_speech_data
+
+registry.register("model.encoder", "conv", ConvEncoderConfig, build_conv_encoder)  # raw audio (B, S) -> (B, T, C)
+registry.register("data", "speech", SpeechDataConfig, build_speech_data)  # the loader, or the corpus held on the device
+registry.register_train_section(
+    "augment", registry.TrainSection(AugmentConfig, build_augmentation, data_names=("speech",), what="speech waveforms")
+)
+
+__all__ = ["SAMPLE_RATE"]

@@ -231,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from cpc.streaming import StreamingExtractor
+    from cpc.speech.streaming import StreamingExtractor
 
     model, why_not = save_imported(args.path, args.out)
     encoder, context = model.config["encoder"], model.config["context"]

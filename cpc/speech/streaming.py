@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cpc.config import ConvLayer
+from cpc.speech.config import ConvLayer
 
 if TYPE_CHECKING:
     from cpc.model import CPC
@@ -105,13 +105,12 @@ class StreamingExtractor:
     """
 
     def __init__(self, model: CPC, layer: str = "context") -> None:
-        from cpc.encoder import ConvEncoder
         from cpc.model import LAYERS
 
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
         encoder = model.encoder
-        if not isinstance(encoder, ConvEncoder):
+        if getattr(encoder, "streaming_extractor", None) is None:  # the conv encoder (cpc.speech.encoder)
             raise ValueError(f"streaming needs the conv encoder, got {type(encoder).__name__}")
         if not getattr(encoder, "causal", True):
             raise ValueError(f"the encoder's norm={encoder.norm!r} uses statistics of the whole sequence: it cannot stream")

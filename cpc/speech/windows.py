@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cpc.data.audio import AudioError, AudioFile, list_audio, read_audio, read_split
+from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio, read_split
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def split_corpus(
         raise ValueError(f"no training file in {root} holds a full window of {window} samples")
     log.info(
         "data %s: %d training files (%.2f h), %d validation files; skipped %d unreadable, %d too short",
-        root, len(train), sum(f.num_samples for f in train) / 16000 / 3600, len(valid), len(listing.unreadable), len(too_short),
+        root, len(train), sum(f.num_samples for f in train) / SAMPLE_RATE / 3600, len(valid), len(listing.unreadable), len(too_short),
     )
     return CorpusSplit(train, valid, listing.unreadable, too_short)
 
@@ -204,7 +204,7 @@ def validation_windows(files: Sequence[AudioFile], window: int, count: int, *, r
 
 def check_window(window: int, model) -> None:
     """A training window must give frames for every offset: at least (last offset + 1) frames."""
-    from cpc.config import ConfigError
+    from cpc.errors import ConfigError
 
     last = max(model.predictors.offsets)
     frames = int(model.output_lengths(torch.tensor(window)))

@@ -25,15 +25,12 @@ import numpy as np
 import soundfile as sf
 
 from cpc import _torchaudio
+from cpc.errors import AudioError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3")
-
-
-class AudioError(RuntimeError):
-    """A file that cannot be used; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ one tensor on the device, and from then on a batch costs a few kernels:
     x      = audio[start + arange(S)] / 32768              (B, S) float32
 
 which is the loader's distribution (a file with probability proportional to its number of
-possible offsets, then a uniform offset; :class:`cpc.data.speech.WindowSampler`). The draws
+possible offsets, then a uniform offset; :class:`cpc.speech.windows.WindowSampler`). The draws
 of step s on rank r come from a generator seeded with (seed, rank, s), so a batch is a pure
 function of (seed, step, rank) and ``--resume`` continues exactly. (The stream differs from
 the loader's: switching ``data.loading`` is a different run.) With
@@ -23,7 +23,7 @@ own windows.
 
 ``auto`` (the default) holds the corpus on the device when training on CUDA and its int16
 samples take at most half of the free device memory, else uses the loader
-(:class:`cpc.data.speech.SpeechData`); the choice is logged. ``device`` insists (a corpus that
+(:class:`cpc.speech.windows.SpeechData`); the choice is logged. ``device`` insists (a corpus that
 does not fit is a ConfigError; on the CPU it means "in RAM", which the tests use); ``loader``
 is the loader. Audio at other rates is resampled to 16 kHz while loading; float files are quantised
 to 16 bits. Unreadable files are skipped and counted, as by the loader.
@@ -38,8 +38,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from cpc.data.audio import AudioError, AudioFile, read_audio
-from cpc.data.speech import SpeechData, check_window, split_corpus, validation_windows
+from cpc.runtime import generator_for, plain
+from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, read_audio
+from cpc.speech.windows import SpeechData, check_window, split_corpus, validation_windows
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,13 @@ class ResidentSpeechData:
         valid = [read_audio(corpus.valid[f].path, o, o + self.window, sample_rate=corpus.valid[f].sample_rate) for f, o in valid_items]
         self.valid = torch.from_numpy(np.stack(valid)).to(device) if valid else None  # (V, S) float32
         log.info("data on %s: %d training files, %.2f h, %.2f GB as int16 (%d unreadable skipped); windows cut on the device",
-                 device, len(kept), len(self.audio) / 16000 / 3600, 2 * len(self.audio) / 1e9, self.num_skipped)
+                 device, len(kept), len(self.audio) / SAMPLE_RATE / 3600, 2 * len(self.audio) / 1e9, self.num_skipped)
 
     def check(self, model) -> None:
         check_window(self.window, model)
 
     def _generator(self, step: int) -> torch.Generator:
-        entropy = np.random.SeedSequence([self.seed, self.rank, DATA_STREAM, step]).generate_state(2, np.uint32)
-        return torch.Generator(device=self.device).manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+        return generator_for(self.seed, self.rank, DATA_STREAM, step, device=self.device)
 
     def _uniform(self, high: torch.Tensor | int, count: int, generator: torch.Generator) -> torch.Tensor:
         """Integers uniform in [0, high) (high an int or broadcast to (count,)); float64 keeps ~2^53 offsets exact enough."""
@@ -146,9 +146,9 @@ class ResidentSpeechData:
 
 def build_speech_data(config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device):
     """The speech data source ``data.loading`` asks for: on the device, or the loader (logged)."""
-    from cpc.config import ConfigError
+    from cpc.errors import ConfigError
 
-    mode = str(getattr(config.data.loading, "value", config.data.loading))
+    mode = str(plain(config.data.loading))
     loader = dict(rank=rank, world_size=world_size, start_step=start_step, device=device)
     if mode == "loader" or (mode == "auto" and device.type != "cuda"):
         if mode == "auto":

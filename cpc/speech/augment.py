@@ -65,8 +65,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from cpc.config import AugmentConfig, BandRejectConfig, ConfigError, NoiseConfig, PitchShiftConfig, ReverbConfig
-from cpc.data.audio import SAMPLE_RATE
+from cpc.errors import ConfigError
+from cpc.runtime import plain
+from cpc.speech.audio import SAMPLE_RATE
+from cpc.speech.config import AugmentConfig, BandRejectConfig, NoiseConfig, PitchShiftConfig, ReverbConfig
 
 __all__ = [
     "Augmentation", "PitchShift", "Reverb", "BandReject", "AdditiveNoise", "build_augmentation",
@@ -309,4 +311,4 @@ def build_augmentation(config: AugmentConfig | DictConfig | dict | None) -> Augm
         (config.noise.probability, AdditiveNoise(config.noise)),
     ]
     effects = [(probability, effect) for probability, effect in effects if probability > 0]
-    return Augmentation(effects, side=str(getattr(config.side, "value", config.side))) if effects else None
+    return Augmentation(effects, side=str(plain(config.side))) if effects else None
