@@ -17,15 +17,3 @@ def load() -> None:
     """Import every modality package (each registers itself)."""
     for name in MODALITIES:
         importlib.import_module(name)
-    _register_text()
-
-
-def _register_text() -> None:
-    """The text modality's registrations (they move into cpc/text/__init__.py, like speech's and image's)."""
-    from cpc import registry
-    from cpc.text.encoder import SentenceEncoderConfig, build_sentence_encoder
-    from cpc.text.source import TextData, TextDataConfig
-
-    registry.register("model.encoder", "sentence_conv", SentenceEncoderConfig, build_sentence_encoder)  # n-gram ids (B, T, L, G) -> (B, T, C)
-    registry.register("data", "text", TextDataConfig, TextData)
-    registry.register_probe("text", "cpc.text.probe")

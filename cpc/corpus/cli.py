@@ -16,7 +16,8 @@ __all__ = ["register", "main"]
 
 def _synth(args: argparse.Namespace) -> int:
     from cpc.cli import CommandError
-    from cpc.corpus.synth import MissingToolError, build_corpus
+    from cpc.corpus.synth import build_corpus
+    from cpc.errors import MissingToolError
     from cpc.corpus.variation import Variation
 
     variation = Variation(prosody=not (args.no_prosody or args.clean), reverb=not (args.no_reverb or args.clean),

@@ -93,7 +93,7 @@ from cpc.errors import MissingToolError
 from cpc.safe_io import write_atomic
 from cpc.speech.audio import SAMPLE_RATE, resample
 
-__all__ = ["APT_INSTALL", "MissingToolError", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
+__all__ = ["APT_INSTALL", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 
 log = logging.getLogger(__name__)
 

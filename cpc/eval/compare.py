@@ -29,7 +29,7 @@ The runs of one seed are independent: two processes with ``--seeds 1`` and ``--s
 same RUN_DIR run in parallel, and a last call with ``--seeds 1,2`` reuses both and writes the
 joint report.
 
-Image recipes (Fashion-MNIST) train with :func:`cpc.image.demo.train_image_model` instead and
+Image recipes (Fashion-MNIST) train with :func:`cpc.train.train_or_resume` instead and
 are scored by ``cpc probe image``'s linear probe on pooled [z, c] at each ``--labels`` budget
 (test accuracy on the 10,000 test images); the table adds the last validation's loss and its
 accuracy per row offset k.
@@ -43,6 +43,8 @@ import logging
 import os
 import statistics
 from pathlib import Path
+
+from cpc.eval.report import seconds_per_step, write_comparison_report
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +86,6 @@ def modified_arms(recipe: str | os.PathLike) -> dict[str, list[str]]:
     return arms
 
 
-def seconds_per_step(metrics_path: Path, examples_per_step: int) -> float | None:
-    """Median over the logged training windows of seconds per step."""
-    from cpc.eval.report import read_metrics
-
-    train, _ = read_metrics(metrics_path)
-    rates = [examples_per_step / record["samples_per_s"] for record in train if record.get("samples_per_s")]
-    return statistics.median(rates) if rates else None
-
-
 def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recipe: str | os.PathLike, steps: int, corpus=None,
                 overrides: list[str] | None = None, tasks=TASKS, title: str = "Comparison", progress: bool = False,
                 seeds: list[int] | None = None) -> dict:
@@ -106,7 +99,7 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
     from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.eval.demo import find_corpus, train_model
     from cpc.eval.report import plot_curves_side_by_side, read_metrics
-    from cpc.features import FeatureCache
+    from cpc.speech.features import FeatureCache
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,11 +152,11 @@ def run_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *, recip
               "crops. ABX: ZeroSpeech protocol, angular distance + DTW. s/step: median seconds per training step over the logged "
               "windows. valid acc.: mean over k of the last validation's prediction accuracy (the positive beats all N negatives).")
     if seeds is None:
-        return write_report(run_dir, title, {"summary": summary, "rows": rows}, comparison_table(rows), legend, warning=warning)
+        return write_comparison_report(run_dir, title, {"summary": summary, "rows": rows}, comparison_table(rows), legend, warning=warning)
     per_arm = seed_summary(rows)
     table = (f"Mean over the {len(seeds)} training seeds, the range (min–max) in brackets:\n\n" + seed_summary_table(per_arm)
              + "\nEach seed:\n\n" + comparison_table(rows))
-    return write_report(run_dir, title, {"summary": summary, "arms": per_arm, "rows": rows}, table, legend, warning=warning)
+    return write_comparison_report(run_dir, title, {"summary": summary, "arms": per_arm, "rows": rows}, table, legend, warning=warning)
 
 
 def _run_name(row: dict) -> str:
@@ -200,18 +193,6 @@ def _score(key: str, value: float) -> str:
     return f"{value:.1f}" if key in ("phone", "speaker", "abx_within", "abx_across") else f"{value:.3f}"
 
 
-def write_report(run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None) -> dict:
-    """RUN_DIR/report.json (``report``) and report.md: the title, the summary's items, the table, the legend and
-    the curves; prints report.md and returns ``report``."""
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"> {warning}", ""] if warning else []
-    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in report["summary"].items()), "", table, "",
-              legend, "", "![Training curves side by side](curves.png)", ""]
-    (run_dir / "report.md").write_text("\n".join(lines))
-    print((run_dir / "report.md").read_text())
-    return report
-
-
 def comparison_table(rows: list[dict]) -> str:
     """Markdown: one row per arm (per arm and seed where the rows have seeds)."""
     present = [(key, title) for key, title in COLUMNS if any(row.get(key) is not None for row in rows)]
@@ -231,7 +212,7 @@ def evaluate_image_arm(arm_dir: Path, checkpoint: Path, *, labels, max_images: i
     """One row of the image table: probe accuracy per label budget, the last validation, s/step."""
     from cpc.checkpoint import load_checkpoint
     from cpc.eval.report import read_metrics
-    from cpc.features import torch_threads
+    from cpc.runtime import torch_threads
     from cpc.image.probe import label_budget_accuracies
 
     config = load_checkpoint(checkpoint)["config"]
@@ -252,7 +233,7 @@ def run_image_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *,
     """Train every arm of an image recipe (same images, steps, seed), probe each; write report.md, report.json, curves.png."""
     from cpc.config import load_config
     from cpc.eval.report import plot_curves_side_by_side
-    from cpc.image.demo import train_image_model
+    from cpc.train import train_or_resume
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +243,7 @@ def run_image_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *,
     for arm, arm_overrides in arms.items():
         arm_dir = run_dir / arm
         log.info("[%s] training %s, %d steps (%s)", arm, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
-        checkpoint = train_image_model(arm_dir, recipe, [*arm_overrides, *settings])
+        checkpoint = train_or_resume(load_config(recipe, [*arm_overrides, *settings]), arm_dir, description=str(recipe))
         result_path = arm_dir / "result.json"
         evaluation = {"labels": labels, "max_images": max_images}
         if result_path.is_file() and all(json.loads(result_path.read_text()).get(key) == value for key, value in evaluation.items()):
@@ -287,7 +268,7 @@ def run_image_compare(run_dir: str | os.PathLike, arms: dict[str, list[str]], *,
               "that many training images, test accuracy on the test images. valid loss: the last validation's loss (each objective's "
               "own, so compare it within a row's objective only); valid acc. k: the share of patches whose positive beats all N "
               "negatives, k rows ahead. s/step: median seconds per training step over the logged windows.")
-    return write_report(run_dir, title, {"summary": summary, "offsets": offsets, "rows": rows}, image_comparison_table(rows, labels, offsets), legend)
+    return write_comparison_report(run_dir, title, {"summary": summary, "offsets": offsets, "rows": rows}, image_comparison_table(rows, labels, offsets), legend)
 
 
 def image_comparison_table(rows: list[dict], labels, offsets: list[int]) -> str:

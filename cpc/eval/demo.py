@@ -32,6 +32,8 @@ import os
 import time
 from pathlib import Path
 
+from cpc.speech.audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "speech/tiny"  # a shipped recipe (cpc.resources)
@@ -73,27 +75,15 @@ def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path =
 
 def train_model(run_dir: Path, corpus: Path, recipe: str | os.PathLike, overrides: list[str]) -> Path:
     """Train (or reuse / resume) the recipe on the corpus' train split; -> the checkpoint path."""
-    from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
     from cpc.resources import recipe_path
-    from cpc.train import train
+    from cpc.train import train_or_resume
 
     settings = [f"data.root={corpus}"]
     if (corpus / "train_split.txt").is_file():
         settings.append(f"data.train_split={corpus / 'train_split.txt'}")
     config = load_config(recipe_path(recipe), settings + list(overrides))
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    if checkpoint.exists():
-        step = load_checkpoint(checkpoint)["step"]
-        if step >= config.train.max_steps:
-            log.info("training: reusing %s (step %d)", checkpoint, step)
-            return checkpoint
-        log.info("training: resuming %s from step %d to %d", checkpoint, step, config.train.max_steps)
-        train(config, run_dir, resume=True)
-        return checkpoint
-    log.info("training: %s for %d steps on %s", recipe, config.train.max_steps, corpus)
-    train(config, run_dir)
-    return checkpoint
+    return train_or_resume(config, run_dir, description=f"{recipe} on {corpus}")
 
 
 def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = None, hours: float = 1.0, steps: int | None = None,
@@ -102,7 +92,7 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
     from cpc.corpus.formats import load_corpus
     from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.eval.report import plot_accuracy_per_step, plot_projection, plot_training, write_report
-    from cpc.features import FeatureCache, extract, feature_set
+    from cpc.speech.features import FeatureCache, extract, feature_set
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -167,7 +157,7 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
     train_records, valid_records = read_metrics(metrics) if metrics.is_file() else ([], [])
     summary = {
         "corpus": str(corpus_root),
-        "corpus_hours": round(sum(f.num_samples for f in data.files.values()) / 16000 / 3600, 3),
+        "corpus_hours": round(sum(f.num_samples for f in data.files.values()) / SAMPLE_RATE / 3600, 3),
         "utterances": len(data.files),
         "speakers": len(set(data.speakers.values())),
         "recipe": str(recipe),

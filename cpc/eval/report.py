@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PAPER_LIBRISPEECH_100", "results_table", "read_metrics", "plot_training", "plot_accuracy_per_step", "plot_projection", "write_report",
+__all__ = ["PAPER_LIBRISPEECH_100", "results_table", "read_metrics", "plot_training", "plot_accuracy_per_step", "plot_projection", "write_report", "seconds_per_step", "write_comparison_report",
            "plot_curves_side_by_side"]
 
 # van den Oord et al. 2018, table 1 (LibriSpeech-100, linear classifiers, percent accuracy).
@@ -241,3 +242,25 @@ def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary
     lines += [f"![{caption}]({file})\n\n{caption}\n" for file, caption in plots]
     markdown_path.write_text("\n".join(lines))
     return markdown_path, json_path
+
+
+# ----------------------------------------------------------------------------- comparisons (cpc compare)
+
+
+def seconds_per_step(metrics_path: Path, examples_per_step: int) -> float | None:
+    """Median over the logged training windows of seconds per step."""
+    train, _ = read_metrics(metrics_path)
+    rates = [examples_per_step / record["samples_per_s"] for record in train if record.get("samples_per_s")]
+    return statistics.median(rates) if rates else None
+
+
+def write_comparison_report(run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None) -> dict:
+    """RUN_DIR/report.json (``report``) and report.md: the title, the summary's items, the table, the legend and
+    the curves; prints report.md and returns ``report``."""
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"> {warning}", ""] if warning else []
+    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in report["summary"].items()), "", table, "",
+              legend, "", "![Training curves side by side](curves.png)", ""]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    print((run_dir / "report.md").read_text())
+    return report

@@ -30,14 +30,6 @@ log = logging.getLogger(__name__)
 DEFAULT_RECIPE = "image/fashion_mnist"
 
 
-def train_image_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
-    """Train (or reuse / resume) the image recipe; -> the checkpoint path (cpc.train.train_or_resume)."""
-    from cpc.config import load_config
-    from cpc.train import train_or_resume
-
-    return train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
-
-
 def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4) -> None:
     """One test image with the reflect padding and every patch's outline (7 x 7, 50 % overlap)."""
     from cpc.eval.report import pyplot
@@ -89,7 +81,9 @@ def image_table(results: list[dict], budgets) -> str:
 def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None,
                    labels=LABEL_BUDGETS, root: str = DEFAULT_ROOT, progress: bool = True, limit_train: int | None = None, limit_test: int | None = None,
                    supervised_steps: int = SUPERVISED_STEPS) -> dict:
+    from cpc.config import load_config
     from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
+    from cpc.train import train_or_resume
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -106,7 +100,7 @@ def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_R
     log.info("[2/4] training")
     training_started = time.perf_counter()
     reused = (run_dir / "checkpoints" / "last.pt").exists()
-    checkpoint = train_image_model(run_dir, recipe, overrides)
+    checkpoint = train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
     training_seconds = time.perf_counter() - training_started
 
     log.info("[3/4] probes")

@@ -50,9 +50,9 @@ def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps:
     """Train and probe every (arm, seed); write report.md, report.json and curves.png under ``run_dir``."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.eval.compare import seconds_per_step, write_report
+    from cpc.eval.report import seconds_per_step, write_comparison_report
     from cpc.eval.report import plot_curves_side_by_side, read_metrics
-    from cpc.image.demo import train_image_model
+    from cpc.train import train_or_resume
     from cpc.text.probe import QUICK_C_GRID
     from cpc.text.suite import CROSS_SENTENCE, build_suite, control_margins, probe_suite, write_tasks
 
@@ -70,7 +70,7 @@ def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps:
         for seed in seeds:
             arm_dir = run_dir / arm / f"seed-{seed}"
             log.info("[%s/seed-%d] training %s, %d steps (%s)", arm, seed, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
-            checkpoint = train_image_model(arm_dir, recipe, [*arm_overrides, f"train.seed={seed}", *settings])
+            checkpoint = train_or_resume(load_config(recipe, [*arm_overrides, f"train.seed={seed}", *settings]), arm_dir, description=str(recipe))
             result_path = arm_dir / "result.json"
             if result_path.is_file() and json.loads(result_path.read_text()).get("evaluation") == evaluation:
                 log.info("[%s/seed-%d] reusing %s", arm, seed, result_path)
@@ -96,7 +96,7 @@ def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps:
     legend = (f"Accuracy % of logistic regression on frozen features, mean over the seeds (min–max); {folds} stratified folds, L2 weight C "
               f"in {list(QUICK_C_GRID)} chosen inside each training fold (the demo's protocol: 10 folds, C up to 1000). * cross-sentence "
               f"tasks ({', '.join(CROSS_SENTENCE)}). The random-init rows use each run's own seed; bag of words and TF-IDF do not depend on it.")
-    return write_report(run_dir, title, {"summary": summary, "arms": per_arm, "runs": runs}, table, legend)
+    return write_comparison_report(run_dir, title, {"summary": summary, "arms": per_arm, "runs": runs}, table, legend)
 
 
 def _read_cache(path: Path) -> dict:

@@ -35,10 +35,11 @@ SUITE_SIZE = 1000  # examples per suite task built from the books (MR-like: all 
 
 
 def train_text_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
-    """Train (or reuse / resume) the text recipe; -> the checkpoint path."""
-    from cpc.image.demo import train_image_model  # the same reuse / resume logic, for any recipe
+    """Train (or reuse / resume) the text recipe; -> the checkpoint path (cpc.train.train_or_resume)."""
+    from cpc.config import load_config
+    from cpc.train import train_or_resume
 
-    return train_image_model(run_dir, recipe, overrides)
+    return train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
 
 
 def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None, root: str = DEFAULT_ROOT,

@@ -4,7 +4,7 @@ Accepted, in the order given (folders: their ``*.txt`` and ``*.jsonl`` files, re
 sorted path order, so a build never depends on the order the file system lists them):
 
 * a plain-text file: one document; paragraphs are separated by blank lines, the lines of a
-  paragraph are joined, and each paragraph is split into sentences (cpc.text.corpus.split_sentences);
+  paragraph are joined, and each paragraph is split into sentences (cpc.text.sentences.split_sentences);
 * a ``.jsonl`` file: one document per line, a JSON object with a string field ``text`` (blank
   lines in the text separate paragraphs, as in a file).
 
@@ -21,6 +21,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cpc.text.sentences import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,6 @@ def _files(paths: list[str | Path]) -> list[tuple[Path, str]]:
 
 
 def _sentences(text: str) -> list[str]:
-    from cpc.text.corpus import split_sentences
-
     return [sentence for paragraph in _PARAGRAPH.split(text.replace("\r\n", "\n")) for sentence in split_sentences(paragraph.replace("\n", " "))]
 
 

@@ -321,7 +321,7 @@ def oov_rates(root: str | Path, texts: list[str], tokenizer: HashedNgrams | None
 
 def _model(features: str, architecture: str | None, seed: int) -> nn.Module:
     from cpc.checkpoint import load
-    from cpc.features import seeded
+    from cpc.runtime import seeded
     from cpc.model import build_model
 
     if features in ("random", "embeddings"):
@@ -351,7 +351,7 @@ def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder"
     ``model``: the model already loaded for ``features`` (the suite loads each once). ``grid``: the C values tried inside each fold."""
     from threadpoolctl import threadpool_limits
 
-    from cpc.features import torch_threads
+    from cpc.runtime import torch_threads
 
     started = time.perf_counter()
     if features not in BASELINES and not Path(features).is_file():
