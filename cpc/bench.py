@@ -324,8 +324,8 @@ def bench_data(args: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader
 
     from cpc.config import load_config
-    from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus
     from cpc.resources import recipe_path, resolve_data_root
+    from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus
 
     _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
     config = load_config(recipe_path(args.recipe), args.overrides)
@@ -437,8 +437,8 @@ def _extract_target(recipe: str) -> float | None:
 def bench_extract(args: argparse.Namespace) -> dict:
     """Real-time factor of feature extraction per recipe, and the fraction of measured matmul throughput it reaches."""
     from cpc.config import load_config
-    from cpc.runtime import torch_threads
     from cpc.resources import recipe_path
+    from cpc.runtime import torch_threads
 
     recipes = args.recipe or DEFAULT_RECIPES
     _check_counts(runs=(args.runs, 1), warmup=(args.warmup, 0), **{"batch-size": (args.batch_size, 1)})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -29,9 +29,18 @@ from omegaconf.errors import OmegaConfBaseException
 from cpc import registry
 from cpc.context import RecurrentContextConfig
 from cpc.errors import ConfigError
-from cpc.runtime import plain
-from cpc.objectives import BinaryConfig, InfoNCEConfig, MarginConfig, Mining, NegativeScope, NTXentConfig, Score, TripletConfig
+from cpc.objectives import (
+    BinaryConfig,
+    InfoNCEConfig,
+    MarginConfig,
+    Mining,
+    NegativeScope,
+    NTXentConfig,
+    Score,
+    TripletConfig,
+)
 from cpc.predictors import LinearPredictorConfig, PredictorInit, TransformerPredictorConfig
+from cpc.runtime import plain
 
 # The core variants' schemas, importable from here as before (each lives beside its variant).
 __all__ = [
@@ -109,7 +118,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # periodic step_*.pt files kept besides last.pt; 0 keeps none
     # Start from this checkpoint's model (its model section replaces the recipe's, weights loaded
     # strictly; optimizer and step start afresh): e.g. one written by ``cpc import cpc_audio``.
-    init_from: Optional[str] = None
+    init_from: str | None = None
     device: Device = Device.auto
     precision: Precision = Precision.auto
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default

@@ -52,17 +52,17 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
-from cpc.speech.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 from cpc.model import LAYERS
 from cpc.safe_io import locked, open_append, write_atomic
+from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
+from cpc.speech.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 
 __all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files",
            "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]

@@ -30,14 +30,14 @@ negatives are drawn from all positions of the batch's images (or of the same ima
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from cpc.negatives import SharedNegatives, positive_indices, sample_negatives, sample_shared_negatives
 from cpc.runtime import plain
-
 
 # Scores are computed in blocks of rows, so that no more than this many float32 scores exist
 # at once (256 MiB): the full (B*T*K, B*T) matrix grows with the square of the batch (3 GiB for

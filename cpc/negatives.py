@@ -32,11 +32,11 @@ loop. All randomness comes from an explicit ``torch.Generator``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-
 
 Offsets = int | Sequence[int]  # K (meaning offsets 1..K) or the offsets themselves
 

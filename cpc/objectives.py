@@ -37,10 +37,10 @@ negatives that are hard, semi-hard and easy (``hard_share``, ``semi_hard_share``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -23,15 +23,29 @@ touches no core file.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cpc.context import RecurrentContextConfig, build_recurrent_context
 from cpc.objectives import (
-    BinaryConfig, InfoNCEConfig, MarginConfig, NTXentConfig, TripletConfig, build_binary, build_infonce_criterion, build_margin,
-    build_nt_xent, build_triplet,
+    BinaryConfig,
+    InfoNCEConfig,
+    MarginConfig,
+    NTXentConfig,
+    TripletConfig,
+    build_binary,
+    build_infonce_criterion,
+    build_margin,
+    build_nt_xent,
+    build_triplet,
 )
-from cpc.predictors import LinearPredictorConfig, TransformerPredictorConfig, build_linear_predictors, build_transformer_predictors
+from cpc.predictors import (
+    LinearPredictorConfig,
+    TransformerPredictorConfig,
+    build_linear_predictors,
+    build_transformer_predictors,
+)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import contextlib
 import errno
 import os
 import secrets
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 TEMPORARY_SUFFIX = ".tmp"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -9,10 +9,18 @@ behaviour), traceback, silent (exit 0 with a wrong or missing result), cryptic (
 but the message does not name the problem), lost (a file that was not the command's output was
 destroyed), ran code (a checkpoint's pickled payload ran).
 """
-import json, os, shutil, signal, subprocess, sys, time
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
-import numpy as np, soundfile as sf
+
+import numpy as np
+import soundfile as sf
 
 checkout, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)

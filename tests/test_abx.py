@@ -5,7 +5,6 @@ details it fixes (frame rounding, DTW ties, zero frames, averaging order, draws)
 from __future__ import annotations
 
 import math
-import random
 import runpy
 from pathlib import Path
 

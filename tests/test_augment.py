@@ -8,16 +8,20 @@ import shutil
 
 import pytest
 import torch
+from conftest import small_config
 
-from cpc.speech.augment import (
-    Augmentation, add_noise, band_reject_filters, build_augmentation, causal_convolve, pitch_shift, room_impulse_responses,
-)
 from cpc.checkpoint import load_checkpoint
 from cpc.config import ConfigError, load_config
 from cpc.model import build_model
+from cpc.speech.augment import (
+    add_noise,
+    band_reject_filters,
+    build_augmentation,
+    causal_convolve,
+    pitch_shift,
+    room_impulse_responses,
+)
 from cpc.train import train
-
-from conftest import small_config
 
 SAMPLE_RATE = 16000
 EFFECTS = ("pitch", "reverb", "band_reject", "noise")

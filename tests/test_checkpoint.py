@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_corpus
 
 from cpc import checkpoint
 from cpc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
-from conftest import write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,15 @@
 
 import pytest
 
-from cpc.corpus.phones import ESPEAK_TO_ARPABET, FESTIVAL_TO_ARPABET, PHONE_TO_ID, PHONES, SILENCE, UnmappedPhoneError, map_phone
+from cpc.corpus.phones import (
+    ESPEAK_TO_ARPABET,
+    FESTIVAL_TO_ARPABET,
+    PHONE_TO_ID,
+    PHONES,
+    SILENCE,
+    UnmappedPhoneError,
+    map_phone,
+)
 
 
 def test_inventory_is_39_arpabet_phones_plus_silence_at_id_0():

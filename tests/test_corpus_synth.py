@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_corpus_formats import check_built_corpus
 
 from cpc.corpus import synth, variation
 from cpc.corpus.formats import load_corpus, read_alignments
 from cpc.speech.audio import read_audio
-
-from test_corpus_formats import check_built_corpus
 
 try:
     synth.check_tools()

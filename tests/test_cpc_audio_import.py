@@ -153,8 +153,8 @@ def test_scores_equal_cpc_audio_criterion_with_its_negatives():
 
 
 def test_criterion_score_mean_divides_by_channels():
-    from cpc.objectives import build_infonce_criterion
     from cpc.config import InfoNCEConfig
+    from cpc.objectives import build_infonce_criterion
 
     generator = lambda: torch.Generator().manual_seed(0)
     predictions, latents, lengths = torch.randn(2, 20, 3, 8), torch.randn(2, 20, 8), torch.tensor([20, 15])

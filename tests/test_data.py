@@ -5,14 +5,12 @@ import logging
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from conftest import synthetic_utterance, write_corpus
 
 from cpc import _torchaudio
 from cpc.speech import audio
-from cpc.speech.audio import AudioError, list_audio, read_audio, resample
+from cpc.speech.audio import list_audio, read_audio, resample
 from cpc.speech.windows import SpeechWindows, WindowSampler, split_corpus, validation_windows
-
-from conftest import synthetic_utterance, write_corpus
 
 
 def test_librispeech_layout_flat_folder_and_manifest(tmp_path):

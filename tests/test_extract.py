@@ -16,16 +16,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import small_config, synthetic_utterance, write_corpus
 
 import cpc
 import cpc.cli
 from cpc.checkpoint import save_checkpoint
 from cpc.config import to_container
-from cpc.speech.audio import list_audio, read_audio
 from cpc.extract import SUMMARY_FILE, ExtractError, extract_corpus
+from cpc.speech.audio import list_audio, read_audio
 from cpc.speech.features import length_batches
-
-from conftest import small_config, synthetic_utterance, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.speech import features as F
 from cpc.checkpoint import CheckpointError, save_checkpoint
+from cpc.speech import features as F
 from cpc.speech.audio import AudioFile
 
 needs_torchaudio = pytest.mark.skipif(not F.have_torchaudio(), reason="torchaudio does not import here")
@@ -183,7 +183,7 @@ def test_checkpoint_cache_key_follows_the_file(tmp_path):
     from cpc.config import load_config, to_container
     from cpc.model import build_model
 
-    config = load_config(None, [f"model.encoder.layers=[{','.join('{channels: 8, kernel_size: %d, stride: %d, padding: %d}' % l for l in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])}]", "model.context.hidden_size=8"])
+    config = load_config(None, [f"model.encoder.layers=[{','.join(f'{{channels: 8, kernel_size: {k}, stride: {st}, padding: {pad}}}' for k, st, pad in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])}]", "model.context.hidden_size=8"])
     path = tmp_path / "model.pt"
     save_checkpoint(path, {"config": to_container(config), "model": build_model(config).state_dict(), "step": 1})
     context, encoder = F.feature_set(str(path), layer="context"), F.feature_set(str(path), layer="encoder")

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from cpc.image.data import (
-    CLASS_NAMES, DEFAULT_ROOT, INSTALL_HINT, DatasetMissing, augment_patches, grid_size, load_fashion_mnist, normalise, patch_grid,
-    patch_origin, read_idx,
+    CLASS_NAMES,
+    DEFAULT_ROOT,
+    INSTALL_HINT,
+    DatasetMissing,
+    augment_patches,
+    grid_size,
+    load_fashion_mnist,
+    normalise,
+    patch_grid,
+    patch_origin,
+    read_idx,
 )
 
 INSTALLED = (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file()

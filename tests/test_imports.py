@@ -30,7 +30,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     """module -> the cpc modules it imports (``from cpc.x import y`` counts ``cpc.x.y`` when that is a module, and cpc.x)."""
     paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}

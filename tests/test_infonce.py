@@ -36,7 +36,7 @@ def reference_info_nce(predictions, latents, lengths, negatives):
                 scores = torch.stack(scores)
                 losses[k].append(-torch.log_softmax(scores, 0)[0])
                 correct[k].append(float(scores[0] > scores[1:].max()))
-    loss_per_step = torch.stack([torch.stack(l).mean() for l in losses])
+    loss_per_step = torch.stack([torch.stack(per_step).mean() for per_step in losses])
     accuracy = torch.tensor([sum(c) / len(c) for c in correct])
     return loss_per_step, accuracy
 
@@ -148,7 +148,7 @@ def test_grid_infonce_equals_loop_reference():
                     scores = torch.stack([latents[b, r + k, c] @ prediction] + [latents[bb, rr, cc] @ prediction for bb, rr, cc in where])
                     losses[index].append(-torch.log_softmax(scores, 0)[0])
                     correct[index].append(float(scores[0] > scores[1:].max()))
-    torch.testing.assert_close(out["loss_per_step"], torch.stack([torch.stack(l).mean() for l in losses]))
+    torch.testing.assert_close(out["loss_per_step"], torch.stack([torch.stack(per_step).mean() for per_step in losses]))
     torch.testing.assert_close(out["accuracy_per_step"], torch.tensor([sum(c) / len(c) for c in correct]))
     assert out["num_pairs"].tolist() == [batch_size * (rows - k) * cols for k in offsets]
 

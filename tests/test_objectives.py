@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from cpc.config import ConfigError, load_config
 from cpc.infonce import info_nce, score_candidates
 from cpc.model import build_model
-from cpc.negatives import positive_indices, sample_negatives
+from cpc.negatives import sample_negatives
 from cpc.objectives import PER_STEP_METRICS, binary_logistic, infonce, margin_contrastive, nt_xent, triplet
 from cpc.registry import LOSSES
 from cpc.resources import list_recipes
@@ -94,11 +94,11 @@ def test_each_objective_equals_its_loop_reference(case):
                     loss, right = reference_pair_loss(name, predictions[b, t, k], latents[b, t + k + 1], flat[negatives[b, t, k]], OPTIONS[case])
                     losses[k].append(loss)
                     correct[k].append(float(right))
-    loss_per_step = torch.tensor([sum(l) / len(l) for l in losses])
+    loss_per_step = torch.tensor([sum(per_step) / len(per_step) for per_step in losses])
     torch.testing.assert_close(out["loss_per_step"], loss_per_step, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out["accuracy_per_step"], torch.tensor([sum(c) / len(c) for c in correct]))
     torch.testing.assert_close(out["loss"], loss_per_step.mean(), atol=1e-5, rtol=1e-4)
-    assert out["num_pairs"].tolist() == [len(l) for l in losses]
+    assert out["num_pairs"].tolist() == [len(per_step) for per_step in losses]
     if name in ("infonce", "nt_xent"):  # only these are bounds on the mutual information
         torch.testing.assert_close(out["mutual_information"], math.log(num_negatives + 1) - loss_per_step, atol=1e-5, rtol=1e-4)
     else:

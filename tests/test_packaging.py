@@ -20,9 +20,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_demo import SMALL as TINY_MODEL  # a tiny model: the commands are tested, not the numbers
 
 import cpc.resources as resources
-from test_demo import SMALL as TINY_MODEL  # a tiny model: the commands are tested, not the numbers
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs cpc.cli.main(argv) and reports, on stderr, where cpc came from.

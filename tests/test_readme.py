@@ -75,7 +75,7 @@ def cpc_arguments(command: list[str]) -> list[str] | None:
 def readme_cpc_commands() -> list[tuple[str, list[str]]]:
     found = []
     for path in DOCUMENTS:
-        for section, language, code in fenced_blocks(path):
+        for _section, language, code in fenced_blocks(path):
             if language == "bash":
                 for command in shell_commands(code):
                     arguments = cpc_arguments(command)

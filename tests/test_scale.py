@@ -18,18 +18,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SAMPLE_RATE, small_config
 from omegaconf import OmegaConf
 
 import cpc.infonce
 from cpc.checkpoint import load_checkpoint
 from cpc.config import ConfigError, load_config
-from cpc.speech.resident import ResidentSpeechData, build_speech_data
-from cpc.speech.windows import SpeechData, split_corpus
 from cpc.infonce import sample_candidates, score_candidates, score_shared
 from cpc.negatives import positive_indices, sample_negatives, sample_shared_negatives
+from cpc.speech.resident import ResidentSpeechData, build_speech_data
+from cpc.speech.windows import SpeechData, split_corpus
 from cpc.train import train
-
-from conftest import SAMPLE_RATE, small_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"  # the committed sample corpus: 6 speakers, 88 16-bit FLAC files
@@ -135,7 +134,7 @@ def test_score_candidates_saves_nothing_quadratic_in_the_batch():
     rows, frames = 4 * 30 * 3, 4 * 30  # R = 360 rows, B*T = 120 latents; C = 5 and M = 4 are far below B*T
     quadratic = rows * frames
     for block_elements in (2**40, 10 * frames):
-        sizes = saved_tensor_sizes(lambda *a: score_candidates(*a, block_elements=block_elements), predictions, latents, candidates)
+        sizes = saved_tensor_sizes(lambda *a, block_elements=block_elements: score_candidates(*a, block_elements=block_elements), predictions, latents, candidates)
         assert sizes and max(sizes) <= rows * 5, f"block_elements={block_elements}: saved {sorted(sizes)}"
     assert max(saved_tensor_sizes(plain_scores, predictions, latents, candidates)) >= quadratic
     # The shared pool's scores are linear as well: (R, N + 1) at most.
@@ -143,7 +142,7 @@ def test_score_candidates_saves_nothing_quadratic_in_the_batch():
     shared = sample_shared_negatives(lengths, 30, 3, 3, generator=torch.Generator().manual_seed(0))
     positives, _ = positive_indices(lengths, 30, 3)
     shared_candidates = torch.cat([positives[..., None], shared.pool[shared.keep]], -1)
-    sizes = saved_tensor_sizes(lambda p, l: score_shared(p, l, shared_candidates, shared), predictions, latents)
+    sizes = saved_tensor_sizes(lambda p, z: score_shared(p, z, shared_candidates, shared), predictions, latents)
     assert max(sizes) <= rows * 5, sorted(sizes)
 
 
@@ -200,7 +199,7 @@ def test_score_shared_equals_score_candidates_on_the_same_candidates():
     sample = sample_candidates(predictions, latents, lengths, generator, offsets=None, num_negatives=7, negative_scope="batch_shared")
     assert sample.shared is not None and sample.candidates.shape == (3, 10, 4, 8)
     weights = torch.randn(sample.candidates.shape, generator=generator, dtype=torch.float64)
-    shared = scores_and_gradients(lambda p, l, c: score_shared(p, l, c, sample.shared), predictions, latents, sample.candidates, weights)
+    shared = scores_and_gradients(lambda p, z, c: score_shared(p, z, c, sample.shared), predictions, latents, sample.candidates, weights)
     gathered = scores_and_gradients(score_candidates, predictions, latents, sample.candidates, weights)
     for one, other in zip(shared, gathered):
         torch.testing.assert_close(one, other, rtol=1e-12, atol=1e-12)

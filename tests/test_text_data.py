@@ -5,7 +5,6 @@ import json
 import struct
 import zlib
 
-import numpy as np
 import pytest
 import torch
 from conftest import TEXT_SLICE_DOCUMENTS

@@ -7,9 +7,9 @@ import torch
 
 from cpc.config import load_config
 from cpc.text.corpus import read_documents
+from cpc.text.probe import read_task_file
 from cpc.text.source import TextData, probe_document
 from cpc.text.suite import LENGTH_BINS, build_suite, content_words, held_out_documents, write_tasks
-from cpc.text.probe import read_task_file
 from cpc.text.tokenizer import words
 
 

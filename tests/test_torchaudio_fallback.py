@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import small_config, write_corpus
 from omegaconf import OmegaConf
 
 from cpc import _torchaudio
-
-from conftest import small_config, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR = (

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import small_config
 
 import cpc
 from cpc.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from cpc.config import ConfigError, load_config
 from cpc.train import TrainingError, train
-
-from conftest import small_config
 
 REPO = Path(__file__).resolve().parents[1]
 

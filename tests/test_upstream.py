@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import small_config
 
 import cpc
 from cpc.checkpoint import save_checkpoint
 from cpc.config import to_container
 from cpc.upstream import CPCUpstream, UpstreamExpert
-
-from conftest import small_config
 
 LENGTHS = [16000, 12345, 4000, 161]  # 1 s, uneven, short, barely a frame
 

@@ -17,8 +17,8 @@ __all__ = ["register", "main"]
 def _synth(args: argparse.Namespace) -> int:
     from cpc.cli import CommandError
     from cpc.corpus.synth import build_corpus
-    from cpc.errors import MissingToolError
     from cpc.corpus.variation import Variation
+    from cpc.errors import MissingToolError
 
     variation = Variation(prosody=not (args.no_prosody or args.clean), reverb=not (args.no_reverb or args.clean),
                           noise=not (args.no_noise or args.clean), snr_db=tuple(args.snr_db), rt60=tuple(args.rt60))

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cpc.speech.audio import AudioFile, list_audio, read_split
 from cpc.safe_io import write_atomic
+from cpc.speech.audio import AudioFile, list_audio, read_split
 
 __all__ = [
     "FRAME_SAMPLES",

@@ -71,7 +71,8 @@ import numpy as np
 import soundfile as sf
 
 from cpc.bible import bible_lines
-from cpc.corpus import espeak, festival, variation as variation_module
+from cpc.corpus import espeak, festival
+from cpc.corpus import variation as variation_module
 from cpc.corpus.formats import (
     ABX_ITEM_FILE,
     ALIGNMENTS_FILE,
@@ -445,7 +446,7 @@ def _abx_items(utterances: list[_Utterance]) -> list[ItemRow]:
 
 
 def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2, overwrite: bool = False, *,
-                 variation: Variation = Variation()) -> dict:
+                 variation: Variation = Variation()) -> dict:  # noqa: B008 (frozen: one shared default is safe)
     """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
 
     ``variation`` says which of prosody, room and noise to add and in what ranges (default: all;

@@ -16,11 +16,12 @@ patches for images) and ``lengths`` is None when every example is full length.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from torch import Tensor, nn
 
-Batch = tuple[Tensor, Optional[Tensor]]  # (inputs, lengths or None), on the training device
+Batch = tuple[Tensor, Tensor | None]  # (inputs, lengths or None), on the training device
 
 
 class DataSource(Protocol):

@@ -38,8 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpc.cli import CommandError
 from cpc import registry
+from cpc.cli import CommandError
 from cpc.eval.abx import DEFAULT_SEED
 from cpc.speech.features import FeatureCache, FeatureError, check_device, extract, feature_set
 

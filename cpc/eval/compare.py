@@ -212,8 +212,8 @@ def evaluate_image_arm(arm_dir: Path, checkpoint: Path, *, labels, max_images: i
     """One row of the image table: probe accuracy per label budget, the last validation, s/step."""
     from cpc.checkpoint import load_checkpoint
     from cpc.eval.report import read_metrics
-    from cpc.runtime import torch_threads
     from cpc.image.probe import label_budget_accuracies
+    from cpc.runtime import torch_threads
 
     config = load_checkpoint(checkpoint)["config"]
     with torch_threads(config["train"]["threads"] or None):  # the probe runs on the arm's training threads

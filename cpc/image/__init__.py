@@ -7,7 +7,12 @@ the Fashion-MNIST data source (``data.name: fashion_mnist``) and the ``cpc probe
 """
 
 from cpc import registry
-from cpc.image.context import MaskedConvContextConfig, RowGRUContextConfig, build_masked_conv_context, build_row_gru_context
+from cpc.image.context import (
+    MaskedConvContextConfig,
+    RowGRUContextConfig,
+    build_masked_conv_context,
+    build_row_gru_context,
+)
 from cpc.image.encoder import PatchEncoderConfig, build_patch_encoder
 from cpc.image.source import FashionMNISTConfig, FashionMNISTPatches
 

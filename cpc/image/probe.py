@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from cpc.classifier import ProbeSettings, accuracy, standardiser, train_classifier
-from cpc.runtime import seeded, torch_threads
 from cpc.image.data import DEFAULT_ROOT, load_fashion_mnist
 from cpc.image.source import FashionMNISTConfig, image_patches
+from cpc.runtime import seeded, torch_threads
 
 log = logging.getLogger(__name__)
 

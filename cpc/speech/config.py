@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
 
 
 class Norm(str, Enum):
@@ -66,8 +65,8 @@ class SpeechDataConfig:
     name: str = "speech"
     root: str = "data/sample"  # folder (LibriSpeech layout or flat) or TSV manifest
     window: int = 20480  # samples per training example (paper: 20480 = 1.28 s)
-    train_split: Optional[str] = None  # file of utterance ids; None = every file not held out
-    valid_split: Optional[str] = None  # file of utterance ids held out for validation
+    train_split: str | None = None  # file of utterance ids; None = every file not held out
+    valid_split: str | None = None  # file of utterance ids held out for validation
     valid_fraction: float = 0.05  # used when valid_split is None: this share of files, chosen by seed
     same_speaker_batches: bool = False  # every batch from one speaker (the paper's ablation)
     num_workers: int = 2  # loader processes; threads decoding the corpus when it is held on the device

@@ -29,7 +29,7 @@ the encoder everything works on positions along the prediction axis of that grid
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

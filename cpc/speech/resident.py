@@ -32,8 +32,8 @@ to 16 bits. Unreadable files are skipped and counted, as by the loader.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

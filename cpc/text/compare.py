@@ -50,11 +50,10 @@ def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps:
     """Train and probe every (arm, seed); write report.md, report.json and curves.png under ``run_dir``."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.eval.report import seconds_per_step, write_comparison_report
-    from cpc.eval.report import plot_curves_side_by_side, read_metrics
-    from cpc.train import train_or_resume
+    from cpc.eval.report import plot_curves_side_by_side, read_metrics, seconds_per_step, write_comparison_report
     from cpc.text.probe import QUICK_C_GRID
     from cpc.text.suite import CROSS_SENTENCE, build_suite, control_margins, probe_suite, write_tasks
+    from cpc.train import train_or_resume
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

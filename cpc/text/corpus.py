@@ -149,7 +149,7 @@ def read_austen(directory: str | Path | None = None, limit: int | None = None) -
         chapter, paragraph = None, []
         count = 0
 
-        def flush() -> None:
+        def flush(chapter: list[str] | None, paragraph: list[str]) -> None:
             if chapter is not None and paragraph:
                 chapter.extend(split_sentences(" ".join(paragraph)))
             paragraph.clear()
@@ -159,15 +159,15 @@ def read_austen(directory: str | Path | None = None, limit: int | None = None) -
                 break
             line = line or ""
             if _CHAPTER.match(line):
-                flush()
+                flush(chapter, paragraph)
                 count += 1
                 chapter = []
                 documents.append(("austen", f"{novel}/{count:02d}", chapter))
             elif _VOLUME.match(line) or not line.strip():
-                flush()
+                flush(chapter, paragraph)
             else:
                 paragraph.append(line.strip())
-        flush()
+        flush(chapter, paragraph)
     return [document for document in documents if document[2]][:limit]
 
 
@@ -216,7 +216,7 @@ def mr_like(rows: list[tuple[str, str]], *, seed: int = 0) -> list[tuple[int, st
         labels.setdefault(key, set()).add(int(category == "fresh"))
         first.setdefault(key, clean(text))
     unique = [(next(iter(label)), first[key]) for key, label in labels.items() if len(label) == 1]
-    by_label = {label: [i for i, (l, _) in enumerate(unique) if l == label] for label in (0, 1)}
+    by_label = {label: [i for i, (each, _) in enumerate(unique) if each == label] for label in (0, 1)}
     size = min(len(indices) for indices in by_label.values())
     rng = np.random.default_rng(seed)
     keep = sorted(i for indices in by_label.values() for i in rng.choice(indices, size, replace=False).tolist())

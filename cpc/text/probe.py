@@ -321,8 +321,8 @@ def oov_rates(root: str | Path, texts: list[str], tokenizer: HashedNgrams | None
 
 def _model(features: str, architecture: str | None, seed: int) -> nn.Module:
     from cpc.checkpoint import load
-    from cpc.runtime import seeded
     from cpc.model import build_model
+    from cpc.runtime import seeded
 
     if features in ("random", "embeddings"):
         if architecture is None:

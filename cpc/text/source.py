@@ -27,8 +27,8 @@ among its own negatives.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class TextDataConfig:
     window: int = 8  # T: sentences per training example
     window_stride: int = 4  # sentences between the starts of two windows of a document
     max_words: int = 48  # words kept per sentence (the rest cut)
-    sources: Optional[list[str]] = None  # which sources to train on (default: all built: bible, austen, fortunes, or corpus)
+    sources: list[str] | None = None  # which sources to train on (default: all built: bible, austen, fortunes, or corpus)
     valid_fraction: float = 0.02  # share of documents held out for the validation loss
     probe_fraction: float = 0.1  # share of documents never read by training nor validation: the probe suite's
 
@@ -63,12 +63,12 @@ VALID_ORDER = 12345  # the fixed seed that orders the validation windows
 
 
 def _held_out(source: str, name: str, fraction: float) -> bool:
-    return zlib.crc32(f"{source}/{name}".encode("utf-8")) < fraction * 2**32
+    return zlib.crc32(f"{source}/{name}".encode()) < fraction * 2**32
 
 
 def probe_document(source: str, name: str, fraction: float) -> bool:
     """Whether a document belongs to the probe suite's share (the last ``fraction`` of the CRC-32 range): never trained on."""
-    return zlib.crc32(f"{source}/{name}".encode("utf-8")) >= (1.0 - fraction) * 2**32
+    return zlib.crc32(f"{source}/{name}".encode()) >= (1.0 - fraction) * 2**32
 
 
 class TextData:
