@@ -50,7 +50,9 @@ def main() -> None:
     audio = args.batch_size * args.seconds
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name}: {audio / median:.1f}x real time (median {median:.2f} s for {audio:.0f} s of audio; runs {', '.join(f'{v:.2f}' for v in values)})")
+        print(
+            f"{name}: {audio / median:.1f}x real time (median {median:.2f} s for {audio:.0f} s of audio; runs {', '.join(f'{v:.2f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":

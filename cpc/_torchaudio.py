@@ -56,7 +56,9 @@ def require() -> ModuleType:
     """The imported ``torchaudio`` for an explicit ``backend="torchaudio"``; ``RuntimeError`` saying why when it does not import."""
     torchaudio = load()
     if torchaudio is None:
-        raise RuntimeError(f"backend='torchaudio' asked for, but torchaudio does not import here ({unavailable_reason()})")
+        raise RuntimeError(
+            f"backend='torchaudio' asked for, but torchaudio does not import here ({unavailable_reason()})"
+        )
     return torchaudio
 
 

@@ -70,8 +70,18 @@ def _check_counts(**counts: tuple[int, int]) -> None:
             raise ValueError(f"--{name} must be at least {minimum}, got {value}")
 
 
-def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup: int, device: str, overrides: list[str],
-                       batch_size: int | None = None, with_data: bool = False, profile: str | None = None) -> dict:
+def time_training_step(
+    recipe: str,
+    *,
+    copy_negatives: bool,
+    steps: int,
+    warmup: int,
+    device: str,
+    overrides: list[str],
+    batch_size: int | None = None,
+    with_data: bool = False,
+    profile: str | None = None,
+) -> dict:
     """Run in the measuring process: median seconds per training step and peak memory.
 
     The step is the training loop's own (cpc.train.training_step: the loss under the run's
@@ -101,7 +111,9 @@ def time_training_step(recipe: str, *, copy_negatives: bool, steps: int, warmup:
         nonlocal batch, lengths, step_index
         if batches is not None:
             batch, lengths = next(batches)
-        training_step(run, batch, lengths, step_index)  # the training loop's step: loss, backward, clipping, optimizer, schedule
+        training_step(
+            run, batch, lengths, step_index
+        )  # the training loop's step: loss, backward, clipping, optimizer, schedule
         step_index += 1
 
     times = []
@@ -149,7 +161,9 @@ def training_flops(model: torch.nn.Module, batch_size: int, window: int, step_s:
     """
     # The predictors' matrices: one multiply-add per weight and frame (W_k for every k).
     predictor_macs = sum(p.numel() for p in model.predictors.parameters() if p.dim() > 1)
-    forward_gflop_per_s = model_flops(model)["gflop_per_audio_s"] + 2 * predictor_macs * SAMPLE_RATE / model.downsample_rate / 1e9
+    forward_gflop_per_s = (
+        model_flops(model)["gflop_per_audio_s"] + 2 * predictor_macs * SAMPLE_RATE / model.downsample_rate / 1e9
+    )
     step_gflop = 3 * forward_gflop_per_s * batch_size * window / SAMPLE_RATE
     achieved = step_gflop / step_s / 1e3  # TFLOP/s
     peak, source = peak_bf16_tflops(device)
@@ -192,22 +206,33 @@ def profile_steps(step, device: str, path: str, *, steps: int) -> dict:
         wall_s = time.perf_counter() - start
     busy = None
     if device == "cuda":
-        intervals = sorted((event.time_range.start, event.time_range.end) for event in profiler.events() if event.device_type.name == "CUDA")
+        intervals = sorted(
+            (event.time_range.start, event.time_range.end)
+            for event in profiler.events()
+            if event.device_type.name == "CUDA"
+        )
         busy_us, reach = 0.0, -math.inf
         for begin, end in intervals:  # union of the kernels' [start, end) intervals
             if end > reach:
                 busy_us += end - max(begin, reach)
                 reach = end
         span_us = (intervals[-1][1] - intervals[0][0]) if intervals else 0.0
-        busy = {"device_busy_share_of_wall": busy_us / 1e6 / wall_s, "device_busy_share_of_kernel_span": busy_us / span_us if span_us else None}
+        busy = {
+            "device_busy_share_of_wall": busy_us / 1e6 / wall_s,
+            "device_busy_share_of_kernel_span": busy_us / span_us if span_us else None,
+        }
     averages = profiler.key_averages()
     try:
-        table = averages.table(sort_by="self_cuda_time_total" if device == "cuda" else "self_cpu_time_total", row_limit=30)
+        table = averages.table(
+            sort_by="self_cuda_time_total" if device == "cuda" else "self_cpu_time_total", row_limit=30
+        )
     except (KeyError, AttributeError, ValueError):  # newer torch names the column self_device_time_total
         table = averages.table(sort_by="self_device_time_total", row_limit=30)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(f"{steps} training steps, {wall_s:.4f} s wall ({wall_s / steps * 1e3:.2f} ms/step under the profiler)\n"
-                          f"{json.dumps(busy)}\n\n{table}\n")
+    Path(path).write_text(
+        f"{steps} training steps, {wall_s:.4f} s wall ({wall_s / steps * 1e3:.2f} ms/step under the profiler)\n"
+        f"{json.dumps(busy)}\n\n{table}\n"
+    )
     return {"path": path, "steps": steps, "wall_s": wall_s, **(busy or {})}
 
 
@@ -232,20 +257,39 @@ def example_batch(config, device: str) -> tuple[torch.Tensor, torch.Tensor | Non
     return next(source.train_batches())
 
 
-def _measure_in_fresh_process(recipe: str, copy_negatives: bool, args: argparse.Namespace, batch_size: int | None = None, profile: str | None = None) -> dict:
+def _measure_in_fresh_process(
+    recipe: str,
+    copy_negatives: bool,
+    args: argparse.Namespace,
+    batch_size: int | None = None,
+    profile: str | None = None,
+) -> dict:
     from cpc.cli import CommandError
 
-    request = {"recipe": recipe, "copy_negatives": copy_negatives, "steps": args.steps, "warmup": args.warmup, "device": args.device,
-               "overrides": args.overrides, "batch_size": batch_size, "with_data": args.data, "profile": profile}
+    request = {
+        "recipe": recipe,
+        "copy_negatives": copy_negatives,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "device": args.device,
+        "overrides": args.overrides,
+        "batch_size": batch_size,
+        "with_data": args.data,
+        "profile": profile,
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.bench", "--child", json.dumps(request)], capture_output=True, text=True,
+        [sys.executable, "-m", "cpc.bench", "--child", json.dumps(request)],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         # Inputs were checked in this process, so this is a failure of the measurement itself
         # (out of memory, a bug): one line here, the child's traceback with --verbose.
         log.debug("measuring process for %s failed:\n%s", recipe, result.stderr)
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit code {result.returncode}"
-        raise CommandError(f"benchmark of {recipe} (copy_negatives={copy_negatives}) failed: {last} (rerun with -v for its traceback)")
+        raise CommandError(
+            f"benchmark of {recipe} (copy_negatives={copy_negatives}) failed: {last} (rerun with -v for its traceback)"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -274,14 +318,21 @@ def bench_train(args: argparse.Namespace) -> dict:
         raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
     for recipe in recipes:  # a missing recipe or a bad override fails here, before any timing
         load_config(recipe_path(recipe), args.overrides)
-    report = {"benchmark": "train_step", "machine": machine_info(args.device), "recipes": {}}  # keyed "recipe" or "recipe xB"
+    report = {
+        "benchmark": "train_step",
+        "machine": machine_info(args.device),
+        "recipes": {},
+    }  # keyed "recipe" or "recipe xB"
     for recipe in recipes:
         for batch_size in args.batch_size or [None]:
             label = recipe if batch_size is None else f"{recipe} x{batch_size}"
             print(f"timing {label} ...", file=sys.stderr, flush=True)
             profile = None
             if args.profile:
-                profile = str(args.profile / f"{Path(recipe).stem if recipe.endswith('.yaml') else recipe.replace('/', '-')}-b{batch_size or 'recipe'}.txt")
+                profile = str(
+                    args.profile
+                    / f"{Path(recipe).stem if recipe.endswith('.yaml') else recipe.replace('/', '-')}-b{batch_size or 'recipe'}.txt"
+                )
             entry = _measure_in_fresh_process(recipe, False, args, batch_size, profile)
             if not args.skip_copied:
                 copied = _measure_in_fresh_process(recipe, True, args, batch_size)
@@ -304,19 +355,28 @@ def print_table(report: dict) -> None:
     for label, r in report["recipes"].items():
         copied = (
             f"{r['copied_negatives_median_step_s']:.3f} | {r['copied_negatives_' + key]:.0f} | {r['speedup_vs_copied']:.2f}x"
-            if "copied_negatives_median_step_s" in r else "- | - | -"
+            if "copied_negatives_median_step_s" in r
+            else "- | - | -"
         )
         shape = " x ".join(str(n) for n in r.get("example_shape") or [r["window"]])
         line = f"| {label.split(' x')[0]} | {r['batch_size']} x {shape} | {r['num_negatives']} | {r['median_step_s']:.4f} | {r['samples_per_s']:.1f} | {r[key]:.0f} | {copied} |"
         if cuda:
             mfu = "-" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
-            line += f" {r['achieved_tflops']:.1f} | {mfu} | {r['paper_budget_minutes']:.0f} |" if "achieved_tflops" in r else " - | - | - |"
+            line += (
+                f" {r['achieved_tflops']:.1f} | {mfu} | {r['paper_budget_minutes']:.0f} |"
+                if "achieved_tflops" in r
+                else " - | - | - |"
+            )
         print(line)
     m = report["machine"]
-    print(f"\n{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}")
+    print(
+        f"\n{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}"
+    )
     if cuda:
-        print(f"MFU: 3 x forward FLOPs of encoder + context + W_k per step / step time / the device's dense bf16 peak; "
-              f"paper budget: {PAPER_WINDOWS / 1e6:.1f} M windows at the measured windows/s")
+        print(
+            f"MFU: 3 x forward FLOPs of encoder + context + W_k per step / step time / the device's dense bf16 peak; "
+            f"paper budget: {PAPER_WINDOWS / 1e6:.1f} M windows at the measured windows/s"
+        )
 
 
 def bench_data(args: argparse.Namespace) -> dict:
@@ -330,11 +390,15 @@ def bench_data(args: argparse.Namespace) -> dict:
     _check_counts(batches=(args.batches, 1), warmup=(args.warmup, 0))
     config = load_config(recipe_path(args.recipe), args.overrides)
     if config.data.name != "speech":
-        raise ValueError(f"cpc bench data times the speech loader; {args.recipe} uses data.name={config.data.name} (held in memory, no loader)")
+        raise ValueError(
+            f"cpc bench data times the speech loader; {args.recipe} uses data.name={config.data.name} (held in memory, no loader)"
+        )
     config.data.root = resolve_data_root(config.data.root)  # the recipes' data/sample, also outside the checkout
     corpus = split_corpus(config.data.root, config.data.window, valid_fraction=0.0)
     sampler = WindowSampler(corpus.train, config.data.window, config.train.batch_size)
-    loader = DataLoader(SpeechWindows(corpus.train, config.data.window), batch_sampler=sampler, num_workers=config.data.num_workers)
+    loader = DataLoader(
+        SpeechWindows(corpus.train, config.data.window), batch_sampler=sampler, num_workers=config.data.num_workers
+    )
     batches = iter(loader)
     for _ in range(args.warmup):
         next(batches)
@@ -343,9 +407,16 @@ def bench_data(args: argparse.Namespace) -> dict:
         next(batches)
     elapsed = time.perf_counter() - start
     return {
-        "benchmark": "data", "machine": machine_info("cpu"), "recipe": args.recipe, "data": config.data.root,
-        "num_workers": config.data.num_workers, "batch_size": config.train.batch_size, "window": config.data.window,
-        "batches": args.batches, "seconds_per_batch": elapsed / args.batches, "windows_per_s": args.batches * config.train.batch_size / elapsed,
+        "benchmark": "data",
+        "machine": machine_info("cpu"),
+        "recipe": args.recipe,
+        "data": config.data.root,
+        "num_workers": config.data.num_workers,
+        "batch_size": config.train.batch_size,
+        "window": config.data.window,
+        "batches": args.batches,
+        "seconds_per_batch": elapsed / args.batches,
+        "windows_per_s": args.batches * config.train.batch_size / elapsed,
     }
 
 
@@ -369,8 +440,11 @@ def model_flops(model: torch.nn.Module) -> dict:
         for _ in range(rnn.num_layers):
             recurrent += SAMPLE_RATE / model.downsample_rate * gates * (input_size + rnn.hidden_size) * rnn.hidden_size
             input_size = rnn.hidden_size
-    return {"conv_gflop_per_audio_s": 2 * conv / 1e9, "context_gflop_per_audio_s": None if recurrent is None else 2 * recurrent / 1e9,
-            "gflop_per_audio_s": (2 * conv + 2 * (recurrent or 0.0)) / 1e9}
+    return {
+        "conv_gflop_per_audio_s": 2 * conv / 1e9,
+        "context_gflop_per_audio_s": None if recurrent is None else 2 * recurrent / 1e9,
+        "gflop_per_audio_s": (2 * conv + 2 * (recurrent or 0.0)) / 1e9,
+    }
 
 
 def _synchronize(device: str) -> None:
@@ -394,7 +468,9 @@ def matmul_gflops(device: str = "cpu", *, size: int = MATMUL_SIZE, runs: int = 3
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def time_extraction(recipe: str, *, batch_size: int, seconds: float, runs: int, warmup: int, device: str, overrides: list[str]) -> dict:
+def time_extraction(
+    recipe: str, *, batch_size: int, seconds: float, runs: int, warmup: int, device: str, overrides: list[str]
+) -> dict:
     """Median seconds for ``extract_features(layer="context")`` on a random (batch_size, seconds x 16000) batch."""
     from cpc.checkpoint import require_modality
     from cpc.config import load_config, to_container
@@ -418,8 +494,14 @@ def time_extraction(recipe: str, *, batch_size: int, seconds: float, runs: int, 
     median = statistics.median(times)
     audio_seconds = batch_size * waveforms.shape[1] / SAMPLE_RATE
     return {
-        "batch_size": batch_size, "seconds": seconds, "runs": runs, "median_batch_s": median, "min_batch_s": min(times),
-        "max_batch_s": max(times), "real_time_factor": audio_seconds / median, "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "runs": runs,
+        "median_batch_s": median,
+        "min_batch_s": min(times),
+        "max_batch_s": max(times),
+        "real_time_factor": audio_seconds / median,
+        "parameters": sum(p.numel() for p in model.parameters()),
         **model_flops(model),
     }
 
@@ -457,8 +539,15 @@ def bench_extract(args: argparse.Namespace) -> dict:
         report["matmul_size"] = MATMUL_SIZE
         for recipe in recipes:
             print(f"timing {recipe} ...", file=sys.stderr, flush=True)
-            entry = time_extraction(recipe, batch_size=args.batch_size, seconds=args.seconds, runs=args.runs, warmup=args.warmup,
-                                    device=args.device, overrides=args.overrides)
+            entry = time_extraction(
+                recipe,
+                batch_size=args.batch_size,
+                seconds=args.seconds,
+                runs=args.runs,
+                warmup=args.warmup,
+                device=args.device,
+                overrides=args.overrides,
+            )
             entry["achieved_gflops"] = entry["gflop_per_audio_s"] * entry["real_time_factor"]
             entry["fraction_of_matmul"] = entry["achieved_gflops"] / report["matmul_gflops"]
             target = entry["target_real_time_factor"] = _extract_target(recipe)
@@ -474,39 +563,75 @@ def print_extract_table(report: dict) -> None:
     for recipe, r in report["recipes"].items():
         target = r["target_real_time_factor"]
         target = "-" if target is None else f">= {target:g}x ({'met' if r['meets_target'] else 'missed'})"
-        print(f"| {recipe} | {r['batch_size']} x {r['seconds']:g} s | {r['median_batch_s']:.3f} | {r['real_time_factor']:.1f} | {target} | "
-              f"{r['gflop_per_audio_s']:.2f} | {r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f}% |")
+        print(
+            f"| {recipe} | {r['batch_size']} x {r['seconds']:g} s | {r['median_batch_s']:.3f} | {r['real_time_factor']:.1f} | {target} | "
+            f"{r['gflop_per_audio_s']:.2f} | {r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f}% |"
+        )
     m = report["machine"]
-    print(f"\nfp32 matmul {report['matmul_size']}x{report['matmul_size']}: {report['matmul_gflops']:.1f} GFLOP/s; "
-          f"{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}"
-          f"{', ' + m['gpu'] if 'gpu' in m else ''}")
+    print(
+        f"\nfp32 matmul {report['matmul_size']}x{report['matmul_size']}: {report['matmul_gflops']:.1f} GFLOP/s; "
+        f"{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}"
+        f"{', ' + m['gpu'] if 'gpu' in m else ''}"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks (print a table, write JSON)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmarks (print a table, write JSON)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     train = which.add_parser("train", help="time training steps and peak memory per recipe")
-    train.add_argument("--recipe", action="append", help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})")
+    train.add_argument(
+        "--recipe",
+        action="append",
+        help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})",
+    )
     train.add_argument("--json", type=Path, help="write the results here")
     train.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     train.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     train.add_argument("--skip-copied", action="store_true", help="do not time the copied-negatives variant")
-    train.add_argument("--batch-size", type=int, action="append", help="windows per step (repeatable: one run per size; default: the recipe's)")
-    train.add_argument("--data", action="store_true", help="take each step's batch from the recipe's data source (set data.root) instead of a fixed random batch")
-    train.add_argument("--profile", type=Path, metavar="DIR", help="also profile each run with torch.profiler: DIR/<recipe>-b<batch>.txt")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        action="append",
+        help="windows per step (repeatable: one run per size; default: the recipe's)",
+    )
+    train.add_argument(
+        "--data",
+        action="store_true",
+        help="take each step's batch from the recipe's data source (set data.root) instead of a fixed random batch",
+    )
+    train.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="also profile each run with torch.profiler: DIR/<recipe>-b<batch>.txt",
+    )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every recipe")
     train.set_defaults(func=_main)
     data = which.add_parser("data", help="windows per second through the training data loader")
-    data.add_argument("--recipe", default="speech/tiny", help="shipped recipe name or YAML file (its data section and batch size)")
+    data.add_argument(
+        "--recipe", default="speech/tiny", help="shipped recipe name or YAML file (its data section and batch size)"
+    )
     data.add_argument("--json", type=Path, help="write the results here")
     data.add_argument("--batches", type=int, default=200, help="timed batches")
     data.add_argument("--warmup", type=int, default=5, help="untimed batches first (worker start-up)")
-    data.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=PATH data.num_workers=2")
+    data.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=PATH data.num_workers=2"
+    )
     data.set_defaults(func=_main_data)
-    extract = which.add_parser("extract", help="real-time factor of feature extraction per recipe, vs measured matmul throughput")
-    extract.add_argument("--recipe", action="append",
-                         help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})")
+    extract = which.add_parser(
+        "extract", help="real-time factor of feature extraction per recipe, vs measured matmul throughput"
+    )
+    extract.add_argument(
+        "--recipe",
+        action="append",
+        help=f"shipped recipe name or YAML file (repeatable; default: {' and '.join(DEFAULT_RECIPES)})",
+    )
     extract.add_argument("--json", type=Path, help="write the results here")
     extract.add_argument("--runs", type=int, default=5, help="timed batches (the median is reported)")
     extract.add_argument("--warmup", type=int, default=1, help="untimed batches first")
@@ -534,8 +659,10 @@ def _main(args: argparse.Namespace) -> int:
 
 def _main_data(args: argparse.Namespace) -> int:
     report = bench_data(args)
-    print(f"| data | workers | batch x window | s/batch | windows/s |\n|---|---|---|---|---|\n"
-          f"| {report['data']} | {report['num_workers']} | {report['batch_size']} x {report['window']} | {report['seconds_per_batch']:.4f} | {report['windows_per_s']:.0f} |")
+    print(
+        f"| data | workers | batch x window | s/batch | windows/s |\n|---|---|---|---|---|\n"
+        f"| {report['data']} | {report['num_workers']} | {report['batch_size']} x {report['window']} | {report['seconds_per_batch']:.4f} | {report['windows_per_s']:.0f} |"
+    )
     _write_json(args.json, report)
     return 0
 
@@ -550,10 +677,20 @@ def _main_extract(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         request = json.loads(sys.argv[2])
-        print(json.dumps(time_training_step(
-            request["recipe"], copy_negatives=request["copy_negatives"], steps=request["steps"], warmup=request["warmup"],
-            device=request["device"], overrides=request["overrides"], batch_size=request["batch_size"],
-            with_data=request["with_data"], profile=request["profile"],
-        )))
+        print(
+            json.dumps(
+                time_training_step(
+                    request["recipe"],
+                    copy_negatives=request["copy_negatives"],
+                    steps=request["steps"],
+                    warmup=request["warmup"],
+                    device=request["device"],
+                    overrides=request["overrides"],
+                    batch_size=request["batch_size"],
+                    with_data=request["with_data"],
+                    profile=request["profile"],
+                )
+            )
+        )
     else:
         sys.exit("run benchmarks with `cpc bench ...`")

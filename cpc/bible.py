@@ -17,5 +17,7 @@ def bible_lines() -> list[str]:
         raise MissingToolError(f"the `bible` program (Debian bible-kjv) is not installed: run `{APT_INSTALL}`")
     output = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True)
     if output.returncode != 0:
-        raise MissingToolError(f"`bible -f Gen1:1-Rev22:21` failed: {output.stderr.strip()}; reinstall with `{APT_INSTALL}`")
+        raise MissingToolError(
+            f"`bible -f Gen1:1-Rev22:21` failed: {output.stderr.strip()}; reinstall with `{APT_INSTALL}`"
+        )
     return output.stdout.splitlines()

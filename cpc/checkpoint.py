@@ -93,12 +93,16 @@ def _check_plain(value: Any, where: str) -> None:
     if isinstance(value, torch.Tensor) or type(value) in _PLAIN:
         return
     if type(value) in (dict, collections.OrderedDict, list, tuple):
-        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
             if isinstance(value, dict) and type(key) not in _PLAIN:
-                raise TypeError(f"checkpoint {where} has a key of type {type(key).__name__}; only tensors and plain values are saved")
+                raise TypeError(
+                    f"checkpoint {where} has a key of type {type(key).__name__}; only tensors and plain values are saved"
+                )
             _check_plain(item, f"{where}[{key!r}]")
         return
-    raise TypeError(f"checkpoint {where} is a {type(value).__module__}.{type(value).__qualname__}; only tensors and plain values are saved")
+    raise TypeError(
+        f"checkpoint {where} is a {type(value).__module__}.{type(value).__qualname__}; only tensors and plain values are saved"
+    )
 
 
 @contextlib.contextmanager
@@ -111,7 +115,10 @@ def _interrupt_after_write():
     waits for it. Only where Python's own handler is installed (the main thread, nobody
     else's handler).
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     received = []
@@ -192,7 +199,11 @@ def read_tensors(path: str | os.PathLike, map_location: str | torch.device = "cp
 
 # What each modality's models read; the checkpoint's data.name says which it is (the encoder
 # for a config without a data section).
-MODALITIES = {"speech": "a speech model (raw audio)", "fashion_mnist": "an image model (patch grids)", "text": "a text model (n-gram ids)"}
+MODALITIES = {
+    "speech": "a speech model (raw audio)",
+    "fashion_mnist": "an image model (patch grids)",
+    "text": "a text model (n-gram ids)",
+}
 _ENCODER_MODALITY = {"conv": "speech", "patch_resnet": "fashion_mnist", "sentence_conv": "text"}
 
 
@@ -218,7 +229,9 @@ def require_modality(config: dict[str, Any], needs: str, what: str, source: obje
         )
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, needs: str | None = None, what: str = "this"):
+def load(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, needs: str | None = None, what: str = "this"
+):
     """Rebuild the model saved in a checkpoint, weights loaded strictly, in eval mode.
 
     ``needs`` (``speech``, ``fashion_mnist``, ``text``): refuse, before building anything, a

@@ -52,11 +52,15 @@ def classifier(input_size: int, num_classes: int, settings: ProbeSettings) -> nn
         return nn.Linear(input_size, num_classes)
     if settings.hidden_layers != 1:
         raise ValueError(f"hidden_layers={settings.hidden_layers}: expected 0 (linear) or 1")
-    return nn.Sequential(nn.Linear(input_size, settings.hidden_size), nn.ReLU(), nn.Linear(settings.hidden_size, num_classes))
+    return nn.Sequential(
+        nn.Linear(input_size, settings.hidden_size), nn.ReLU(), nn.Linear(settings.hidden_size, num_classes)
+    )
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
 
 
 def train_classifier(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSettings) -> nn.Module:
@@ -89,5 +93,7 @@ def _fit(inputs: Tensor, targets: Tensor, num_classes: int, settings: ProbeSetti
 
 def accuracy(model: nn.Module, inputs: Tensor, targets: Tensor) -> float:
     with torch.inference_mode():
-        predictions = torch.cat([model(inputs[start : start + 65536]).argmax(1) for start in range(0, len(inputs), 65536)])
+        predictions = torch.cat(
+            [model(inputs[start : start + 65536]).argmax(1) for start in range(0, len(inputs), 65536)]
+        )
     return 100.0 * (predictions == targets).float().mean().item()

@@ -44,9 +44,27 @@ from cpc.runtime import plain
 
 # The core variants' schemas, importable from here as before (each lives beside its variant).
 __all__ = [
-    "BinaryConfig", "Config", "ConfigError", "InfoNCEConfig", "LinearPredictorConfig", "MarginConfig", "Mining", "ModelConfig",
-    "NTXentConfig", "NegativeScope", "OptimConfig", "PredictorInit", "RecurrentContextConfig", "Score", "TrainConfig",
-    "TransformerPredictorConfig", "TripletConfig", "from_container", "load_config", "to_container", "variant_schema",
+    "BinaryConfig",
+    "Config",
+    "ConfigError",
+    "InfoNCEConfig",
+    "LinearPredictorConfig",
+    "MarginConfig",
+    "Mining",
+    "ModelConfig",
+    "NTXentConfig",
+    "NegativeScope",
+    "OptimConfig",
+    "PredictorInit",
+    "RecurrentContextConfig",
+    "Score",
+    "TrainConfig",
+    "TransformerPredictorConfig",
+    "TripletConfig",
+    "from_container",
+    "load_config",
+    "to_container",
+    "variant_schema",
 ]
 
 
@@ -154,7 +172,9 @@ def _variant_name(raw: DictConfig, section: str, variants: dict, where: str) -> 
     return name
 
 
-def variant_schema(raw: DictConfig | dict, where: str = "config", *, layers: list[tuple[str, DictConfig]] = ()) -> DictConfig:
+def variant_schema(
+    raw: DictConfig | dict, where: str = "config", *, layers: list[tuple[str, DictConfig]] = ()
+) -> DictConfig:
     """The typed schema for a config: :class:`Config` with each variant section (``model.encoder``,
     ``model.context``, ``model.predictor``, ``model.loss``, ``data``) typed by the config class
     of the variant its ``name`` picks. ``raw`` is the untyped recipe + overrides; ``layers``,
@@ -162,7 +182,9 @@ def variant_schema(raw: DictConfig | dict, where: str = "config", *, layers: lis
     raw = OmegaConf.create(raw) if isinstance(raw, dict) else raw
     schema = OmegaConf.structured(Config)
     for section, variants in registry.sections().items():
-        setters = [source for source, layer in layers if OmegaConf.select(layer, f"{section}.name", default=None) is not None]
+        setters = [
+            source for source, layer in layers if OmegaConf.select(layer, f"{section}.name", default=None) is not None
+        ]
         name = _variant_name(raw, section, variants, setters[-1] if setters else where)
         parent, key = section.rsplit(".", 1) if "." in section else ("", section)
         node = OmegaConf.select(schema, parent) if parent else schema
@@ -176,11 +198,26 @@ def variant_schema(raw: DictConfig | dict, where: str = "config", *, layers: lis
 
 # Lower bounds the types cannot express; keys a variant does not have are skipped.
 MINIMUMS = {
-    "train.seed": 0, "train.max_steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.valid_every": 1,
-    "train.checkpoint_every": 1, "train.valid_batches": 0, "train.keep_checkpoints": 0, "train.threads": 0,
-    "data.num_workers": 0, "data.window": 1, "model.loss.num_negatives": 1, "model.predictor.prediction_steps": 1,
-    "model.predictor.first_offset": 1, "model.context.hidden_size": 1, "model.context.num_layers": 1, "optim.warmup_steps": 0,
-    "data.patch_size": 1, "data.patch_stride": 1, "data.padded_size": 1,
+    "train.seed": 0,
+    "train.max_steps": 1,
+    "train.batch_size": 1,
+    "train.log_every": 1,
+    "train.valid_every": 1,
+    "train.checkpoint_every": 1,
+    "train.valid_batches": 0,
+    "train.keep_checkpoints": 0,
+    "train.threads": 0,
+    "data.num_workers": 0,
+    "data.window": 1,
+    "model.loss.num_negatives": 1,
+    "model.predictor.prediction_steps": 1,
+    "model.predictor.first_offset": 1,
+    "model.context.hidden_size": 1,
+    "model.context.num_layers": 1,
+    "optim.warmup_steps": 0,
+    "data.patch_size": 1,
+    "data.patch_stride": 1,
+    "data.padded_size": 1,
 }
 
 
@@ -189,7 +226,9 @@ def _check(config: DictConfig, where: str) -> DictConfig:
         value = OmegaConf.select(config, key, default=None)
         if value is not None and value < minimum:
             raise ConfigError(f"{where}: bad config key {key!r}: {value} is below the minimum {minimum}")
-    patch = [OmegaConf.select(config, f"data.{key}", default=None) for key in ("padded_size", "patch_size", "patch_stride")]
+    patch = [
+        OmegaConf.select(config, f"data.{key}", default=None) for key in ("padded_size", "patch_size", "patch_stride")
+    ]
     if None not in patch:  # an image grid: whole patches, every stride, inside the padded image
         padded, size, stride = patch
         if padded < size or (padded - size) % stride:
@@ -213,9 +252,13 @@ def _read_yaml(path) -> DictConfig:
         raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     # An empty file would train the built-in defaults without a word; a list is no recipe.
     if content is None:
-        raise ConfigError(f"{path}: the recipe is empty; give at least one section (e.g. copy recipes/speech/tiny.yaml)")
+        raise ConfigError(
+            f"{path}: the recipe is empty; give at least one section (e.g. copy recipes/speech/tiny.yaml)"
+        )
     if not isinstance(content, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of sections (model:, data:, train:, ...), this file's top level is a {type(content).__name__}")
+        raise ConfigError(
+            f"{path}: a recipe is a mapping of sections (model:, data:, train:, ...), this file's top level is a {type(content).__name__}"
+        )
     try:
         return OmegaConf.load(path)
     except yaml.YAMLError as error:  # a syntax error: say where, in one line
@@ -237,7 +280,11 @@ def _switch_variants(layers: list[tuple[str, DictConfig]]) -> None:
         for index, (_, layer) in enumerate(layers):
             name = OmegaConf.select(layer, f"{section}.name", default=None)
             variants = registry.sections()[section]
-            if name is None or name == current or (name in variants and current in variants and variants[name].config is variants[current].config):
+            if (
+                name is None
+                or name == current
+                or (name in variants and current in variants and variants[name].config is variants[current].config)
+            ):
                 current = current if name is None else name
                 continue
             for _, earlier in layers[:index]:
@@ -321,7 +368,11 @@ def describe_keys() -> str:
 
     def show(value) -> str:
         if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-            return "[" + ", ".join("(" + ", ".join(str(v) for v in dataclasses.astuple(item)) + ")" for item in value) + "]"
+            return (
+                "["
+                + ", ".join("(" + ", ".join(str(v) for v in dataclasses.astuple(item)) + ")" for item in value)
+                + "]"
+            )
         return str(plain(value))
 
     lines = []

@@ -40,14 +40,18 @@ Hidden = Tensor | tuple[Tensor, Tensor]
 class RecurrentContext(nn.Module):
     """Causal RNN over latents: (B, T, C) -> (B, T, H)."""
 
-    def __init__(self, cell: type[nn.RNNBase], input_size: int, hidden_size: int, num_layers: int = 1, *, reverse: bool = False) -> None:
+    def __init__(
+        self, cell: type[nn.RNNBase], input_size: int, hidden_size: int, num_layers: int = 1, *, reverse: bool = False
+    ) -> None:
         super().__init__()
         self.rnn = cell(input_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.output_size = hidden_size
         self.reverse = reverse
         self.causal = not reverse
 
-    def forward(self, latents: Tensor, hidden: Hidden | None = None, *, lengths: Tensor | None = None) -> tuple[Tensor, Hidden]:
+    def forward(
+        self, latents: Tensor, hidden: Hidden | None = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Hidden]:
         """latents (B, T, C), hidden from the previous chunk or None -> context (B, T, H), new hidden.
 
         ``lengths`` (B,) frames matter only with ``reverse``: each sequence then starts from its
@@ -56,7 +60,9 @@ class RecurrentContext(nn.Module):
             raise ValueError(f"expected latents of shape (B, T, C), got {tuple(latents.shape)}")
         if not self.reverse:
             return self.rnn(latents, hidden)
-        order = _reversed_order(latents.shape[1], lengths, latents.device)  # (B, T): valid frames last to first, then the padding
+        order = _reversed_order(
+            latents.shape[1], lengths, latents.device
+        )  # (B, T): valid frames last to first, then the padding
         index = order[..., None].expand(-1, -1, latents.shape[-1])
         context, hidden = self.rnn(latents.gather(1, index), hidden)  # (B, T, H), in reversed order
         # The order is its own inverse (a reversal of the valid frames), so the same gather puts c_t back at t.

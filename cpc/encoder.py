@@ -32,12 +32,19 @@ class Encoder(Protocol):
     def output_lengths(self, lengths: Tensor) -> Tensor: ...
 
 
-def check_lengths(lengths: object, batch_size: int, maximum: int, *, unit: str = "length", of: str | None = None) -> None:
+def check_lengths(
+    lengths: object, batch_size: int, maximum: int, *, unit: str = "length", of: str | None = None
+) -> None:
     """Valid lengths must be an integer tensor (B,) with 0 < length <= ``maximum``; raise ValueError quoting the bad one.
 
     ``unit`` and ``of`` word the message: "lengths[1] = 9 is not a valid {unit} for {of}"
     (default: inputs of ``maximum`` samples)."""
-    if not isinstance(lengths, Tensor) or lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+    if (
+        not isinstance(lengths, Tensor)
+        or lengths.dtype.is_floating_point
+        or lengths.dtype.is_complex
+        or lengths.dtype == torch.bool
+    ):
         kind = lengths.dtype if isinstance(lengths, Tensor) else type(lengths).__name__
         raise ValueError(f"lengths must be an integer tensor of shape (B,), got {kind}")
     if lengths.shape != (batch_size,):

@@ -89,7 +89,10 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # Both exporters are deprecated in torch 2.14 (still supported); say so once in the docs, not on every export.
-            warnings.filterwarnings("ignore", message=r".*(torch\.jit\.script. is deprecated|legacy TorchScript-based ONNX export|feature will be removed)")
+            warnings.filterwarnings(
+                "ignore",
+                message=r".*(torch\.jit\.script. is deprecated|legacy TorchScript-based ONNX export|feature will be removed)",
+            )
             # nn.GRU/LSTM's own Python checks convert shapes to bools while tracing; the graph is still the ONNX GRU op.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             # "batch_size other than 1 ... GRU can cause an error": not here, the initial state is left out of the
@@ -106,10 +109,17 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
 
 
 def _export_onnx(extractor: FeatureExtractor, path: Path, parameter: Tensor) -> None:
-    example = torch.zeros(EXAMPLE_SHAPE, dtype=parameter.dtype, device=parameter.device).normal_(generator=torch.Generator(parameter.device).manual_seed(0))
+    example = torch.zeros(EXAMPLE_SHAPE, dtype=parameter.dtype, device=parameter.device).normal_(
+        generator=torch.Generator(parameter.device).manual_seed(0)
+    )
     torch.onnx.export(
-        extractor, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-        input_names=["waveforms"], output_names=["features"],
+        extractor,
+        (example,),
+        str(path),
+        dynamo=False,
+        opset_version=ONNX_OPSET,
+        input_names=["waveforms"],
+        output_names=["features"],
         dynamic_axes={"waveforms": {0: "batch", 1: "samples"}, "features": {0: "batch", 1: "frames"}},
     )
 
@@ -119,13 +129,17 @@ def _check_out(out: str | os.PathLike, format: str) -> Path:
         raise ValueError(f"format={format!r}: expected one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.is_dir():
-        raise ValueError(f"--out {out} is a directory: give a file name, e.g. {out / ('features.onnx' if format == 'onnx' else 'features.pt')}")
+        raise ValueError(
+            f"--out {out} is a directory: give a file name, e.g. {out / ('features.onnx' if format == 'onnx' else 'features.pt')}"
+        )
     if out.parent.exists() and not out.parent.is_dir():
         raise ValueError(f"--out {out}: {out.parent} is not a directory")
     return out
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str, layer: str = "context") -> Path:
+def export_checkpoint(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, format: str, layer: str = "context"
+) -> Path:
     """Load a cpc checkpoint (strictly, on the CPU) and :func:`export` its feature extractor."""
     from cpc.checkpoint import load
 
@@ -142,7 +156,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, for
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="export the feature extractor as TorchScript or ONNX",
+        "export",
+        help="export the feature extractor as TorchScript or ONNX",
         description="Export a checkpoint's feature extractor: waveforms (B, S) float32 at 16 kHz -> features (B, T, D), "
         "batch and length dynamic, full-length inputs (no lengths input).",
     )

@@ -64,8 +64,19 @@ from cpc.safe_io import locked, open_append, write_atomic
 from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio
 from cpc.speech.features import check_device, length_batches, padded_features, source_fingerprint, torch_threads
 
-__all__ = ["FORMATS", "SUMMARY_FILE", "DEFAULT_BATCH_SECONDS", "ExtractError", "check_options", "utterance_files",
-           "model_fingerprint", "extract_corpus", "NpyWriter", "KaldiWriter", "WRITERS"]
+__all__ = [
+    "FORMATS",
+    "SUMMARY_FILE",
+    "DEFAULT_BATCH_SECONDS",
+    "ExtractError",
+    "check_options",
+    "utterance_files",
+    "model_fingerprint",
+    "extract_corpus",
+    "NpyWriter",
+    "KaldiWriter",
+    "WRITERS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +85,9 @@ LOCK_FILE = ".extract.lock"
 SOURCES_FILE = "sources.tsv"  # utterance <TAB> size and mtime of the audio its features were computed from
 TEMPORARY_SUFFIX = ".cpc-tmp"  # our temporary files: ".<name>.cpc-tmp"; leftovers of a killed run are removed on resume
 DEFAULT_BATCH_SECONDS = 80.0  # padded audio per forward pass: ~0.7 GB of paper-model activations (first conv layer)
-DEFAULT_THREADS = 1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
+DEFAULT_THREADS = (
+    1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
+)
 
 
 class ExtractError(ValueError):
@@ -166,7 +179,9 @@ class KaldiWriter:
             key, _, location = line.partition(" ")
             path, _, offset = location.rpartition(":")
             if not offset.isdigit() or not path.endswith(self.ARK):
-                raise ExtractError(f"{self.scp}:{number}: expected '<utterance> <path>/{self.ARK}:<offset>', got {line!r}")
+                raise ExtractError(
+                    f"{self.scp}:{number}: expected '<utterance> <path>/{self.ARK}:<offset>', got {line!r}"
+                )
             entries[key] = int(offset)
         # Cut the ark back to the end of the last matrix the scp lists: anything after it is a
         # batch whose scp lines were never written (killed in between), so it is redone. (A
@@ -185,7 +200,9 @@ class KaldiWriter:
                     end = size + 1
                 if end <= size:
                     break
-                log.warning("%s: the matrix of %s is incomplete in %s; it will be extracted again", self.scp, key, self.ark)
+                log.warning(
+                    "%s: the matrix of %s is incomplete in %s; it will be extracted again", self.scp, key, self.ark
+                )
                 del entries[key]
                 end = 0
             handle.truncate(end)
@@ -239,12 +256,16 @@ def utterance_files(files: Sequence[AudioFile]) -> dict[str, AudioFile]:
     if duplicates:
         shown = "; ".join(f"{u}: {', '.join(f.path for f in group)}" for u, group in list(duplicates.items())[:5])
         more = f" (and {len(duplicates) - 5} more)" if len(duplicates) > 5 else ""
-        raise ExtractError(f"{len(duplicates)} utterance id(s) shared by several files "
-                           f"(the id is the file name without its extension): {shown}{more}")
+        raise ExtractError(
+            f"{len(duplicates)} utterance id(s) shared by several files "
+            f"(the id is the file name without its extension): {shown}{more}"
+        )
     bad = [u for u in by_id if not u or any(c.isspace() for c in u) or u.startswith(".")]
     if bad:
-        raise ExtractError(f"utterance ids must be non-empty, without whitespace (they are Kaldi keys and index.tsv fields) "
-                           f"and not start with '.': {bad[:5]!r}")
+        raise ExtractError(
+            f"utterance ids must be non-empty, without whitespace (they are Kaldi keys and index.tsv fields) "
+            f"and not start with '.': {bad[:5]!r}"
+        )
     return {u: group[0] for u, group in by_id.items()}
 
 
@@ -273,12 +294,18 @@ def _check_resumable(out: Path, settings: dict) -> None:
         previous = json.loads(summary.read_text())
     except (json.JSONDecodeError, AttributeError):
         raise ExtractError(f"{summary} is not a cpc extract summary; use another --out folder") from None
-    differ = [f"{key} {previous.get(key)!r} (now {value!r})" for key, value in settings.items() if previous.get(key) != value]
+    differ = [
+        f"{key} {previous.get(key)!r} (now {value!r})" for key, value in settings.items() if previous.get(key) != value
+    ]
     if differ:
-        raise ExtractError(f"{out} holds features extracted with another {', '.join(differ)}; use another --out folder or delete it")
+        raise ExtractError(
+            f"{out} holds features extracted with another {', '.join(differ)}; use another --out folder or delete it"
+        )
 
 
-def check_options(*, layer: str, format: str, batch_seconds: float, threads: int | None, device: str | torch.device) -> torch.device:
+def check_options(
+    *, layer: str, format: str, batch_seconds: float, threads: int | None, device: str | torch.device
+) -> torch.device:
     """Check extraction options before any work; ValueError naming the option. Returns the device."""
     if format not in WRITERS:
         raise ValueError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
@@ -309,9 +336,15 @@ class _Tally:
 
 def _changed_since_written(out: Path, done: set[str], by_id: dict[str, AudioFile]) -> set[str]:
     """Written utterances whose audio file's size or mtime is not what their features were computed from."""
-    recorded = dict(line.split("\t", 1) for line in _complete_lines(out / SOURCES_FILE) if "\t" in line)  # the last line wins
+    recorded = dict(
+        line.split("\t", 1) for line in _complete_lines(out / SOURCES_FILE) if "\t" in line
+    )  # the last line wins
     now = {utterance: _fingerprint(by_id[utterance].path) for utterance in done if utterance in by_id}
-    return {utterance for utterance, fingerprint in now.items() if fingerprint is not None and recorded.get(utterance) != fingerprint}
+    return {
+        utterance
+        for utterance, fingerprint in now.items()
+        if fingerprint is not None and recorded.get(utterance) != fingerprint
+    }
 
 
 def _fingerprint(path: str) -> str | None:
@@ -343,15 +376,29 @@ def _read_batch(batch: Sequence[AudioFile], model: torch.nn.Module, tally: _Tall
 
 def _start_summary(model: torch.nn.Module, settings: dict, writer, metadata: dict | None, **options) -> dict:
     return {
-        "complete": False, **settings, **(metadata or {}), "outputs": writer.outputs(), "sample_rate": SAMPLE_RATE,
-        "frame_shift_samples": model.downsample_rate, "frame_rate_hz": SAMPLE_RATE / model.downsample_rate,
+        "complete": False,
+        **settings,
+        **(metadata or {}),
+        "outputs": writer.outputs(),
+        "sample_rate": SAMPLE_RATE,
+        "frame_shift_samples": model.downsample_rate,
+        "frame_rate_hz": SAMPLE_RATE / model.downsample_rate,
         "dimension": (model.encoder if settings["layer"] == "encoder" else model.context).output_size,
-        **options, "torch": torch.__version__,
+        **options,
+        "torch": torch.__version__,
     }
 
 
-def _extract_batch(batch: Sequence[AudioFile], model: torch.nn.Module, layer: str, device: torch.device, threads: int | None,
-                   writer, tally: _Tally, out: Path) -> None:
+def _extract_batch(
+    batch: Sequence[AudioFile],
+    model: torch.nn.Module,
+    layer: str,
+    device: torch.device,
+    threads: int | None,
+    writer,
+    tally: _Tally,
+    out: Path,
+) -> None:
     """Read one length batch, compute its features in one padded forward, write them and their sources."""
     sources = {file.utterance_id: _fingerprint(file.path) for file in batch}  # before reading
     waves = _read_batch(batch, model, tally)
@@ -388,7 +435,9 @@ def extract_corpus(
     skipped (resume). ``threads``: torch intra-op threads during the forward passes (None: the
     caller's setting). ``metadata``: extra fields for the summary (e.g. the checkpoint path).
     """
-    resolved_device = check_options(layer=layer, format=format, batch_seconds=batch_seconds, threads=threads, device=device)
+    resolved_device = check_options(
+        layer=layer, format=format, batch_seconds=batch_seconds, threads=threads, device=device
+    )
     out = Path(out)
     _check_out(out)
     by_id = utterance_files(files)
@@ -400,43 +449,75 @@ def extract_corpus(
         for leftover in out.glob(f".*{TEMPORARY_SUFFIX}"):  # temporaries of a killed run
             leftover.unlink()
         writer = WRITERS[format](out)
-        summary = _start_summary(model, settings, writer, metadata, device=str(resolved_device), threads=threads,
-                                 batch_seconds=batch_seconds)
+        summary = _start_summary(
+            model, settings, writer, metadata, device=str(resolved_device), threads=threads, batch_seconds=batch_seconds
+        )
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
         changed = _changed_since_written(out, writer.done, by_id)
         if changed:
-            log.info("%s: %d utterance(s) whose audio file changed since they were written will be extracted again", out, len(changed))
+            log.info(
+                "%s: %d utterance(s) whose audio file changed since they were written will be extracted again",
+                out,
+                len(changed),
+            )
             writer.forget(changed)
         todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
         if len(todo) < len(by_id):
-            log.info("%s: %d of %d utterance(s) already extracted, %d to go", out, len(by_id) - len(todo), len(by_id), len(todo))
+            log.info(
+                "%s: %d of %d utterance(s) already extracted, %d to go",
+                out,
+                len(by_id) - len(todo),
+                len(by_id),
+                len(todo),
+            )
         tally = _Tally(unreadable=list(unreadable))
         start = time.perf_counter()
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"extract {layer}", unit="utt", dynamic_ncols=True,
-                   disable=not progress or not todo or not sys.stderr.isatty())
+        bar = tqdm(
+            total=len(todo),
+            desc=f"extract {layer}",
+            unit="utt",
+            dynamic_ncols=True,
+            disable=not progress or not todo or not sys.stderr.isatty(),
+        )
         try:
             todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
             for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
                 batch = [todo[i] for i in indices]
                 _extract_batch(batch, model, layer, resolved_device, threads, writer, tally, out)
                 bar.update(len(batch))
-                bar.set_postfix_str(f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False)
+                bar.set_postfix_str(
+                    f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False
+                )
         finally:
             bar.close()
         writer.finish()
         elapsed = time.perf_counter() - start
         if tally.unreadable:
-            log.warning("skipped %d unreadable audio file(s); they are listed in %s", len(tally.unreadable), out / SUMMARY_FILE)
-        summary.update({
-            "complete": True, "utterances": len(writer.done),
-            "counts": {"listed": len(by_id) + len(unreadable), "written": tally.written, "already_done": len(by_id) - len(todo),
-                       "unreadable": len(tally.unreadable), "too_short": len(tally.too_short), "changed": len(changed)},
-            "frames_written": tally.frames, "audio_seconds": tally.samples / SAMPLE_RATE, "compute_seconds": elapsed,
-            "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
-            "unreadable_files": tally.unreadable, "too_short_utterances": tally.too_short,
-        })
+            log.warning(
+                "skipped %d unreadable audio file(s); they are listed in %s", len(tally.unreadable), out / SUMMARY_FILE
+            )
+        summary.update(
+            {
+                "complete": True,
+                "utterances": len(writer.done),
+                "counts": {
+                    "listed": len(by_id) + len(unreadable),
+                    "written": tally.written,
+                    "already_done": len(by_id) - len(todo),
+                    "unreadable": len(tally.unreadable),
+                    "too_short": len(tally.too_short),
+                    "changed": len(changed),
+                },
+                "frames_written": tally.frames,
+                "audio_seconds": tally.samples / SAMPLE_RATE,
+                "compute_seconds": elapsed,
+                "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
+                "unreadable_files": tally.unreadable,
+                "too_short_utterances": tally.too_short,
+            }
+        )
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
@@ -445,19 +526,41 @@ def extract_corpus(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("extract", help="write a corpus' CPC features (npy files or a Kaldi ark/scp)", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "extract",
+        help="write a corpus' CPC features (npy files or a Kaldi ark/scp)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("checkpoint", help="a cpc checkpoint (e.g. runs/tiny/checkpoints/last.pt)")
-    parser.add_argument("--data", required=True, help="corpus: LibriSpeech-layout folder, flat folder of audio, or TSV manifest")
-    parser.add_argument("--out", required=True, help="output folder (created; an interrupted extraction into it is resumed)")
-    parser.add_argument("--layer", default="context", metavar="{context,encoder}", help="context c_t (default) or encoder z_t")
-    parser.add_argument("--format", default="npy", metavar="{npy,kaldi}",
-                        help="npy: <utt>.npy + index.tsv (default); kaldi: feats.ark + feats.scp")
-    parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
-                        help=f"padded audio per forward pass, in seconds (memory; default {DEFAULT_BATCH_SECONDS:g})")
+    parser.add_argument(
+        "--data", required=True, help="corpus: LibriSpeech-layout folder, flat folder of audio, or TSV manifest"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (created; an interrupted extraction into it is resumed)"
+    )
+    parser.add_argument(
+        "--layer", default="context", metavar="{context,encoder}", help="context c_t (default) or encoder z_t"
+    )
+    parser.add_argument(
+        "--format",
+        default="npy",
+        metavar="{npy,kaldi}",
+        help="npy: <utt>.npy + index.tsv (default); kaldi: feats.ark + feats.scp",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=DEFAULT_BATCH_SECONDS,
+        help=f"padded audio per forward pass, in seconds (memory; default {DEFAULT_BATCH_SECONDS:g})",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"torch intra-op threads (default {DEFAULT_THREADS})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help=f"torch intra-op threads (default {DEFAULT_THREADS})"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)"
+    )
     parser.set_defaults(func=_main)
 
 
@@ -465,22 +568,36 @@ def _main(args: argparse.Namespace) -> int:
     import cpc
 
     # Everything that can be checked is checked before the model is loaded or audio is read.
-    check_options(layer=args.layer, format=args.format, batch_seconds=args.batch_seconds, threads=args.threads, device=args.device)
+    check_options(
+        layer=args.layer, format=args.format, batch_seconds=args.batch_seconds, threads=args.threads, device=args.device
+    )
     _check_out(Path(args.out))
-    model = cpc.load(args.checkpoint, needs="speech", what="cpc extract")  # FileNotFoundError / CheckpointError naming the file
+    model = cpc.load(
+        args.checkpoint, needs="speech", what="cpc extract"
+    )  # FileNotFoundError / CheckpointError naming the file
     listing = list_audio(args.data)
     try:
         summary = extract_corpus(
-            model, listing.files, args.out, layer=args.layer, format=args.format, batch_seconds=args.batch_seconds,
-            device=args.device, threads=args.threads, progress=not args.no_progress, unreadable=listing.unreadable,
+            model,
+            listing.files,
+            args.out,
+            layer=args.layer,
+            format=args.format,
+            batch_seconds=args.batch_seconds,
+            device=args.device,
+            threads=args.threads,
+            progress=not args.no_progress,
+            unreadable=listing.unreadable,
             metadata={"checkpoint": str(Path(args.checkpoint).resolve()), "data": str(Path(args.data).resolve())},
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted; run the same command again to finish the rest in {args.out}") from None
     counts = summary["counts"]
     rtf = f", {summary['real_time_factor']:.0f}x real time" if summary["real_time_factor"] else ""
-    print(f"{args.out}: {counts['written']} utterance(s) written ({summary['audio_seconds']:.1f} s of audio in "
-          f"{summary['compute_seconds']:.1f} s{rtf}), {counts['already_done']} already there, {counts['unreadable']} unreadable, "
-          f"{counts['too_short']} too short; {summary['layer']} features, {summary['dimension'] or '?'} dimensions at "
-          f"{summary['frame_rate_hz']:g} Hz; summary in {Path(args.out) / SUMMARY_FILE}")
+    print(
+        f"{args.out}: {counts['written']} utterance(s) written ({summary['audio_seconds']:.1f} s of audio in "
+        f"{summary['compute_seconds']:.1f} s{rtf}), {counts['already_done']} already there, {counts['unreadable']} unreadable, "
+        f"{counts['too_short']} too short; {summary['layer']} features, {summary['dimension'] or '?'} dimensions at "
+        f"{summary['frame_rate_hz']:g} Hz; summary in {Path(args.out) / SUMMARY_FILE}"
+    )
     return 0

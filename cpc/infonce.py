@@ -83,7 +83,9 @@ class _GatheredScores(torch.autograd.Function):
         return grad_predictions, grad_latents, None, None
 
 
-def score_candidates(predictions: Tensor, latents: Tensor, candidates: Tensor, *, block_elements: int = SCORE_BLOCK_ELEMENTS) -> Tensor:
+def score_candidates(
+    predictions: Tensor, latents: Tensor, candidates: Tensor, *, block_elements: int = SCORE_BLOCK_ELEMENTS
+) -> Tensor:
     """Scores z_j^T (W_k c_t) for sampled candidates, by matmuls and a gather.
 
     predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M) flat indices into B*T
@@ -130,7 +132,9 @@ def info_nce(scores: Tensor, valid: Tensor) -> dict[str, Tensor]:
     "mutual_information" (K,) log(N + 1) - L_k in nats, "num_pairs" (K,) valid (b, t) pairs}.
     """
     if scores.dim() != 4 or valid.shape != scores.shape[:3]:
-        raise ValueError(f"expected scores (B, T, K, 1+N) and valid (B, T, K), got {tuple(scores.shape)} and {tuple(valid.shape)}")
+        raise ValueError(
+            f"expected scores (B, T, K, 1+N) and valid (B, T, K), got {tuple(scores.shape)} and {tuple(valid.shape)}"
+        )
     scores = scores.float()
     # Cross-entropy with target 0 = logsumexp over candidates minus the positive's score.
     losses = torch.logsumexp(scores, dim=-1) - scores[..., 0]  # (B, T, K)
@@ -148,8 +152,11 @@ def info_nce(scores: Tensor, valid: Tensor) -> dict[str, Tensor]:
     has_pairs = (num_pairs > 0).to(scores.dtype)
     loss = (loss_per_step * has_pairs).sum() / has_pairs.sum().clamp(min=1)
     return {
-        "loss": loss, "loss_per_step": loss_per_step, "accuracy_per_step": accuracy_per_step.detach(),
-        "mutual_information": mutual_information, "num_pairs": num_pairs,
+        "loss": loss,
+        "loss_per_step": loss_per_step,
+        "accuracy_per_step": accuracy_per_step.detach(),
+        "mutual_information": mutual_information,
+        "num_pairs": num_pairs,
     }
 
 
@@ -173,8 +180,14 @@ class CandidateSample(NamedTuple):
 
 
 def sample_candidates(
-    predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *, offsets: Sequence[int] | None,
-    num_negatives: int, negative_scope: str,
+    predictions: Tensor,
+    latents: Tensor,
+    lengths: Tensor,
+    generator: torch.Generator,
+    *,
+    offsets: Sequence[int] | None,
+    num_negatives: int,
+    negative_scope: str,
 ) -> CandidateSample:
     """The 1 + N candidates of every prediction: the positive first, then N sampled negatives.
 
@@ -185,7 +198,9 @@ def sample_candidates(
     (B, T, K, 1 + N) flat indices into B*T, valid (B, T, K) bool, and the shared pool (or None).
     """
     if latents.dim() < 3 or predictions.shape[:-2] != latents.shape[:-1] or predictions.shape[-1] != latents.shape[-1]:
-        raise ValueError(f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}")
+        raise ValueError(
+            f"expected predictions (B, *grid, K, C) and latents (B, *grid, C), got {tuple(predictions.shape)} and {tuple(latents.shape)}"
+        )
     batch_size, channels, steps = latents.shape[0], latents.shape[-1], predictions.shape[-2]
     stride = math.prod(latents.shape[2:-1])  # positions per step along the prediction axis: 1, or cols
     latents = latents.reshape(batch_size, -1, channels)  # (B, T, C), T = rows * cols for a grid
@@ -195,9 +210,13 @@ def sample_candidates(
     positives, valid = positive_indices(lengths, num_frames, offsets, stride=stride)  # (B, T, K) each
     shared = None
     if str(plain(negative_scope)) == "batch_shared":
-        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator, positives=positives)
+        shared = sample_shared_negatives(
+            lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator, positives=positives
+        )
         negatives = shared.pool[shared.keep]  # (B, T, K, N)
     else:
-        negatives = sample_negatives(lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator)  # (B, T, K, N)
+        negatives = sample_negatives(
+            lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator
+        )  # (B, T, K, N)
     candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
     return CandidateSample(predictions, latents, candidates, valid, shared)

@@ -34,8 +34,14 @@ class CPC(nn.Module):
     (cpc.objectives: "loss", "accuracy_per_step", ...)."""
 
     def __init__(
-        self, encoder: nn.Module, context: nn.Module, predictors: nn.Module, criterion: nn.Module, *,
-        augment: nn.Module | None = None, config: dict[str, Any] | None = None,
+        self,
+        encoder: nn.Module,
+        context: nn.Module,
+        predictors: nn.Module,
+        criterion: nn.Module,
+        *,
+        augment: nn.Module | None = None,
+        config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -61,7 +67,9 @@ class CPC(nn.Module):
         """Audio: the fewest samples that give one feature frame (the encoder's)."""
         return self.encoder.minimum_samples
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator, augment: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, inputs: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator, augment: bool = True
+    ) -> dict[str, Tensor]:
         """inputs as the encoder declares ((B, S) waveforms, (B, rows, cols, P, P) patches), lengths
         (B,) or None -> the loss with per-offset accuracy (and the MI bound, for InfoNCE and NT-Xent).
 
@@ -74,12 +82,16 @@ class CPC(nn.Module):
         if side == "both":
             inputs = augment(inputs, lengths, generator)  # (B, S): one augmented window feeds everything
         latents, latent_lengths = self.encoder(inputs, lengths)  # (B, T, C) or (B, rows, cols, C); (B,): the targets z
-        seen = self.encoder(augment(inputs, lengths, generator), lengths)[0] if side == "past" else latents  # what g_ar reads
+        seen = (
+            self.encoder(augment(inputs, lengths, generator), lengths)[0] if side == "past" else latents
+        )  # what g_ar reads
         context, _ = self.context(seen)  # (B, *grid, H)
         predictions = self.predictors(context)  # (B, *grid, K, C)
         return self.criterion(predictions, latents, latent_lengths, generator, offsets=self.predictors.offsets)
 
-    def extract_features(self, inputs: Tensor, lengths: Tensor | None = None, layer: str = "context") -> tuple[Tensor, Tensor]:
+    def extract_features(
+        self, inputs: Tensor, lengths: Tensor | None = None, layer: str = "context"
+    ) -> tuple[Tensor, Tensor]:
         """Features for downstream use: inputs as the encoder declares, lengths (B,) or None
         -> features (B, *grid, H or C), feature_lengths (B,) along the grid's first axis.
 
@@ -130,12 +142,22 @@ def build_model(config: Config | ModelConfig | DictConfig | dict) -> CPC:
     schema = variant_schema({"model": config}).model  # typed by the variants the config names
     model_config: ModelConfig = OmegaConf.merge(schema, config)
     sections = registry.sections()
-    parts = {section: sections[f"model.{section}"][model_config[section].name].build for section in ("encoder", "context", "predictor", "loss")}
+    parts = {
+        section: sections[f"model.{section}"][model_config[section].name].build
+        for section in ("encoder", "context", "predictor", "loss")
+    }
     encoder = parts["encoder"](model_config.encoder)
     context = parts["context"](model_config.context, encoder.output_size)
     predictors = parts["predictor"](model_config.predictor, context.output_size, encoder.output_size)
     criterion = parts["loss"](model_config.loss)
-    return CPC(encoder, context, predictors, criterion, augment=augment, config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True))
+    return CPC(
+        encoder,
+        context,
+        predictors,
+        criterion,
+        augment=augment,
+        config=OmegaConf.to_container(model_config, resolve=True, enum_to_str=True),
+    )
 
 
 def _input_transform(config: Config | DictConfig) -> nn.Module | None:
@@ -148,6 +170,8 @@ def _input_transform(config: Config | DictConfig) -> nn.Module | None:
         if built is None:
             continue
         if data_name not in section.data_names:
-            raise ConfigError(f"train.{key} works on {section.what}; data.name={data_name!r} is not {' or '.join(section.data_names)}")
+            raise ConfigError(
+                f"train.{key} works on {section.what}; data.name={data_name!r} is not {' or '.join(section.data_names)}"
+            )
         transform = built
     return transform

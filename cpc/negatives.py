@@ -87,12 +87,16 @@ def _frame_of_rank(rank: Tensor, lengths: Tensor, starts: Tensor, num_frames: in
     # A table over every possible rank (B*T of them; those >= the valid total are never asked
     # for), then one gather: cheaper than a search per drawn rank.
     ranks = torch.arange(len(lengths) * num_frames, device=lengths.device)  # (B*T,)
-    sequence = torch.searchsorted(starts + lengths, ranks, right=True).clamp(max=len(lengths) - 1)  # the block holding each rank
+    sequence = torch.searchsorted(starts + lengths, ranks, right=True).clamp(
+        max=len(lengths) - 1
+    )  # the block holding each rank
     table = sequence * num_frames + (ranks - starts[sequence])  # (B*T,)
     return table[rank]
 
 
-def _sample_batch(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
+def _sample_batch(
+    lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator
+) -> Tensor:
     total = lengths.sum()  # () valid frames in the batch
     if lengths.device.type == "cpu" and total < 2:
         raise ValueError(f"negative sampling needs at least 2 valid frames in the batch, got {int(total)}")
@@ -105,7 +109,9 @@ def _sample_batch(lengths: Tensor, num_frames: int, targets: Tensor, num_negativ
     return _frame_of_rank(rank, lengths, starts, num_frames)  # (B, T, K, N)
 
 
-def _sample_sequence(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
+def _sample_sequence(
+    lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator
+) -> Tensor:
     # A sequence with any (t, k) pair has >= 2 frames, hence >= 1 candidate besides the positive.
     batch_size, steps = len(lengths), targets.shape[-1]
     high = (lengths - 1).clamp(min=1)[:, None, None, None]  # (B, 1, 1, 1) candidates other than the positive
@@ -114,7 +120,9 @@ def _sample_sequence(lengths: Tensor, num_frames: int, targets: Tensor, num_nega
     return torch.arange(batch_size, device=lengths.device)[:, None, None, None] * num_frames + frame
 
 
-def _sample_other_sequences(lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator) -> Tensor:
+def _sample_other_sequences(
+    lengths: Tensor, num_frames: int, targets: Tensor, num_negatives: int, generator: torch.Generator
+) -> Tensor:
     total = lengths.sum()
     others = total - lengths  # (B,) candidates outside each sequence
     if lengths.device.type == "cpu" and bool(((others < 1) & (lengths > 1)).any()):
@@ -136,7 +144,13 @@ class SharedNegatives(NamedTuple):
 
 
 def sample_shared_negatives(
-    lengths: Tensor, num_frames: int, offsets: Offsets, num_negatives: int, *, stride: int = 1, generator: torch.Generator,
+    lengths: Tensor,
+    num_frames: int,
+    offsets: Offsets,
+    num_negatives: int,
+    *,
+    stride: int = 1,
+    generator: torch.Generator,
     positives: Tensor | None = None,
 ) -> SharedNegatives:
     """The ``batch_shared`` scope: lengths (B,) -> a pool of N + 1 distinct valid frames and, per
@@ -153,7 +167,9 @@ def sample_shared_negatives(
             "lower model.loss.num_negatives or use negative_scope=batch"
         )
     # N + 1 distinct valid frames, uniformly: the smallest of i.i.d. uniform keys (padding keyed out of reach).
-    keys = torch.rand(valid.shape, generator=generator, device=generator.device).to(valid.device).masked_fill(~valid, 2.0)
+    keys = (
+        torch.rand(valid.shape, generator=generator, device=generator.device).to(valid.device).masked_fill(~valid, 2.0)
+    )
     pool = keys.topk(num_negatives + 1, largest=False).indices  # (N + 1,) flat frame indices
     if positives is None:  # (B, T, K); a caller that has them passes them
         positives, _ = positive_indices(lengths, num_frames, offsets, stride=stride)
@@ -188,11 +204,15 @@ def sample_negatives(
     range). ``offsets``: K (k = 1..K) or the k values.
     """
     if scope not in NEGATIVE_SAMPLERS and scope != "batch_shared":
-        raise ValueError(f"model.loss.negative_scope={scope!r}: expected one of {sorted([*NEGATIVE_SAMPLERS, 'batch_shared'])}")
+        raise ValueError(
+            f"model.loss.negative_scope={scope!r}: expected one of {sorted([*NEGATIVE_SAMPLERS, 'batch_shared'])}"
+        )
     if lengths.dim() != 1:
         raise ValueError(f"expected lengths of shape (B,), got {tuple(lengths.shape)}")
     if scope == "batch_shared":
-        shared = sample_shared_negatives(lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator)
+        shared = sample_shared_negatives(
+            lengths, num_frames, offsets, num_negatives, stride=stride, generator=generator
+        )
         return shared.pool[shared.keep]
     targets = _targets(num_frames, offsets, stride, lengths.device)  # (1, T, K)
     return NEGATIVE_SAMPLERS[scope](lengths, num_frames, targets, num_negatives, generator)

@@ -122,8 +122,16 @@ class BinaryConfig:
     num_negatives: int = 128
     negative_scope: NegativeScope = NegativeScope.batch
 
+
 __all__ = [
-    "Metrics", "infonce", "nt_xent", "margin_contrastive", "triplet", "binary_logistic", "Candidates", "ContrastiveCriterion",
+    "Metrics",
+    "infonce",
+    "nt_xent",
+    "margin_contrastive",
+    "triplet",
+    "binary_logistic",
+    "Candidates",
+    "ContrastiveCriterion",
     "PER_STEP_METRICS",
 ]
 
@@ -141,7 +149,9 @@ PER_STEP_METRICS = {
 
 def _check(values: Tensor, valid: Tensor) -> None:
     if values.dim() != 4 or valid.shape != values.shape[:3] or values.shape[-1] < 2:
-        raise ValueError(f"expected candidates (B, T, K, 1+N) with N >= 1 and valid (B, T, K), got {tuple(values.shape)} and {tuple(valid.shape)}")
+        raise ValueError(
+            f"expected candidates (B, T, K, 1+N) with N >= 1 and valid (B, T, K), got {tuple(values.shape)} and {tuple(valid.shape)}"
+        )
 
 
 def _per_step(losses: Tensor, correct: Tensor, valid: Tensor, **extra: Tensor) -> Metrics:
@@ -154,7 +164,12 @@ def _per_step(losses: Tensor, correct: Tensor, valid: Tensor, **extra: Tensor) -
     loss_per_step = mean(losses)
     has_pairs = (num_pairs > 0).to(losses.dtype)
     loss = (loss_per_step * has_pairs).sum() / has_pairs.sum().clamp(min=1)
-    metrics = {"loss": loss, "loss_per_step": loss_per_step, "accuracy_per_step": mean(correct).detach(), "num_pairs": num_pairs}
+    metrics = {
+        "loss": loss,
+        "loss_per_step": loss_per_step,
+        "accuracy_per_step": mean(correct).detach(),
+        "num_pairs": num_pairs,
+    }
     metrics.update({name: mean(values).detach() for name, values in extra.items()})
     return metrics
 
@@ -188,7 +203,9 @@ def nt_xent(cosine: Tensor, valid: Tensor, *, temperature: float) -> Metrics:
     return infonce(cosine.float() / temperature, valid)
 
 
-def margin_contrastive(squared_distances: Tensor, valid: Tensor, *, margin: float, positive_margin: float = 0.0) -> Metrics:
+def margin_contrastive(
+    squared_distances: Tensor, valid: Tensor, *, margin: float, positive_margin: float = 0.0
+) -> Metrics:
     """Margin contrastive loss (Chopra, Hadsell, LeCun 2005; Hadsell et al. 2006, eq. 4):
 
         L = max(0, d_0 - m_pos)^2  +  (1/N) sum_{j>=1} max(0, m - d_j)^2
@@ -247,12 +264,16 @@ def triplet(squared_distances: Tensor, valid: Tensor, *, margin: float, mining: 
     elif mining == "semi_hard":
         # The closest semi-hard negative: others are pushed to +inf so argmin skips them.
         chosen = torch.where(semi_hard, negatives, torch.full_like(negatives, math.inf)).argmin(dim=-1, keepdim=True)
-        losses = torch.where(semi_hard.any(dim=-1), hinge.gather(-1, chosen).squeeze(-1), torch.zeros_like(positive[..., 0]))
+        losses = torch.where(
+            semi_hard.any(dim=-1), hinge.gather(-1, chosen).squeeze(-1), torch.zeros_like(positive[..., 0])
+        )
     else:
         raise ValueError(f"model.loss.mining={mining!r}: expected one of all, hard, semi_hard")
     correct = positive[..., 0] < negatives.amin(dim=-1)
     share = lambda mask: mask.float().mean(dim=-1)  # (B, T, K)
-    return _per_step(losses, correct, valid, hard_share=share(hard), semi_hard_share=share(semi_hard), easy_share=share(easy))
+    return _per_step(
+        losses, correct, valid, hard_share=share(hard), semi_hard_share=share(semi_hard), easy_share=share(easy)
+    )
 
 
 def binary_logistic(scores: Tensor, valid: Tensor) -> Metrics:
@@ -309,8 +330,16 @@ class ContrastiveCriterion(nn.Module):
     CPC_audio does: the same scores, far more memory; ``cpc bench`` times both.
     """
 
-    def __init__(self, objective: Callable[[Candidates, Tensor], Metrics], *, num_negatives: int = 128, negative_scope: str = "batch",
-                 per_step_metrics: Sequence[str] = ("accuracy_per_step",), score: str = "dot", copy_negatives: bool = False) -> None:
+    def __init__(
+        self,
+        objective: Callable[[Candidates, Tensor], Metrics],
+        *,
+        num_negatives: int = 128,
+        negative_scope: str = "batch",
+        per_step_metrics: Sequence[str] = ("accuracy_per_step",),
+        score: str = "dot",
+        copy_negatives: bool = False,
+    ) -> None:
         super().__init__()
         score = str(plain(score))
         if score not in ("dot", "mean"):
@@ -324,13 +353,26 @@ class ContrastiveCriterion(nn.Module):
         self.per_step_metrics = tuple(per_step_metrics)
         self.copy_negatives = copy_negatives
 
-    def forward(self, predictions: Tensor, latents: Tensor, lengths: Tensor, generator: torch.Generator, *,
-                offsets: Sequence[int] | None = None) -> Metrics:
+    def forward(
+        self,
+        predictions: Tensor,
+        latents: Tensor,
+        lengths: Tensor,
+        generator: torch.Generator,
+        *,
+        offsets: Sequence[int] | None = None,
+    ) -> Metrics:
         """predictions (B, *grid, K, C), latents (B, *grid, C), lengths (B,) along the grid's first
         axis -> metrics dict. ``offsets``: the k of each of the K predictions (default 1..K), counted
         along that axis. The grid is (T,) for sequences or (rows, cols) for images, flattened row-major."""
         sample = sample_candidates(
-            predictions, latents, lengths, generator, offsets=offsets, num_negatives=self.num_negatives, negative_scope=self.negative_scope
+            predictions,
+            latents,
+            lengths,
+            generator,
+            offsets=offsets,
+            num_negatives=self.num_negatives,
+            negative_scope=self.negative_scope,
         )  # predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M), valid (B, T, K)
         # Scores in float32 even under bf16 autocast: they feed a softmax over N + 1 candidates.
         with torch.autocast(predictions.device.type, enabled=False):
@@ -358,13 +400,22 @@ def _on_distances(function, candidates: Candidates, valid: Tensor, **options) ->
 
 
 def _criterion(config, objective: Callable[[Candidates, Tensor], Metrics]) -> ContrastiveCriterion:
-    return ContrastiveCriterion(objective, num_negatives=config.num_negatives, negative_scope=config.negative_scope,
-                                per_step_metrics=PER_STEP_METRICS[config.name])
+    return ContrastiveCriterion(
+        objective,
+        num_negatives=config.num_negatives,
+        negative_scope=config.negative_scope,
+        per_step_metrics=PER_STEP_METRICS[config.name],
+    )
 
 
 def build_infonce_criterion(config: InfoNCEConfig) -> ContrastiveCriterion:
-    return ContrastiveCriterion(partial(_on_scores, infonce), num_negatives=config.num_negatives, negative_scope=config.negative_scope,
-                                per_step_metrics=PER_STEP_METRICS["infonce"], score=config.score)
+    return ContrastiveCriterion(
+        partial(_on_scores, infonce),
+        num_negatives=config.num_negatives,
+        negative_scope=config.negative_scope,
+        per_step_metrics=PER_STEP_METRICS["infonce"],
+        score=config.score,
+    )
 
 
 def build_nt_xent(config: NTXentConfig) -> ContrastiveCriterion:
@@ -374,7 +425,9 @@ def build_nt_xent(config: NTXentConfig) -> ContrastiveCriterion:
 
 
 def build_margin(config: MarginConfig) -> ContrastiveCriterion:
-    return _criterion(config, partial(_on_distances, margin_contrastive, margin=config.margin, positive_margin=config.positive_margin))
+    return _criterion(
+        config, partial(_on_distances, margin_contrastive, margin=config.margin, positive_margin=config.positive_margin)
+    )
 
 
 def build_triplet(config: TripletConfig) -> ContrastiveCriterion:

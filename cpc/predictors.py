@@ -62,11 +62,21 @@ class TransformerPredictorConfig:
 class LinearPredictors(nn.Module):
     """W_k c_t for each offset k: context (B, *grid, H) -> predictions (B, *grid, K, C)."""
 
-    def __init__(self, context_size: int, latent_size: int, prediction_steps: int, *, first_offset: int = 1, init: str = "default",
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        context_size: int,
+        latent_size: int,
+        prediction_steps: int,
+        *,
+        first_offset: int = 1,
+        init: str = "default",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if prediction_steps < 1 or first_offset < 1:
-            raise ValueError(f"need prediction_steps >= 1 and first_offset >= 1, got {prediction_steps} and {first_offset}")
+            raise ValueError(
+                f"need prediction_steps >= 1 and first_offset >= 1, got {prediction_steps} and {first_offset}"
+            )
         self.prediction_steps = prediction_steps
         self.offsets = tuple(range(first_offset, first_offset + prediction_steps))  # k for each map, in order
         self.maps = nn.Linear(context_size, prediction_steps * latent_size, bias=False)  # eq. 3 has no bias
@@ -76,7 +86,9 @@ class LinearPredictors(nn.Module):
             nn.init.zeros_(self.maps.weight)
         elif init != "default":
             raise ValueError(f"model.predictor.init={init!r}: expected 'default' or 'zeros'")
-        self.dropout = nn.Dropout(dropout) if dropout else None  # none by default: keeps the state dict and outputs as before
+        self.dropout = (
+            nn.Dropout(dropout) if dropout else None
+        )  # none by default: keeps the state dict and outputs as before
 
     def forward(self, context: Tensor) -> Tensor:
         predictions = self.maps(context)  # (B, *grid, K*C)
@@ -86,8 +98,14 @@ class LinearPredictors(nn.Module):
 
 
 def build_linear_predictors(config: LinearPredictorConfig, context_size: int, latent_size: int) -> LinearPredictors:
-    return LinearPredictors(context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init,
-                            dropout=config.dropout)
+    return LinearPredictors(
+        context_size,
+        latent_size,
+        config.prediction_steps,
+        first_offset=config.first_offset,
+        init=config.init,
+        dropout=config.dropout,
+    )
 
 
 class TransformerPredictors(nn.Module):
@@ -101,8 +119,18 @@ class TransformerPredictors(nn.Module):
     valid position never attends to them.
     """
 
-    def __init__(self, context_size: int, latent_size: int, prediction_steps: int, *, first_offset: int = 1, init: str = "default",
-                 num_heads: int = 4, feedforward_size: int = 512, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        context_size: int,
+        latent_size: int,
+        prediction_steps: int,
+        *,
+        first_offset: int = 1,
+        init: str = "default",
+        num_heads: int = 4,
+        feedforward_size: int = 512,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if context_size % num_heads:
             raise ValueError(f"model.predictor.num_heads={num_heads} must divide the context size {context_size}")
@@ -120,8 +148,16 @@ class TransformerPredictors(nn.Module):
         return self.heads(mixed.reshape(context.shape))  # (B, *grid, K, C)
 
 
-def build_transformer_predictors(config: TransformerPredictorConfig, context_size: int, latent_size: int) -> TransformerPredictors:
+def build_transformer_predictors(
+    config: TransformerPredictorConfig, context_size: int, latent_size: int
+) -> TransformerPredictors:
     return TransformerPredictors(
-        context_size, latent_size, config.prediction_steps, first_offset=config.first_offset, init=config.init,
-        num_heads=config.num_heads, feedforward_size=config.feedforward_size, dropout=config.dropout,
+        context_size,
+        latent_size,
+        config.prediction_steps,
+        first_offset=config.first_offset,
+        init=config.init,
+        num_heads=config.num_heads,
+        feedforward_size=config.feedforward_size,
+        dropout=config.dropout,
     )

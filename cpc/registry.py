@@ -89,12 +89,21 @@ TRAIN_SECTIONS: dict[str, TrainSection] = {}  # filled by the modalities
 PROBES: dict[str, str] = {}
 
 SECTIONS: dict[str, dict[str, Variant]] = {
-    "model.encoder": ENCODERS, "model.context": CONTEXT_NETWORKS, "model.predictor": PREDICTORS, "model.loss": LOSSES,
+    "model.encoder": ENCODERS,
+    "model.context": CONTEXT_NETWORKS,
+    "model.predictor": PREDICTORS,
+    "model.loss": LOSSES,
     "data": DATA_SOURCES,
 }
 # What a section without a ``name`` means: the paper's setup, raw audio (and every config saved
 # before the sections had names). Names only: the speech package registers what they mean.
-DEFAULT_NAMES = {"model.encoder": "conv", "model.context": "gru", "model.predictor": "linear", "model.loss": "infonce", "data": "speech"}
+DEFAULT_NAMES = {
+    "model.encoder": "conv",
+    "model.context": "gru",
+    "model.predictor": "linear",
+    "model.loss": "infonce",
+    "data": "speech",
+}
 
 
 def register(section: str, name: str, config: type, build: Callable[..., Any]) -> None:

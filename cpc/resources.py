@@ -49,7 +49,9 @@ def recipe_path(recipe: str | os.PathLike) -> Path:
     name = name[: -len(".yaml")] if name.endswith(".yaml") else name
     if name in list_recipes():
         return _recipes_root() / f"{name}.yaml"
-    raise RecipeNotFound(f"recipe {recipe} is neither a file nor a shipped recipe (shipped: {', '.join(list_recipes()) or 'none found'})")
+    raise RecipeNotFound(
+        f"recipe {recipe} is neither a file nor a shipped recipe (shipped: {', '.join(list_recipes()) or 'none found'})"
+    )
 
 
 def sample_corpus() -> Path:

@@ -132,4 +132,6 @@ def refuse_input_as_output(option: str, out: str | os.PathLike, inputs: Iterable
         except OSError:
             same = False
         if same or out.resolve() == source.resolve():
-            raise UnsafePathError(f"{option} {out} is the input {source}; writing it would replace the input: pick another {option}")
+            raise UnsafePathError(
+                f"{option} {out} is the input {source}; writing it would replace the input: pick another {option}"
+            )

@@ -108,7 +108,11 @@ def build_optimizer(model: torch.nn.Module, config: DictConfig, device: torch.de
     """Adam as ``optim`` says; the fused CUDA kernel on GPUs (one launch for all parameters)."""
     optim = config.optim
     return torch.optim.Adam(
-        model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, fused=device.type == "cuda" or None
+        model.parameters(),
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        weight_decay=optim.weight_decay,
+        fused=device.type == "cuda" or None,
     )
 
 
@@ -142,7 +146,9 @@ def learning_rate_factor(step: int, config: DictConfig) -> float:
 TRAINING, VALIDATION = 0, 1  # random streams: negatives of training steps, of validation batches
 
 
-def negative_generator(seed: int, rank: int, step: int, device: torch.device, *, stream: int = TRAINING) -> torch.Generator:
+def negative_generator(
+    seed: int, rank: int, step: int, device: torch.device, *, stream: int = TRAINING
+) -> torch.Generator:
     """The generator for one step's negatives: a function of (seed, rank, stream, step) only.
 
     ``numpy.random.SeedSequence`` hashes the tuple into a 64-bit seed, so any non-negative
@@ -175,12 +181,16 @@ class StepMetrics:
     def __init__(self, steps: int, device: torch.device, names: tuple[str, ...] = INFONCE_METRICS) -> None:
         self.steps = steps
         self.names = tuple(names)
-        self.sums = torch.zeros(1 + (len(self.names) + 1) * steps, dtype=torch.float64, device=device)  # loss; each name, pairs (K each)
+        self.sums = torch.zeros(
+            1 + (len(self.names) + 1) * steps, dtype=torch.float64, device=device
+        )  # loss; each name, pairs (K each)
         self.count = 0
 
     def add(self, out) -> None:
         pairs = out["num_pairs"].detach().double()
-        self.sums += torch.cat([out["loss"].detach().double()[None], *(out[name].detach().double() * pairs for name in self.names), pairs])
+        self.sums += torch.cat(
+            [out["loss"].detach().double()[None], *(out[name].detach().double() * pairs for name in self.names), pairs]
+        )
         self.count += 1
 
     def _totals(self, world_size: int) -> torch.Tensor:
@@ -197,7 +207,9 @@ class StepMetrics:
         per_pair = lambda values: [None if n == 0 else (v / n).item() for v, n in zip(values, pairs)]
         result = {"loss": (loss_sum / count).item() if count else None}
         for index, name in enumerate(self.names):
-            result["accuracy" if name == "accuracy_per_step" else name] = per_pair(totals[1 + index * k : 1 + (index + 1) * k])
+            result["accuracy" if name == "accuracy_per_step" else name] = per_pair(
+                totals[1 + index * k : 1 + (index + 1) * k]
+            )
         return result
 
     def reset(self) -> None:
@@ -224,7 +236,9 @@ def _record_step(line: str, path: Path) -> int:
     try:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
-        raise TrainingError(f"{path}: {line.strip()[:60]!r} is not a metrics record with a step; move the file away to resume") from None
+        raise TrainingError(
+            f"{path}: {line.strip()[:60]!r} is not a metrics record with a step; move the file away to resume"
+        ) from None
 
 
 class MetricsLog:
@@ -240,7 +254,11 @@ class MetricsLog:
             raise UnsafePathError(f"{path} is a symbolic link; refusing to read or write through it (remove the link)")
         if resumed_at is not None and path.exists():
             # Records after the checkpoint were made by steps that are about to run again.
-            kept = [line for line in path.read_text().splitlines(keepends=True) if line.strip() and _record_step(line, path) <= resumed_at]
+            kept = [
+                line
+                for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and _record_step(line, path) <= resumed_at
+            ]
             write_atomic(path, "".join(kept))
         self.file = open_append(path, "a")
         if config.train.logger == "wandb":
@@ -251,8 +269,12 @@ class MetricsLog:
             write_atomic(id_file, run_id)
             # WANDB_MODE=offline|disabled in the environment is honoured by wandb.init itself.
             self.wandb = wandb.init(
-                project=config.train.wandb_project, name=run_dir.name, id=run_id, resume="allow",
-                dir=str(run_dir), config=to_container(config),
+                project=config.train.wandb_project,
+                name=run_dir.name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                config=to_container(config),
             )
         elif config.train.logger != "none":
             raise ValueError(f"train.logger={config.train.logger!r}: expected 'none' or 'wandb'")
@@ -296,7 +318,9 @@ def validate(model, batches, config, device, rank: int, world_size: int) -> dict
     model.eval()
     metrics = StepMetrics(config.model.predictor.prediction_steps, device, per_step_metrics(model))
     for index, (inputs, lengths) in enumerate(batches):
-        generator = negative_generator(config.train.seed, rank, index, device, stream=VALIDATION)  # the same at every evaluation
+        generator = negative_generator(
+            config.train.seed, rank, index, device, stream=VALIDATION
+        )  # the same at every evaluation
         with autocast(config, device):
             metrics.add(model(inputs, lengths, generator=generator))
     model.train()
@@ -324,9 +348,22 @@ def at_chance(accuracy: list[float | None], num_negatives: int) -> bool:
 # and where and how fast it computes. Anything else (model, optimiser, schedule, data
 # windows, augmentation, seed) would make the resumed run a different run than its checkpoint describes.
 RESUMABLE_KEYS = (
-    "train.max_steps", "train.log_every", "train.valid_every", "train.valid_batches", "train.checkpoint_every",
-    "train.keep_checkpoints", "train.progress", "train.threads", "train.device", "train.logger", "train.wandb_project",
-    "train.compile", "train.tf32", "train.channels_last", "data.num_workers", "data.root",
+    "train.max_steps",
+    "train.log_every",
+    "train.valid_every",
+    "train.valid_batches",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+    "train.threads",
+    "train.device",
+    "train.logger",
+    "train.wandb_project",
+    "train.compile",
+    "train.tf32",
+    "train.channels_last",
+    "data.num_workers",
+    "data.root",
 )
 
 
@@ -379,14 +416,19 @@ def _check_run_dir(run_dir: Path, resume: bool, *, locked_here: bool = False) ->
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     holder = None if locked_here else lock_holder(run_dir, LOCK_FILE)
     if holder is not None:
-        raise TrainingError(f"another cpc train is writing to {run_dir}: {run_dir / LOCK_FILE} is held by process {holder}")
+        raise TrainingError(
+            f"another cpc train is writing to {run_dir}: {run_dir / LOCK_FILE} is held by process {holder}"
+        )
     if resume and not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
     if not resume and last_path.exists():
-        raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir")
+        raise ConfigError(
+            f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume or pick another --run-dir"
+        )
     # A run killed before its first checkpoint leaves these; a new run would append to them.
     leftovers = [name for name in RUN_FILES if (run_dir / name).exists()] + sorted(
-        f"checkpoints/{path.name}" for path in (run_dir / "checkpoints").glob("step_*.pt"))
+        f"checkpoints/{path.name}" for path in (run_dir / "checkpoints").glob("step_*.pt")
+    )
     if not resume and leftovers:
         raise ConfigError(
             f"{run_dir} holds {', '.join(leftovers)} from a run that saved no checkpoints/last.pt, so there is nothing to "
@@ -417,8 +459,15 @@ class Run:
     state: dict[str, Any] | None = None  # the checkpoint resumed from
 
 
-def setup_run(config: DictConfig, device: torch.device, *, rank: int = 0, world_size: int = 1, local_rank: int = 0,
-              resume_from: Path | None = None) -> Run:
+def setup_run(
+    config: DictConfig,
+    device: torch.device,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    local_rank: int = 0,
+    resume_from: Path | None = None,
+) -> Run:
     """Model, optimiser and schedule as ``config`` says (``train.init_from``'s weights when set),
     restored from ``resume_from`` when given; then the speed options and the DDP wrapper."""
     initial = None
@@ -476,8 +525,9 @@ def transform_start_step(config: DictConfig) -> int:
     return max(starts, default=0)
 
 
-def training_step(run: Run, inputs: Tensor, lengths: Tensor | None, step: int, *, augment: bool = True,
-                  checkpoint: Path | None = None) -> dict[str, Tensor]:
+def training_step(
+    run: Run, inputs: Tensor, lengths: Tensor | None, step: int, *, augment: bool = True, checkpoint: Path | None = None
+) -> dict[str, Tensor]:
     """One optimiser step on one batch -> the criterion's metrics dict ({"loss", "accuracy_per_step", ...}).
 
     Negatives (and augmentation) are drawn from the generator of (seed, rank, step); the loss
@@ -495,7 +545,9 @@ def training_step(run: Run, inputs: Tensor, lengths: Tensor | None, step: int, *
     finite = _reduce(torch.isfinite(out["loss"].detach()).float().reshape(1), run.world_size)
     if finite.item() < run.world_size:
         good = checkpoint if checkpoint is not None and checkpoint.exists() else "none (no checkpoint written yet)"
-        raise TrainingError(f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, the last good checkpoint is {good}")
+        raise TrainingError(
+            f"non-finite loss ({out['loss'].item()}) at step {step + 1}; training stopped, the last good checkpoint is {good}"
+        )
     if config.optim.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     run.optimizer.step()
@@ -518,7 +570,10 @@ def save_run(run: Run, step: int, window: StepMetrics, source, checkpoint_dir: P
         "scheduler": run.scheduler.state_dict(),
         "step": step,
         "data_loading": getattr(source, "loading", None),  # speech: "device" or "loader", which auto picked
-        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None,
+        },
     }
     save_checkpoint(checkpoint_dir / "last.pt", state)
     keep = config.train.keep_checkpoints
@@ -566,12 +621,21 @@ def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.Exi
         torch.set_num_threads(config.train.threads)
     last_path = run_dir / "checkpoints" / "last.pt"
     _check_run_dir(run_dir, resume)
-    run = setup_run(config, device, rank=rank, world_size=world_size, local_rank=local_rank, resume_from=last_path if resume else None)
+    run = setup_run(
+        config,
+        device,
+        rank=rank,
+        world_size=world_size,
+        local_rank=local_rank,
+        resume_from=last_path if resume else None,
+    )
     source = build_data_source(run)
     if rank == 0:
         _take_run_dir(run_dir, resume, run.config, held)
     metrics = MetricsLog(run_dir, run.config, active=rank == 0, resumed_at=run.start_step if resume else None)
-    window = StepMetrics(run.config.model.predictor.prediction_steps, device, per_step_metrics(run.model))  # the current log window
+    window = StepMetrics(
+        run.config.model.predictor.prediction_steps, device, per_step_metrics(run.model)
+    )  # the current log window
     if resume and "log_window" in run.state:
         window.load_state_dict(run.state["log_window"], rank)
     try:
@@ -611,7 +675,14 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
     last_record: dict[str, Any] = {}
     # A progress bar on a terminal; in a log file (not a TTY) plain lines at every log step instead.
     show_bar = rank == 0 and config.train.progress and sys.stderr.isatty()
-    progress = tqdm(total=config.train.max_steps, initial=run.start_step, disable=not show_bar, desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(
+        total=config.train.max_steps,
+        initial=run.start_step,
+        disable=not show_bar,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     if run.start_step >= config.train.max_steps:
         log.info("%s is already at step %d = train.max_steps: nothing to train", last_path, run.start_step)
     run.model.train()
@@ -625,16 +696,21 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
             window.add(out)
             progress.update(1)
             if done % config.train.log_every == 0 or done == config.train.max_steps:
-                last_record = _log_window(run, window, done, time.perf_counter() - window_start, source, metrics, progress, show_bar)
+                last_record = _log_window(
+                    run, window, done, time.perf_counter() - window_start, source, metrics, progress, show_bar
+                )
                 window_start = time.perf_counter()
             if done % config.train.valid_every == 0 or done == config.train.max_steps:
-                warned_at_chance = _validate_and_report(run, source, done, metrics, progress, show_bar, warned_at_chance)
+                warned_at_chance = _validate_and_report(
+                    run, source, done, metrics, progress, show_bar, warned_at_chance
+                )
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 saved_step = done  # before writing: a Ctrl-C during the write names the step last.pt then holds
                 save_run(run, done, window, source, checkpoint_dir)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted; --resume continues from {last_path} (step {saved_step})" if saved_step is not None
+            f"interrupted; --resume continues from {last_path} (step {saved_step})"
+            if saved_step is not None
             else "interrupted before the first checkpoint; nothing to resume from"
         ) from None
     finally:
@@ -642,7 +718,9 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
     return last_record
 
 
-def _log_window(run: Run, window: StepMetrics, done: int, elapsed: float, source, metrics: MetricsLog, progress, show_bar: bool) -> dict[str, Any]:
+def _log_window(
+    run: Run, window: StepMetrics, done: int, elapsed: float, source, metrics: MetricsLog, progress, show_bar: bool
+) -> dict[str, Any]:
     """Write the log window's averages (a collective: every rank), show them, start a new window."""
     config = run.config
     record = {
@@ -653,18 +731,31 @@ def _log_window(run: Run, window: StepMetrics, done: int, elapsed: float, source
     }
     metrics.write(record)
     valid_accuracy = [a for a in record["accuracy"] if a is not None]
-    first, mean = (valid_accuracy[0], sum(valid_accuracy) / len(valid_accuracy)) if valid_accuracy else (math.nan, math.nan)
-    progress.set_postfix(loss=f"{record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{record['samples_per_s']:.1f}")
+    first, mean = (
+        (valid_accuracy[0], sum(valid_accuracy) / len(valid_accuracy)) if valid_accuracy else (math.nan, math.nan)
+    )
+    progress.set_postfix(
+        loss=f"{record['loss']:.3f}", acc1=f"{first:.2f}", acc=f"{mean:.2f}", sps=f"{record['samples_per_s']:.1f}"
+    )
     if run.rank == 0 and not show_bar:
         log.info(
             "step %d/%d | loss %.4f | acc k=%d %.3f | acc mean %.3f | lr %.3g | %.1f samples/s",
-            done, config.train.max_steps, record["loss"], run.model.predictors.offsets[0], first, mean, record["lr"], record["samples_per_s"],
+            done,
+            config.train.max_steps,
+            record["loss"],
+            run.model.predictors.offsets[0],
+            first,
+            mean,
+            record["lr"],
+            record["samples_per_s"],
         )
     window.reset()
     return record
 
 
-def _validate_and_report(run: Run, source, done: int, metrics: MetricsLog, progress, show_bar: bool, warned_at_chance: bool) -> bool:
+def _validate_and_report(
+    run: Run, source, done: int, metrics: MetricsLog, progress, show_bar: bool, warned_at_chance: bool
+) -> bool:
     """Validate, log the result and warn once about a model still at chance; returns whether it has warned."""
     config, rank = run.config, run.rank
     result = validate(run.model, source.valid_batches(), config, run.device, rank, run.world_size)
@@ -679,7 +770,10 @@ def _validate_and_report(run: Run, source, done: int, metrics: MetricsLog, progr
         log.warning(
             "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
             "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
-            "there, see docs/results.md, 'When the loss stays at chance'", done, 2 / (negatives + 1), negatives,
+            "there, see docs/results.md, 'When the loss stays at chance'",
+            done,
+            2 / (negatives + 1),
+            negatives,
         )
         return True
     return warned_at_chance
@@ -693,16 +787,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from cpc.resources import list_recipes
 
     parser = subparsers.add_parser(
-        "train", help="train a CPC model from a recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train a CPC model from a recipe",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train CPC from a recipe (a YAML file or a shipped name: " + ", ".join(list_recipes()) + "), with\n"
         "key=value overrides. Writes RUN_DIR/config.yaml, metrics.jsonl and checkpoints/last.pt.\n"
         "Distributed: torchrun --nproc_per_node=N $(which cpc) train ...",
-        epilog="config keys (key: type = default):\n" + describe_keys() + "\n\nA --resume may change only: " + ", ".join(RESUMABLE_KEYS),
+        epilog="config keys (key: type = default):\n"
+        + describe_keys()
+        + "\n\nA --resume may change only: "
+        + ", ".join(RESUMABLE_KEYS),
     )
     parser.add_argument("recipe", help="recipe YAML or shipped recipe name, e.g. speech/tiny")
-    parser.add_argument("--run-dir", help="output folder (config, metrics, checkpoints); required unless --print-config")
+    parser.add_argument(
+        "--run-dir", help="output folder (config, metrics, checkpoints); required unless --print-config"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config (recipe + overrides) as YAML and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config (recipe + overrides) as YAML and exit"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=200")
     parser.set_defaults(func=_main)
 

@@ -48,15 +48,23 @@ class CPCUpstream(nn.Module):
     s3prl calls ``.eval()`` for frozen features and ``.train()`` when finetuning.
     """
 
-    def __init__(self, ckpt: str | os.PathLike | None = None, model_config: str | None = None, *, model: nn.Module | None = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        ckpt: str | os.PathLike | None = None,
+        model_config: str | None = None,
+        *,
+        model: nn.Module | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__()
         if (ckpt is None) == (model is None):
             raise ValueError("CPCUpstream needs exactly one of a checkpoint path (ckpt) or a model")
         if model is None:
             from cpc.checkpoint import load
 
-            model = load(ckpt, needs="speech", what="the s3prl upstream")  # FileNotFoundError / CheckpointError naming the file; the config is inside
+            model = load(
+                ckpt, needs="speech", what="the s3prl upstream"
+            )  # FileNotFoundError / CheckpointError naming the file; the config is inside
         self.model = model
         self.name = "[cpc upstream]"
 

@@ -38,7 +38,7 @@ WINDOW = 20480  # samples: the paper's 1.28 s training window
 
 
 def code_line(function, needle: str) -> str:
-    """"cpc/<file>.py:<line>" of the first line of ``function`` containing ``needle``: where to read an equation."""
+    """ "cpc/<file>.py:<line>" of the first line of ``function`` containing ``needle``: where to read an equation."""
     lines, first = inspect.getsourcelines(function)
     for offset, line in enumerate(lines):
         if needle in line:
@@ -76,9 +76,20 @@ def trained_model(steps: int, checkpoint: str | None):
 
     if checkpoint:
         return cpc.load(checkpoint, needs="speech", what="cpc walkthrough")
-    config = load_config("speech/tiny", [f"data.root={sample_corpus()}", f"train.max_steps={max(steps, 1)}", "train.progress=false",
-                                         "train.log_every=10", "train.valid_every=100000", "train.checkpoint_every=100000",
-                                         "data.num_workers=0", "train.valid_batches=0", f"optim.warmup_steps={min(50, max(steps, 1))}"])
+    config = load_config(
+        "speech/tiny",
+        [
+            f"data.root={sample_corpus()}",
+            f"train.max_steps={max(steps, 1)}",
+            "train.progress=false",
+            "train.log_every=10",
+            "train.valid_every=100000",
+            "train.checkpoint_every=100000",
+            "data.num_workers=0",
+            "train.valid_batches=0",
+            f"optim.warmup_steps={min(50, max(steps, 1))}",
+        ],
+    )
     if steps == 0:
         torch.manual_seed(0)
         from cpc.model import build_model
@@ -109,30 +120,64 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
     with torch.no_grad():
         waveforms = load_windows()  # (B, S)
         show("raw audio x", waveforms, "(B, S)", "cpc/speech/windows.py (random windows)")
-        figure("1_waveform.png", lambda f, a: (a.plot(np.arange(WINDOW) / SAMPLE_RATE, waveforms[0].numpy(), lw=0.4), a.set_xlabel("seconds"),
-                                               a.set_title("stage 1: raw audio, first window")))
+        figure(
+            "1_waveform.png",
+            lambda f, a: (
+                a.plot(np.arange(WINDOW) / SAMPLE_RATE, waveforms[0].numpy(), lw=0.4),
+                a.set_xlabel("seconds"),
+                a.set_title("stage 1: raw audio, first window"),
+            ),
+        )
 
         latents, lengths = model.encoder(waveforms)  # (B, T, C)
         show("z = g_enc(x)", latents, "(B, T, C)", code_line(type(model.encoder).forward, "def forward"))
-        figure("2_latents.png", lambda f, a: (f.colorbar(a.imshow(latents[0].T.numpy(), aspect="auto", origin="lower")), a.set_xlabel("frame t"),
-                                              a.set_ylabel("channel"), a.set_title(f"stage 2: latents z, {model.downsample_rate} samples per frame")))
+        figure(
+            "2_latents.png",
+            lambda f, a: (
+                f.colorbar(a.imshow(latents[0].T.numpy(), aspect="auto", origin="lower")),
+                a.set_xlabel("frame t"),
+                a.set_ylabel("channel"),
+                a.set_title(f"stage 2: latents z, {model.downsample_rate} samples per frame"),
+            ),
+        )
 
         context, _ = model.context(latents)  # (B, T, H)
         show("c = g_ar(z)", context, "(B, T, H)", code_line(type(model.context).forward, "return"))
-        figure("3_context.png", lambda f, a: (f.colorbar(a.imshow(context[0].T.numpy(), aspect="auto", origin="lower")), a.set_xlabel("frame t"),
-                                              a.set_ylabel("unit"), a.set_title("stage 3: context c_t (causal GRU)")))
+        figure(
+            "3_context.png",
+            lambda f, a: (
+                f.colorbar(a.imshow(context[0].T.numpy(), aspect="auto", origin="lower")),
+                a.set_xlabel("frame t"),
+                a.set_ylabel("unit"),
+                a.set_title("stage 3: context c_t (causal GRU)"),
+            ),
+        )
 
         prediction = model.predictors(context)  # (B, T, K, C)
-        show("W_k c_t (eq. 3)", prediction, "(B, T, K, C)", code_line(predictors.LinearPredictors.forward, "self.maps(context)"))
+        show(
+            "W_k c_t (eq. 3)",
+            prediction,
+            "(B, T, K, C)",
+            code_line(predictors.LinearPredictors.forward, "self.maps(context)"),
+        )
         t = latents.shape[1] // 2  # the context we follow from here on
-        figure("4_predictions.png", lambda f, a: (f.colorbar(a.imshow(prediction[0, t].numpy(), aspect="auto")), a.set_xlabel("channel"),
-                                                  a.set_ylabel("k - 1"), a.set_title(f"stage 4: W_k c_t for t = {t}, every k")))
+        figure(
+            "4_predictions.png",
+            lambda f, a: (
+                f.colorbar(a.imshow(prediction[0, t].numpy(), aspect="auto")),
+                a.set_xlabel("channel"),
+                a.set_ylabel("k - 1"),
+                a.set_title(f"stage 4: W_k c_t for t = {t}, every k"),
+            ),
+        )
 
         criterion = model.criterion
         offsets = model.predictors.offsets
         num_frames = latents.shape[1]
         positives, valid = negatives.positive_indices(lengths, num_frames, offsets)  # (B, T, K)
-        drawn = negatives.sample_negatives(lengths, num_frames, offsets, criterion.num_negatives, generator=generator)  # (B, T, K, N)
+        drawn = negatives.sample_negatives(
+            lengths, num_frames, offsets, criterion.num_negatives, generator=generator
+        )  # (B, T, K, N)
         show("negatives", drawn, "(B, T, K, N)", code_line(negatives._sample_batch, "step over the positive"))
         candidates = torch.cat([positives[..., None], drawn], dim=-1)  # (B, T, K, 1+N)
         show("candidates", candidates, "(B, T, K, 1+N)", "positive first, index 0")
@@ -150,14 +195,31 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
         figure("5_negatives.png", draw_negatives, size=(7, 3.2))
 
         scores = infonce.score_candidates(prediction, latents, candidates)  # (B, T, K, 1+N)
-        show("scores z_j^T W_k c_t", scores, "(B, T, K, 1+N)", code_line(infonce._GatheredScores.forward, "@ flat_latents.T"))
-        figure("6_scores.png", lambda f, a: (f.colorbar(a.imshow(scores[0, t].numpy(), aspect="auto")), a.set_xlabel("candidate (0 = positive)"),
-                                             a.set_ylabel("k - 1"), a.set_title(f"stage 6: the score matrix of one context (t = {t})")))
+        show(
+            "scores z_j^T W_k c_t",
+            scores,
+            "(B, T, K, 1+N)",
+            code_line(infonce._GatheredScores.forward, "@ flat_latents.T"),
+        )
+        figure(
+            "6_scores.png",
+            lambda f, a: (
+                f.colorbar(a.imshow(scores[0, t].numpy(), aspect="auto")),
+                a.set_xlabel("candidate (0 = positive)"),
+                a.set_ylabel("k - 1"),
+                a.set_title(f"stage 6: the score matrix of one context (t = {t})"),
+            ),
+        )
 
         out_metrics = objectives.infonce(scores, valid)
         show("InfoNCE loss (eq. 4)", out_metrics["loss"], "()", code_line(infonce.info_nce, "torch.logsumexp"))
         show("accuracy per k", out_metrics["accuracy_per_step"], "(K,)", code_line(infonce.info_nce, "correct ="))
-        show("MI bound per k", out_metrics["mutual_information"], "(K,)", code_line(infonce.info_nce, "mutual_information = math.log"))
+        show(
+            "MI bound per k",
+            out_metrics["mutual_information"],
+            "(K,)",
+            code_line(infonce.info_nce, "mutual_information = math.log"),
+        )
 
         def draw_accuracy(f, a):
             a.plot(offsets, out_metrics["accuracy_per_step"].numpy(), "o-", label="accuracy (positive beats all N)")
@@ -173,21 +235,33 @@ def walkthrough(out: str | Path, *, steps: int = 60, checkpoint: str | None = No
         scored = objectives.Candidates(scores, prediction, latents, candidates)
         others = {
             "nt_xent (tau 0.1)": (objectives.nt_xent(scored.cosine(), valid, temperature=0.1), objectives.nt_xent),
-            "margin (m 1)": (objectives.margin_contrastive(scored.squared_distances(), valid, margin=1.0), objectives.margin_contrastive),
-            "triplet (semi-hard)": (objectives.triplet(scored.squared_distances(), valid, margin=0.2), objectives.triplet),
+            "margin (m 1)": (
+                objectives.margin_contrastive(scored.squared_distances(), valid, margin=1.0),
+                objectives.margin_contrastive,
+            ),
+            "triplet (semi-hard)": (
+                objectives.triplet(scored.squared_distances(), valid, margin=0.2),
+                objectives.triplet,
+            ),
             "binary (wav2vec)": (objectives.binary_logistic(scores, valid), objectives.binary_logistic),
         }
         for name, (metrics, function) in others.items():
-            print(f"  {name:<20} loss {metrics['loss'].item():.4f}   mean accuracy {metrics['accuracy_per_step'].mean().item():.3f}   "
-                  f"{code_line(function, 'L =')}")
+            print(
+                f"  {name:<20} loss {metrics['loss'].item():.4f}   mean accuracy {metrics['accuracy_per_step'].mean().item():.3f}   "
+                f"{code_line(function, 'L =')}"
+            )
     print(f"\nfigures in {out}: " + ", ".join(sorted(p.name for p in out.glob("*.png"))))
     return out_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cpc.walkthrough", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cpc.walkthrough", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="walkthrough", help="folder for the figures (default ./walkthrough)")
-    parser.add_argument("--steps", type=int, default=60, help="training steps of the tiny recipe on the sample first (0: a fresh model)")
+    parser.add_argument(
+        "--steps", type=int, default=60, help="training steps of the tiny recipe on the sample first (0: a fresh model)"
+    )
     parser.add_argument("--checkpoint", help="a trained checkpoint instead of training")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

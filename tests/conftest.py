@@ -71,7 +71,9 @@ def small_config(root, **overrides) -> object:
         "data.window": 4096,
         "data.num_workers": 0,
         "data.valid_fraction": 0.2,
-        "model.encoder.layers": "[" + ",".join(f"{{channels: 32, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in PAPER_STACK) + "]",
+        "model.encoder.layers": "["
+        + ",".join(f"{{channels: 32, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in PAPER_STACK)
+        + "]",
         "model.context.hidden_size": 24,
         "model.predictor.prediction_steps": 4,
         "model.loss.num_negatives": 8,

@@ -25,7 +25,11 @@ def reference_dtw(distances: np.ndarray) -> float:
     cost[0, 0] = 0.0
     for i in range(1, rows + 1):
         for j in range(1, columns + 1):
-            options = [(cost[i - 1, j - 1], length[i - 1, j - 1]), (cost[i, j - 1], length[i, j - 1]), (cost[i - 1, j], length[i - 1, j])]
+            options = [
+                (cost[i - 1, j - 1], length[i - 1, j - 1]),
+                (cost[i, j - 1], length[i, j - 1]),
+                (cost[i - 1, j], length[i - 1, j]),
+            ]
             best = min(range(3), key=lambda k: options[k][0])  # first minimum: diagonal, then (0,1), then (1,0)
             cost[i, j] = distances[i - 1, j - 1] + options[best][0]
             length[i, j] = options[best][1] + 1
@@ -39,17 +43,25 @@ def test_dtw_matches_loop_reference_on_padded_batches():
     second = torch.tensor([6, 6, 1, 2, 5, 6, 1])
     batched = dtw_average_cost(distances, first, second)
     for p in range(7):
-        assert batched[p].item() == pytest.approx(reference_dtw(distances[p, : first[p], : second[p]].numpy()), abs=1e-12)
+        assert batched[p].item() == pytest.approx(
+            reference_dtw(distances[p, : first[p], : second[p]].numpy()), abs=1e-12
+        )
 
 
 def test_dtw_hand_values():
     # One row against three columns: the only path visits all three cells: (1 + 2 + 3) / 3.
-    assert dtw_average_cost(torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([1]), torch.tensor([3])).item() == pytest.approx(2.0)
+    assert dtw_average_cost(
+        torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([1]), torch.tensor([3])
+    ).item() == pytest.approx(2.0)
     # Diagonal of zeros beats everything: cost 0 over 2 cells.
-    assert dtw_average_cost(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), torch.tensor([2]), torch.tensor([2])).item() == 0.0
+    assert (
+        dtw_average_cost(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), torch.tensor([2]), torch.tensor([2])).item() == 0.0
+    )
     # [[1, 5], [1, 1]]: best path (1,1)->(2,1)->(2,2) costs 3 over 3 cells; the diagonal costs 2 over 2 cells
     # but the path is chosen by total cost: 1 + 1 = 2 < 3, so the diagonal wins: 2 / 2 = 1.
-    assert dtw_average_cost(torch.tensor([[[1.0, 5.0], [1.0, 1.0]]]), torch.tensor([2]), torch.tensor([2])).item() == pytest.approx(1.0)
+    assert dtw_average_cost(
+        torch.tensor([[[1.0, 5.0], [1.0, 1.0]]]), torch.tensor([2]), torch.tensor([2])
+    ).item() == pytest.approx(1.0)
 
 
 def test_dtw_ties_prefer_0_1_over_1_0_as_the_reference():
@@ -70,10 +82,14 @@ def test_angular_distance_values():
 def test_zero_frames_are_farthest_from_everything_but_zero_frames():
     # The reference's normalize_with_singularity: "put the null vector at the maximal cosine distance from any non-null vector".
     x = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-3.0, 4.0]]])
-    np.testing.assert_allclose(angular_distances(x, x)[0].numpy(), [[0.0, 1.0, 0.7048], [1.0, 0.0, 1.0], [0.7048, 1.0, 0.0]], atol=1e-4)
+    np.testing.assert_allclose(
+        angular_distances(x, x)[0].numpy(), [[0.0, 1.0, 0.7048], [1.0, 0.0, 1.0], [0.7048, 1.0, 0.0]], atol=1e-4
+    )
     unit = unit_frames(x[0])[None]  # (1, 3, 3): unit rows extended by 1e-12; the zero row by -2e12
     np.testing.assert_allclose(unit[0, 1].numpy(), [1 / math.sqrt(2), 1 / math.sqrt(2), -2e12])
-    np.testing.assert_array_equal(angular_distances(unit, unit, normalized=True).numpy(), angular_distances(x, x).numpy())
+    np.testing.assert_array_equal(
+        angular_distances(unit, unit, normalized=True).numpy(), angular_distances(x, x).numpy()
+    )
 
 
 def test_token_frames_round_as_the_reference():
@@ -164,10 +180,13 @@ def test_shuffled_labels_give_chance():
     for file_index in range(12):
         features[f"f{file_index}"] = rng.standard_normal((200, 16)).astype(np.float32)
         for k in range(40):
-            items.append(ItemRow(f"f{file_index}", 0.05 * k, 0.05 * (k + 1), str(rng.integers(4)), "c", "c", f"s{file_index % 4}"))
+            items.append(
+                ItemRow(
+                    f"f{file_index}", 0.05 * k, 0.05 * (k + 1), str(rng.integers(4)), "c", "c", f"s{file_index % 4}"
+                )
+            )
     result = abx_error(features, items)
     assert abs(result["within"] - 50.0) < 5.0 and abs(result["across"] - 50.0) < 5.0
-
 
 
 @pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
@@ -182,6 +201,7 @@ def test_abx_keeps_the_callers_thread_count_unless_asked(monkeypatch, threads, i
     assert abx_error(features, items, threads=threads)["within"] == pytest.approx(62.5)
     assert seen == {inside}
     assert torch.get_num_threads() == 2
+
 
 def test_item_file_referencing_unknown_files_is_an_error():
     features, items = _hand_example()
@@ -204,7 +224,23 @@ def test_cli_abx_on_a_tiny_corpus(tmp_path, capsys):
     assert result["across"] < 40.0  # tones with distinct partials are easy to tell apart
     item = tmp_path / "bad.item"
     item.write_text("#file onset offset #phone prev-phone next-phone speaker\nnot-a-file 0.1 0.2 p1 p0 p2 100\n")
-    assert _cli(["abx", "--features", "logmel", "--data", str(corpus), "--item", str(item), "--json", str(out), "--no-cache"]) == 2
+    assert (
+        _cli(
+            [
+                "abx",
+                "--features",
+                "logmel",
+                "--data",
+                str(corpus),
+                "--item",
+                str(item),
+                "--json",
+                str(out),
+                "--no-cache",
+            ]
+        )
+        == 2
+    )
     assert "not-a-file" in capsys.readouterr().err
 
 
@@ -216,7 +252,11 @@ def test_across_averages_context_and_x_speaker_cells_together():
 
     # Speaker s1, pair (a, b): X from s2 in contexts c1 and c2 (errors 1, 1), from s3 in c1 only (error 0). The reference
     # sums dimensions [3, 4] (context, X speaker) at once: 2 / 3. Contexts first, then X speakers, would give 1/2.
-    scores = {("s1", "a", "b", "c1", "s2"): [1.0], ("s1", "a", "b", "c2", "s2"): [1.0], ("s1", "a", "b", "c1", "s3"): [0.0]}
+    scores = {
+        ("s1", "a", "b", "c1", "s2"): [1.0],
+        ("s1", "a", "b", "c2", "s2"): [1.0],
+        ("s1", "a", "b", "c1", "s3"): [0.0],
+    }
     assert _average(scores) == pytest.approx(100 * 2 / 3)
     # Then speakers, then phone pairs: (a, b) = mean(2/3, s4's 0) = 1/3; (b, a) = 1 -> 2/3.
     scores.update({("s4", "a", "b", "c1", "s1"): [0.0], ("s1", "b", "a", "c1", "s2"): [1.0]})
@@ -245,8 +285,17 @@ def generated_set() -> tuple[dict[str, np.ndarray], list[ItemRow]]:
             phone = str(rng.choice(list("abc")))
             start, stop = token_frames(time, time + duration, len(values))
             values[start:stop] += prototypes[phone].astype(np.float32)
-            items.append(ItemRow(name, round(time, 4), round(time + duration, 4), phone, str(rng.choice(list("xy"))),
-                                 str(rng.choice(list("xz"))), speaker))
+            items.append(
+                ItemRow(
+                    name,
+                    round(time, 4),
+                    round(time + duration, 4),
+                    phone,
+                    str(rng.choice(list("xy"))),
+                    str(rng.choice(list("xz"))),
+                    speaker,
+                )
+            )
             time = round(time + duration, 4)
         values[rng.choice(len(values), 8, replace=False)] = 0.0
         features[name] = values
@@ -269,19 +318,31 @@ def test_abx_on_the_generated_set_gives_the_references_scores():
     assert result["across"] == pytest.approx(GENERATED_REFERENCE["across"], abs=0.1)
     # The draws matter here (groups hold more than 3 tokens, rows more than 2 X speakers): another seed moves the scores.
     other = abx_error(features, items, **GENERATED_OPTIONS, seed=DEFAULT_SEED + 1)
-    assert other["within"] != pytest.approx(result["within"], abs=1e-3) and other["across"] != pytest.approx(result["across"], abs=1e-3)
+    assert other["within"] != pytest.approx(result["within"], abs=1e-3) and other["across"] != pytest.approx(
+        result["across"], abs=1e-3
+    )
 
 
 def test_abx_equals_the_reference(tmp_path):
-    pytest.importorskip("zrc_abx2", reason="the ZeroSpeech reference (pip install zerospeech-libriabx2) is not installed")
-    reference_abx = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "abx" / "compare_reference.py"))["reference_abx"]
+    pytest.importorskip(
+        "zrc_abx2", reason="the ZeroSpeech reference (pip install zerospeech-libriabx2) is not installed"
+    )
+    reference_abx = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "abx" / "compare_reference.py"))[
+        "reference_abx"
+    ]
     features, items = generated_set()
     item_path = tmp_path / "test.item"
     write_item(item_path, items)
     assert read_item(item_path) == items  # both read the same times
     ours = abx_error(features, items, **GENERATED_OPTIONS)
-    reference = reference_abx(features, item_path, tmp_path / "features", max_size_group=GENERATED_OPTIONS["max_per_group"],
-                              max_x_across=GENERATED_OPTIONS["max_x_speakers"], seed=DEFAULT_SEED)
+    reference = reference_abx(
+        features,
+        item_path,
+        tmp_path / "features",
+        max_size_group=GENERATED_OPTIONS["max_per_group"],
+        max_x_across=GENERATED_OPTIONS["max_x_speakers"],
+        seed=DEFAULT_SEED,
+    )
     assert ours["within"] == pytest.approx(reference["within"], abs=1e-4)
     assert ours["across"] == pytest.approx(reference["across"], abs=1e-4)
     assert reference["within"] == pytest.approx(GENERATED_REFERENCE["within"], abs=1e-4)
@@ -289,14 +350,20 @@ def test_abx_equals_the_reference(tmp_path):
 
 
 def test_frame_distances_equal_the_references_to_the_bit():
-    abx_groups = pytest.importorskip("zrc_abx2.ABX_src.abx_group_computation", reason="zerospeech-libriabx2 is not installed")
+    abx_groups = pytest.importorskip(
+        "zrc_abx2.ABX_src.abx_group_computation", reason="zerospeech-libriabx2 is not installed"
+    )
     from zrc_abx2.ABX_src.ABXDataset.abx_feature_loader import normalize_with_singularity
 
     generator = torch.Generator().manual_seed(0)
-    frames = torch.randn(2, 7, 33, generator=generator) * 1e-3 + torch.randn(33, generator=generator)  # nearly parallel frames
+    frames = torch.randn(2, 7, 33, generator=generator) * 1e-3 + torch.randn(
+        33, generator=generator
+    )  # nearly parallel frames
     frames[0, 3] = 0.0
     first, second = normalize_with_singularity(frames[0].clone()), normalize_with_singularity(frames[1].clone())
     np.testing.assert_array_equal(unit_frames(frames[0]).numpy(), first.numpy())
     expected = abx_groups.get_cosine_distance_batch(first[None], second[None])[0, 0]  # (7, 7)
-    np.testing.assert_array_equal(angular_distances(first[None], second[None], normalized=True)[0].numpy(), expected.numpy())
+    np.testing.assert_array_equal(
+        angular_distances(first[None], second[None], normalized=True)[0].numpy(), expected.numpy()
+    )
     np.testing.assert_array_equal(angular_distances(frames[:1], frames[1:])[0].numpy(), expected.numpy())

@@ -67,7 +67,9 @@ def test_pitch_shift_multiplies_the_pitch_and_keeps_the_duration(semitones):
     assert SAMPLE_RATE / period == pytest.approx(117 * ratio, rel=0.01)
     # A sine whose phase is continuous across the delay line's jumps (500 Hz x 320 samples is 10
     # cycles) comes out as a pure sine at ratio x 500 Hz.
-    spectrum = torch.fft.rfft(pitch_shift(sine(500), torch.tensor([ratio]), grain=320)[0] * torch.hann_window(SAMPLE_RATE)).abs()
+    spectrum = torch.fft.rfft(
+        pitch_shift(sine(500), torch.tensor([ratio]), grain=320)[0] * torch.hann_window(SAMPLE_RATE)
+    ).abs()
     assert spectrum.argmax().item() == round(500 * ratio)
 
 
@@ -85,7 +87,13 @@ def test_pitch_shift_by_one_is_a_delay_and_ratios_apply_per_window():
 def test_band_reject_removes_its_band_and_keeps_the_others(low, high):
     filters = band_reject_filters(torch.tensor([low]), torch.tensor([high]), depth_db=40.0, sample_rate=SAMPLE_RATE)
     center = math.sqrt(low * high)
-    for hz, lowest, highest in [(center, -99, -30), (low * 1.1, -99, -30), (high / 1.1, -99, -30), (low / 1.6, -0.5, 0.5), (high * 1.6, -0.5, 0.5)]:
+    for hz, lowest, highest in [
+        (center, -99, -30),
+        (low * 1.1, -99, -30),
+        (high / 1.1, -99, -30),
+        (low / 1.6, -0.5, 0.5),
+        (high * 1.6, -0.5, 0.5),
+    ]:
         tone = sine(hz)
         out = causal_convolve(tone, filters)[:, 4096:]  # after the filter's start-up
         assert lowest <= power_db(out) - power_db(tone[:, 4096:]) <= highest, hz
@@ -108,7 +116,9 @@ def test_noise_is_added_at_the_requested_snr(snr_db, color):
 
 def test_reverb_keeps_the_direct_path_at_lag_zero_and_the_level():
     rt60, direct_to_reverb = torch.tensor([0.1, 0.5]), torch.tensor([0.0, 15.0])
-    responses = room_impulse_responses(rt60, direct_to_reverb, length=8000, sample_rate=SAMPLE_RATE, generator=generator())
+    responses = room_impulse_responses(
+        rt60, direct_to_reverb, length=8000, sample_rate=SAMPLE_RATE, generator=generator()
+    )
     assert torch.equal(responses.abs().argmax(dim=1), torch.tensor([0, 0]))  # no delay
     torch.testing.assert_close(responses.pow(2).sum(dim=1), torch.ones(2))
     tail_db = 10 * torch.log10(responses[:, 0] ** 2 / responses[:, 1:].pow(2).sum(dim=1))
@@ -132,10 +142,14 @@ def test_linear_effects_never_read_ahead(effect):
         ratio = 1.25 if effect == "pitch up" else 0.8
         responses = pitch_shift(impulses, torch.full((size,), ratio), grain=320)
     elif effect == "reverb":
-        kernel = room_impulse_responses(torch.tensor([0.05]), torch.tensor([3.0]), length=1000, sample_rate=SAMPLE_RATE, generator=generator())
+        kernel = room_impulse_responses(
+            torch.tensor([0.05]), torch.tensor([3.0]), length=1000, sample_rate=SAMPLE_RATE, generator=generator()
+        )
         responses = causal_convolve(impulses, kernel.expand(size, -1))
     else:
-        kernel = band_reject_filters(torch.tensor([300.0]), torch.tensor([500.0]), depth_db=40.0, sample_rate=SAMPLE_RATE)
+        kernel = band_reject_filters(
+            torch.tensor([300.0]), torch.tensor([500.0]), depth_db=40.0, sample_rate=SAMPLE_RATE
+        )
         responses = causal_convolve(impulses, kernel.expand(size, -1))
     ahead = torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1)  # [s, t] with t < s
     assert responses[ahead].abs().max() < 1e-6
@@ -149,7 +163,9 @@ def test_every_effect_is_causal(effect):
     augment = build_augmentation(load_config(None, only(effect)).train.augment)
     waveforms = torch.randn(2, 6000, generator=generator(1))
     changed = waveforms.clone()
-    changed[:, 3000:] = torch.randn(2, 3000, generator=generator(2)) * waveforms[:, 3000:].norm(dim=1, keepdim=True) / math.sqrt(3000)
+    changed[:, 3000:] = (
+        torch.randn(2, 3000, generator=generator(2)) * waveforms[:, 3000:].norm(dim=1, keepdim=True) / math.sqrt(3000)
+    )
     if effect == "noise":
         changed[:, 3000:] *= waveforms[:, 3000:].norm(dim=1, keepdim=True) / changed[:, 3000:].norm(dim=1, keepdim=True)
     before, after = augment(waveforms, None, generator(3)), augment(changed, None, generator(3))
@@ -164,7 +180,9 @@ def test_augmentation_is_a_function_of_the_generator_and_respects_lengths():
     first = augment(waveforms, lengths, generator(7))
     assert torch.equal(first, augment(waveforms, lengths, generator(7)))
     assert not torch.allclose(first, augment(waveforms, lengths, generator(8)))
-    assert torch.all(first[1, 6000:] == 0) and torch.all(first[2, 100:] == 0)  # reverb tails and noise stay out of the padding
+    assert torch.all(first[1, 6000:] == 0) and torch.all(
+        first[2, 100:] == 0
+    )  # reverb tails and noise stay out of the padding
     assert torch.isfinite(first).all() and first.shape == waveforms.shape
 
 
@@ -183,7 +201,9 @@ def test_off_by_default_and_bad_settings_are_named():
         build_augmentation(load_config(None, ["train.augment.noise.probability=1.5"]).train.augment)
     with pytest.raises(ConfigError, match="min_snr_db=40.0 is above max_snr_db=30.0"):
         build_augmentation(load_config(None, ["train.augment.noise.min_snr_db=40"]).train.augment)
-    with pytest.raises(ConfigError, match=r"'train.augment.side': Invalid value 'future', expected one of \[past, both\]"):
+    with pytest.raises(
+        ConfigError, match=r"'train.augment.side': Invalid value 'future', expected one of \[past, both\]"
+    ):
         load_config(None, ["train.augment.side=future"])
     with pytest.raises(ConfigError, match="works on speech waveforms"):
         build_model(load_config("image/fashion_mnist", only("noise")))
@@ -229,7 +249,9 @@ def test_side_decides_which_latents_the_criterion_scores(corpus_dir, side):
         context, _ = model.context(augmented_latents)
         targets = clean_latents if side == "past" else augmented_latents
         lengths = torch.full((2,), targets.shape[1])
-        manual = spy.criterion(model.predictors(context), targets, lengths, generator_after, offsets=model.predictors.offsets)
+        manual = spy.criterion(
+            model.predictors(context), targets, lengths, generator_after, offsets=model.predictors.offsets
+        )
     torch.testing.assert_close(manual["loss"], out["loss"].detach())
 
 
@@ -240,16 +262,23 @@ def test_evaluation_mode_sees_clean_audio(corpus_dir):
     model.eval(), plain.eval()
     waveforms = 0.1 * torch.randn(2, 4096, generator=generator())
     with torch.no_grad():
-        torch.testing.assert_close(model(waveforms, generator=generator(1))["loss"], plain(waveforms, generator=generator(1))["loss"])
+        torch.testing.assert_close(
+            model(waveforms, generator=generator(1))["loss"], plain(waveforms, generator=generator(1))["loss"]
+        )
         torch.testing.assert_close(model.extract_features(waveforms)[0], plain.extract_features(waveforms)[0])
 
 
 # ----------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("overrides", [only(effect) for effect in EFFECTS] + [every_effect("both")], ids=[*EFFECTS, "all-both"])
+@pytest.mark.parametrize(
+    "overrides", [only(effect) for effect in EFFECTS] + [every_effect("both")], ids=[*EFFECTS, "all-both"]
+)
 def test_training_with_augmentation_runs(corpus_dir, tmp_path, overrides):
-    config = small_config(corpus_dir, **{"train.max_steps": 3, "train.valid_every": 3, **dict(setting.split("=") for setting in overrides)})
+    config = small_config(
+        corpus_dir,
+        **{"train.max_steps": 3, "train.valid_every": 3, **dict(setting.split("=") for setting in overrides)},
+    )
     record = train(config, tmp_path / "run")
     assert record["step"] == 3 and math.isfinite(record["loss"])
 
@@ -257,30 +286,53 @@ def test_training_with_augmentation_runs(corpus_dir, tmp_path, overrides):
 def test_augmentation_starts_at_its_step(corpus_dir, tmp_path):
     def first_record(run, **settings):
         train(small_config(corpus_dir, **settings), tmp_path / run)  # training records at steps 2, 4, 6
-        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines() if "split" not in json.loads(line)]
+        return [
+            json.loads(line)
+            for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+            if "split" not in json.loads(line)
+        ]
 
     past = dict(setting.split("=") for setting in every_effect("past"))
-    plain, late, early = first_record("plain"), first_record("late", **past, **{"train.augment.start_step": 2}), first_record("early", **past)
-    assert late[0]["loss"] == plain[0]["loss"] and late[0]["accuracy"] == plain[0]["accuracy"]  # steps 1-2 clean: the same run
+    plain, late, early = (
+        first_record("plain"),
+        first_record("late", **past, **{"train.augment.start_step": 2}),
+        first_record("early", **past),
+    )
+    assert (
+        late[0]["loss"] == plain[0]["loss"] and late[0]["accuracy"] == plain[0]["accuracy"]
+    )  # steps 1-2 clean: the same run
     assert early[0]["loss"] != plain[0]["loss"]
     assert late[1]["loss"] != plain[1]["loss"]  # steps 3-4 augmented
 
 
 def test_resume_with_augmentation_equals_uninterrupted(corpus_dir, tmp_path):
     # Augmentation starts after the resume point (step 3): the resumed run must count steps as the uninterrupted one.
-    config = small_config(corpus_dir, **{"train.keep_checkpoints": 5, "train.augment.start_step": 4,
-                                         **dict(setting.split("=") for setting in every_effect("past"))})
+    config = small_config(
+        corpus_dir,
+        **{
+            "train.keep_checkpoints": 5,
+            "train.augment.start_step": 4,
+            **dict(setting.split("=") for setting in every_effect("past")),
+        },
+    )
     train(config, tmp_path / "full")
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "full" / "checkpoints" / "step_3.pt", resumed / "checkpoints" / "last.pt")
     train(config, resumed, resume=True)
-    full, again = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt"), load_checkpoint(resumed / "checkpoints" / "last.pt")
+    full, again = (
+        load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt"),
+        load_checkpoint(resumed / "checkpoints" / "last.pt"),
+    )
     for name, tensor in full["model"].items():
         torch.testing.assert_close(again["model"][name], tensor, rtol=0, atol=0, msg=name)
     # Augmentation changes the run: a resume may not switch it on, off or to the other side.
     with pytest.raises(ConfigError, match="--resume cannot change train.augment.side"):
-        train(small_config(corpus_dir, **{"train.max_steps": 8, **dict(s.split("=") for s in every_effect("both"))}), resumed, resume=True)
+        train(
+            small_config(corpus_dir, **{"train.max_steps": 8, **dict(s.split("=") for s in every_effect("both"))}),
+            resumed,
+            resume=True,
+        )
     # And it changes what is learned: the same run without it ends elsewhere.
     train(small_config(corpus_dir, **{"train.keep_checkpoints": 5}), tmp_path / "plain")
     plain = load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")

@@ -14,9 +14,27 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_train_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "bench", "train", "--recipe", "recipes/speech/tiny.yaml", "--steps", "1", "--warmup", "0",
-         "--json", str(out), "data.window=4096", "train.batch_size=2"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "bench",
+            "train",
+            "--recipe",
+            "recipes/speech/tiny.yaml",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+            "data.window=4096",
+            "train.batch_size=2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -31,9 +49,26 @@ def test_bench_train_writes_json(tmp_path):
 def test_bench_data_writes_json(corpus_dir, tmp_path):
     out = tmp_path / "data.json"
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "bench", "data", "--batches", "5", "--warmup", "1", "--json", str(out),
-         f"data.root={corpus_dir}", "data.window=4096", "data.num_workers=0"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "bench",
+            "data",
+            "--batches",
+            "5",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+            f"data.root={corpus_dir}",
+            "data.window=4096",
+            "data.num_workers=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["windows_per_s"] > 0
@@ -45,9 +80,25 @@ def test_bench_data_default_recipe_reads_the_sample_from_any_directory(tmp_path)
 
     out = tmp_path / "data.json"
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "bench", "data", "--batches", "2", "--warmup", "1", "--json", str(out),
-         "data.window=4096", "data.num_workers=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "bench",
+            "data",
+            "--batches",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+            "data.window=4096",
+            "data.num_workers=0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -71,9 +122,21 @@ def test_bench_data_default_recipe_reads_the_sample_from_any_directory(tmp_path)
         (["extract", "--threads", "0"], "--threads must be at least 1, got 0"),
         (["extract", "model.context.hiden_size=3"], "model.context.hiden_size"),
     ],
-    ids=["train-missing-recipe", "train-steps-0", "train-negative-warmup", "train-bad-override", "data-missing-recipe", "data-batches-0",
-         "data-negative-warmup", "extract-missing-recipe", "extract-runs-0", "extract-batch-size-0", "extract-seconds-0", "extract-threads-0",
-         "extract-bad-override"],
+    ids=[
+        "train-missing-recipe",
+        "train-steps-0",
+        "train-negative-warmup",
+        "train-bad-override",
+        "data-missing-recipe",
+        "data-batches-0",
+        "data-negative-warmup",
+        "extract-missing-recipe",
+        "extract-runs-0",
+        "extract-batch-size-0",
+        "extract-seconds-0",
+        "extract-threads-0",
+        "extract-bad-override",
+    ],
 )
 def test_bad_input_fails_on_one_line_before_any_timing(args, message, capsys):
     from cpc.cli import main
@@ -95,19 +158,59 @@ def test_a_failing_measurement_is_one_line(capsys):
     """The recipe loads, but a 100-sample window is shorter than the encoder's kernels: the child fails."""
     from cpc.cli import main
 
-    assert main(["bench", "train", "--recipe", "speech/tiny", "--skip-copied", "--steps", "1", "--warmup", "0", "data.window=100"]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                "--recipe",
+                "speech/tiny",
+                "--skip-copied",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "data.window=100",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert "Traceback" not in err and len(errors) == 1, err
-    assert errors[0].startswith("cpc bench: error: benchmark of speech/tiny (copy_negatives=False) failed: RuntimeError: "), err
+    assert errors[0].startswith(
+        "cpc bench: error: benchmark of speech/tiny (copy_negatives=False) failed: RuntimeError: "
+    ), err
 
 
 def test_bench_extract_writes_json_and_table(tmp_path):
     out = tmp_path / "extract.json"
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "bench", "extract", "--recipe", "speech/tiny", "--runs", "1", "--warmup", "0",
-         "--batch-size", "2", "--seconds", "0.5", "--threads", "1", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "bench",
+            "extract",
+            "--recipe",
+            "speech/tiny",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--seconds",
+            "0.5",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -144,6 +247,10 @@ def test_model_flops_match_torch_flop_counter(recipe, context):
     if context == "gru":
         assert flops["gflop_per_audio_s"] == pytest.approx(10 * counter.get_total_flops() / 1e9, rel=1e-9)
     else:
-        assert flops["context_gflop_per_audio_s"] == pytest.approx(2 * 4 * (128 + 128) * 128 * 100 / 1e9)  # 4 gates, 100 frames/s
+        assert flops["context_gflop_per_audio_s"] == pytest.approx(
+            2 * 4 * (128 + 128) * 128 * 100 / 1e9
+        )  # 4 gates, 100 frames/s
     if recipe == "speech/paper":
-        assert flops["gflop_per_audio_s"] == pytest.approx(4.9741824)  # 2 x (2,428,108,800 conv + 58,982,400 GRU) multiply-adds
+        assert flops["gflop_per_audio_s"] == pytest.approx(
+            4.9741824
+        )  # 2 x (2,428,108,800 conv + 58,982,400 GRU) multiply-adds

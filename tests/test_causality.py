@@ -33,16 +33,25 @@ TEXT = [recipe for recipe in list_recipes() if _modality(recipe) == "text"]
 
 
 def test_every_recipe_file_is_tested():
-    shipped = {str(p.relative_to(REPO_ROOT / "recipes").with_suffix("")) for p in (REPO_ROOT / "recipes").rglob("*.yaml")}
+    shipped = {
+        str(p.relative_to(REPO_ROOT / "recipes").with_suffix("")) for p in (REPO_ROOT / "recipes").rglob("*.yaml")
+    }
     assert shipped == set(list_recipes()) == set(SPEECH) | set(IMAGE) | set(TEXT) and SPEECH and IMAGE and TEXT
 
 
 @pytest.mark.parametrize("recipe", SPEECH)
 def test_context_before_a_change_does_not_move(recipe, corpus_dir, tmp_path):
     overrides = {
-        "data.root": corpus_dir, "data.window": 4096, "data.num_workers": 0, "data.valid_fraction": 0,
-        "train.batch_size": 2, "train.max_steps": 3, "train.log_every": 1, "train.checkpoint_every": 3,
-        "train.progress": False, "train.threads": 1,
+        "data.root": corpus_dir,
+        "data.window": 4096,
+        "data.num_workers": 0,
+        "data.valid_fraction": 0,
+        "train.batch_size": 2,
+        "train.max_steps": 3,
+        "train.log_every": 1,
+        "train.checkpoint_every": 3,
+        "train.progress": False,
+        "train.threads": 1,
     }
     train(load_config(recipe, [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
     model = cpc.load(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -58,8 +67,12 @@ def test_context_before_a_change_does_not_move(recipe, corpus_dir, tmp_path):
         for layer in ("encoder", "context"):
             before, _ = model.extract_features(waveform, layer=layer)
             after, _ = model.extract_features(changed, layer=layer)
-            torch.testing.assert_close(after[:, : last_unchanged + 1], before[:, : last_unchanged + 1], rtol=0, atol=0, msg=f"{recipe} {layer}")
-            assert not torch.allclose(after[:, last_unchanged + 1 :], before[:, last_unchanged + 1 :]), f"{recipe} {layer}: the change reached no frame"
+            torch.testing.assert_close(
+                after[:, : last_unchanged + 1], before[:, : last_unchanged + 1], rtol=0, atol=0, msg=f"{recipe} {layer}"
+            )
+            assert not torch.allclose(after[:, last_unchanged + 1 :], before[:, last_unchanged + 1 :]), (
+                f"{recipe} {layer}: the change reached no frame"
+            )
 
 
 @pytest.mark.parametrize("recipe", IMAGE)
@@ -69,8 +82,15 @@ def test_context_rows_do_not_see_rows_below(recipe, tmp_path):
     if not (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     overrides = {
-        "data.train_images": 256, "data.valid_images": 32, "train.batch_size": 8, "train.max_steps": 3, "train.log_every": 1,
-        "train.checkpoint_every": 3, "train.valid_batches": 1, "train.progress": False, "train.threads": 1,
+        "data.train_images": 256,
+        "data.valid_images": 32,
+        "train.batch_size": 8,
+        "train.max_steps": 3,
+        "train.log_every": 1,
+        "train.checkpoint_every": 3,
+        "train.valid_batches": 1,
+        "train.progress": False,
+        "train.threads": 1,
     }
     train(load_config(recipe, [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
     model = cpc.load(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -83,18 +103,30 @@ def test_context_rows_do_not_see_rows_below(recipe, tmp_path):
                 below = patches.clone()
                 below[:, row + 1 :] = torch.rand(2, 6 - row, 7, 8, 8, generator=generator)
                 after, _ = model.extract_features(below, layer=layer)
-                torch.testing.assert_close(after[:, : row + 1], before[:, : row + 1], rtol=0, atol=0, msg=f"{recipe} {layer} row {row}")
+                torch.testing.assert_close(
+                    after[:, : row + 1], before[:, : row + 1], rtol=0, atol=0, msg=f"{recipe} {layer} row {row}"
+                )
                 here = patches.clone()
                 here[:, row] = torch.rand(2, 7, 8, 8, generator=generator)
                 after, _ = model.extract_features(here, layer=layer)
-                assert not torch.allclose(after[:, row], before[:, row]), f"{recipe} {layer}: changing row {row} did not reach it"
+                assert not torch.allclose(after[:, row], before[:, row]), (
+                    f"{recipe} {layer}: changing row {row} did not reach it"
+                )
 
 
 @pytest.mark.parametrize("recipe", TEXT)
 def test_context_at_a_sentence_does_not_see_later_sentences(recipe, text_data_dir, tmp_path):
     overrides = {
-        "data.root": text_data_dir, "data.window": 5, "data.valid_fraction": 0.1, "train.batch_size": 4, "train.max_steps": 3,
-        "train.log_every": 1, "train.checkpoint_every": 3, "train.valid_batches": 1, "train.progress": False, "train.threads": 1,
+        "data.root": text_data_dir,
+        "data.window": 5,
+        "data.valid_fraction": 0.1,
+        "train.batch_size": 4,
+        "train.max_steps": 3,
+        "train.log_every": 1,
+        "train.checkpoint_every": 3,
+        "train.valid_batches": 1,
+        "train.progress": False,
+        "train.threads": 1,
     }
     train(load_config(recipe, [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
     model = cpc.load(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -112,8 +144,12 @@ def test_context_at_a_sentence_does_not_see_later_sentences(recipe, text_data_di
                 later = ids.clone()
                 later[:, t + 1 :] = torch.stack([sentences(5 - t), sentences(5 - t)])
                 after, _ = model.extract_features(later, layer=layer)
-                torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], rtol=0, atol=0, msg=f"{recipe} {layer} sentence {t}")
+                torch.testing.assert_close(
+                    after[:, : t + 1], before[:, : t + 1], rtol=0, atol=0, msg=f"{recipe} {layer} sentence {t}"
+                )
                 here = ids.clone()
                 here[:, t] = torch.stack([sentences(1)[0], sentences(1)[0]])
                 after, _ = model.extract_features(here, layer=layer)
-                assert not torch.allclose(after[:, t], before[:, t]), f"{recipe} {layer}: changing sentence {t} did not reach it"
+                assert not torch.allclose(after[:, t], before[:, t]), (
+                    f"{recipe} {layer}: changing sentence {t} did not reach it"
+                )

@@ -31,7 +31,9 @@ def small_disk(tmp_path):
     mount_point.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no `mount` program to make a small tmpfs")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a 2 MiB tmpfs to fill (needs root or CAP_SYS_ADMIN): {result.stderr.strip()}")
     yield mount_point
@@ -86,10 +88,25 @@ def test_cli_training_onto_a_full_disk_stops_on_one_line(small_disk):
     corpus = small_disk.parent / "corpus"
     write_corpus(corpus, speakers=2, utterances=2, seconds=1.0)
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "train", "recipes/speech/tiny.yaml", "--run-dir", str(small_disk / "run"),
-         f"data.root={corpus}", "data.window=4096", "data.valid_fraction=0", "train.batch_size=2", "train.max_steps=1",
-         "data.num_workers=0"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "train",
+            "recipes/speech/tiny.yaml",
+            "--run-dir",
+            str(small_disk / "run"),
+            f"data.root={corpus}",
+            "data.window=4096",
+            "data.valid_fraction=0",
+            "train.batch_size=2",
+            "train.max_steps=1",
+            "data.num_workers=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -137,6 +154,10 @@ def test_ctrl_c_during_a_write_lands_after_the_checkpoint_is_on_disk(tmp_path, p
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, state)
     saved = load_checkpoint(path)  # the new checkpoint, whole: written before the interrupt was raised
-    assert saved["step"] == 2 and saved["marker"] == {"seven": 7} and torch.equal(saved["weights"], torch.arange(100_000.0))
+    assert (
+        saved["step"] == 2
+        and saved["marker"] == {"seven": 7}
+        and torch.equal(saved["weights"], torch.arange(100_000.0))
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as before afterwards

@@ -39,7 +39,10 @@ def test_alignments_phones_speakers_items_round_trip(tmp_path):
     write_phones(tmp_path / "phones.txt", PHONES)
     assert read_phones(tmp_path / "phones.txt") == list(PHONES)
 
-    rows = [SpeakerRow("100", "kal", "festival", 0.92, 1.1, False), SpeakerRow("101", "en+f2", "espeak-ng", 1.0, 1.0, True)]
+    rows = [
+        SpeakerRow("100", "kal", "festival", 0.92, 1.1, False),
+        SpeakerRow("101", "en+f2", "espeak-ng", 1.0, 1.0, True),
+    ]
     write_speakers(tmp_path / "speakers.tsv", rows)
     assert read_speakers(tmp_path / "speakers.tsv") == rows
 
@@ -81,7 +84,12 @@ def _write_librispeech_fixture(root: Path) -> dict[str, int]:
         speaker, chapter, _ = utterance.split("-")
         folder = root / "LibriSpeech" / "train-clean-100" / speaker / chapter
         folder.mkdir(parents=True, exist_ok=True)
-        sf.write(folder / f"{utterance}.flac", (0.1 * rng.standard_normal(length)).astype(np.float32), 16000, subtype="PCM_16")
+        sf.write(
+            folder / f"{utterance}.flac",
+            (0.1 * rng.standard_normal(length)).astype(np.float32),
+            16000,
+            subtype="PCM_16",
+        )
         chapters.setdefault(folder / f"{speaker}-{chapter}.trans.txt", []).append(f"{utterance} SOME WORDS\n")
     for path, lines in chapters.items():
         path.write_text("".join(lines))
@@ -118,7 +126,9 @@ def test_loader_lists_ids_that_have_no_audio(tmp_path):
         load_corpus(tmp_path / "LibriSpeech" / "train-clean-100", test_split=tmp_path / "test_split.txt")
     with open(tmp_path / "converted_aligned_phones.txt", "a") as handle:
         handle.write("77-1-0000 1 2 3\n")
-    with pytest.raises(ValueError, match=r"converted_aligned_phones.txt names utterances with no audio file.*77-1-0000"):
+    with pytest.raises(
+        ValueError, match=r"converted_aligned_phones.txt names utterances with no audio file.*77-1-0000"
+    ):
         load_corpus(tmp_path / "LibriSpeech" / "train-clean-100", alignments=tmp_path / "converted_aligned_phones.txt")
 
 

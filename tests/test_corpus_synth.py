@@ -41,7 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _checksums(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,9 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
-def logmel_probe_accuracy(corpus, *, shift_frames: int = 0, max_train_frames: int = 6000, seed: int = 0) -> tuple[float, float]:
+def logmel_probe_accuracy(
+    corpus, *, shift_frames: int = 0, max_train_frames: int = 6000, seed: int = 0
+) -> tuple[float, float]:
     """Linear (logistic regression) frame phone accuracy of log-mel 40 ± 4 frames on the test split.
 
     Labels are moved ``shift_frames`` later (frame k gets the label of frame k + shift); returns
@@ -123,7 +129,10 @@ def test_labels_line_up_with_the_audio(built):
 
 def test_missing_tools_error_names_the_apt_get_line(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(synth.MissingToolError, match="apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng bible-kjv"):
+    with pytest.raises(
+        synth.MissingToolError,
+        match="apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng bible-kjv",
+    ):
         synth.build_corpus(tmp_path / "out", hours=0.01)
     assert not (tmp_path / "out").exists()
 
@@ -145,7 +154,9 @@ def test_hours_that_are_not_a_positive_number_are_one_line(hours, tmp_path, caps
     from cpc.corpus.cli import main
 
     assert main(["synth", "--out", str(tmp_path / "out"), "--hours", hours]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"cpc data: error: hours must be a positive number, got {float(hours)}"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"cpc data: error: hours must be a positive number, got {float(hours)}"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -156,8 +167,10 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_build(tmp_path, capsys):
     (tmp_path / "mine" / "100" / "notes.txt").write_text("keep me")
     assert main(["synth", "--out", str(tmp_path / "mine"), "--hours", "0.01", "--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"cpc data: error: output folder {tmp_path / 'mine'} is not empty and is not a corpus built by "
-                                f"`cpc data synth` (100/notes.txt is none of its files); remove it or choose another folder"]
+    assert err.splitlines() == [
+        f"cpc data: error: output folder {tmp_path / 'mine'} is not empty and is not a corpus built by "
+        f"`cpc data synth` (100/notes.txt is none of its files); remove it or choose another folder"
+    ]
     assert (tmp_path / "mine" / "100" / "notes.txt").read_text() == "keep me"
 
 
@@ -165,7 +178,9 @@ def test_a_built_corpus_without_its_summary_counts_as_unfinished(built, tmp_path
     """Every file but summary.json (written last): a build interrupted at its very end."""
     copy = tmp_path / "copy"
     shutil.copytree(built, copy)
-    with pytest.raises(ValueError, match=r"already holds a finished corpus \(0\.\d+ h, \d+ utterances, seed 3\); pass --overwrite"):
+    with pytest.raises(
+        ValueError, match=r"already holds a finished corpus \(0\.\d+ h, \d+ utterances, seed 3\); pass --overwrite"
+    ):
         synth._check_output_folder(copy, overwrite=False)
     assert synth._check_output_folder(copy, overwrite=True) == "finished"
     (copy / "summary.json").unlink()
@@ -183,8 +198,15 @@ def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_pat
     command = [sys.executable, "-m", "cpc.corpus.cli", "synth", "--out", str(out), "--hours", "0.01", "--seed", "4"]
     # Its own session, so that SIGINT goes to the builder, its workers and their engines, as Ctrl-C in a terminal does.
     # SIGINT back to its default disposition: a shell without job control starts background jobs with it ignored.
-    builder = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    builder = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.time() + 120
         while not list(out.glob("*/*/*.flac")):
@@ -197,12 +219,17 @@ def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_pat
             os.killpg(builder.pid, signal.SIGKILL)
             builder.wait()
     assert builder.returncode == 130 and "Traceback" not in err, err
-    assert err.splitlines()[-1] == (f"cpc data: interrupted: {out} holds an unfinished build (no summary.json); "
-                                    f"run the same command again to rebuild it"), err
+    assert err.splitlines()[-1] == (
+        f"cpc data: interrupted: {out} holds an unfinished build (no summary.json); "
+        f"run the same command again to rebuild it"
+    ), err
     assert not (out / "summary.json").exists()
 
     assert main(command[3:]) == 0  # the same command again
-    assert f"{out} holds an unfinished build (no summary.json: interrupted?); deleting it and building again" in caplog.text
+    assert (
+        f"{out} holds an unfinished build (no summary.json: interrupted?); deleting it and building again"
+        in caplog.text
+    )
     check_built_corpus(out)
     rebuilt = _checksums(out)
 
@@ -215,7 +242,9 @@ def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_pat
 # ----------------------------------------------------------------------------- variation
 def _lag_of_peak_correlation(dry: np.ndarray, wet: np.ndarray, max_lag: int) -> int:
     lags = np.arange(-max_lag, max_lag + 1)
-    correlation = [np.dot(dry[max(0, -lag) : len(dry) - max(0, lag)], wet[max(0, lag) : len(wet) - max(0, -lag)]) for lag in lags]
+    correlation = [
+        np.dot(dry[max(0, -lag) : len(dry) - max(0, lag)], wet[max(0, lag) : len(wet) - max(0, -lag)]) for lag in lags
+    ]
     return int(lags[np.argmax(correlation)])
 
 
@@ -250,11 +279,15 @@ def test_word_factors_vary_by_word_and_phrase_within_their_range():
     stretches, pitches = variation.word_factors(text, np.random.default_rng(0))
     assert len(stretches) == len(pitches) == len(text.split())
     assert np.std(np.log(stretches)) > 0.08 and np.std(np.log(pitches)) > 0.04
-    assert min(stretches + pitches) >= variation.FACTOR_RANGE[0] and max(stretches + pitches) <= variation.FACTOR_RANGE[1]
+    assert (
+        min(stretches + pitches) >= variation.FACTOR_RANGE[0] and max(stretches + pitches) <= variation.FACTOR_RANGE[1]
+    )
     assert (stretches, pitches) == variation.word_factors(text, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("field, value", [("snr_db", (20, 10)), ("snr_db", (float("nan"), 10)), ("rt60", (0.1, 0.5)), ("rt60", (0.5, 0.3))])
+@pytest.mark.parametrize(
+    "field, value", [("snr_db", (20, 10)), ("snr_db", (float("nan"), 10)), ("rt60", (0.1, 0.5)), ("rt60", (0.5, 0.3))]
+)
 def test_bad_variation_ranges_are_one_line(field, value, tmp_path, capsys):
     from cpc.corpus.cli import main
 
@@ -326,7 +359,10 @@ def test_room_and_noise_move_no_label_and_each_option_switches_its_part_off(flav
 def test_reverberant_speech_lines_up_with_the_dry_speech(flavours):
     """The room's direct path is at sample 0: the cross-correlation of dry and reverberant speech peaks at lag 0."""
     wet_waves = _waves(flavours["room"])
-    lags = [_lag_of_peak_correlation(dry, wet_waves[utterance], 160) for utterance, dry in _waves(flavours["prosody"]).items()]
+    lags = [
+        _lag_of_peak_correlation(dry, wet_waves[utterance], 160)
+        for utterance, dry in _waves(flavours["prosody"]).items()
+    ]
     # A fractional direct path can put the peak a sample early; a strong early reflection (floor and
     # ceiling images arriving together) can outweigh it in a few utterances. A wrongly cut response
     # (pyroomacoustics' 40-sample filter delay, or the distance) would move every peak.

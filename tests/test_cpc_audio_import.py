@@ -31,7 +31,9 @@ TOLERANCE = 1e-5  # max abs, fp32
 
 _spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
 make_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_fixtures)  # its CPC_audio imports are inside functions: only seeded_fill and the tables are used
+_spec.loader.exec_module(
+    make_fixtures
+)  # its CPC_audio imports are inside functions: only seeded_fill and the tables are used
 
 FORMATS = {"hub": "hub.pt", "training": "checkpoint_0.pt"}
 
@@ -117,7 +119,10 @@ def test_padded_batch_with_lengths_equals_each_sequence_alone(name):
     assert max_abs(z[0], outputs["batch_z"][0]) <= TOLERANCE and max_abs(c[0], outputs["batch_c"][0]) <= TOLERANCE
     for row in range(len(waveforms)):
         alone_z, alone_c = features(model, waveforms[row : row + 1, : int(lengths[row])])
-        assert max_abs(z[row, : frames[row]], alone_z[0]) <= TOLERANCE and max_abs(c[row, : frames[row]], alone_c[0]) <= TOLERANCE
+        assert (
+            max_abs(z[row, : frames[row]], alone_z[0]) <= TOLERANCE
+            and max_abs(c[row, : frames[row]], alone_c[0]) <= TOLERANCE
+        )
 
 
 # ----------------------------------------------------------------------------- the predictors
@@ -136,12 +141,20 @@ def test_scores_equal_cpc_audio_criterion_with_its_negatives():
     window = num_frames - steps  # CPC_audio predicts from the first T - K frames only
     negatives = recorded["negatives"].long().permute(0, 2, 1)  # (B, W, N) flat indices into B*T
     t = torch.arange(window)[None, :, None]
-    positives = torch.arange(batch_size)[:, None, None] * num_frames + t + torch.arange(1, steps + 1)[None, None, :]  # (B, W, K)
-    candidates = torch.cat([positives[..., None], negatives[:, :, None, :].expand(-1, -1, steps, -1)], dim=-1)  # (B, W, K, 1 + N)
+    positives = (
+        torch.arange(batch_size)[:, None, None] * num_frames + t + torch.arange(1, steps + 1)[None, None, :]
+    )  # (B, W, K)
+    candidates = torch.cat(
+        [positives[..., None], negatives[:, :, None, :].expand(-1, -1, steps, -1)], dim=-1
+    )  # (B, W, K, 1 + N)
     with torch.no_grad():
         predictions = model.predictors(c[:, :window])  # (B, W, K, C)
-        padded = torch.cat([predictions, predictions.new_zeros(batch_size, num_frames - window, steps, channels)], dim=1)
-        scores = score_candidates(padded, z, torch.cat([candidates, candidates[:, :1].expand(-1, num_frames - window, -1, -1)], dim=1))
+        padded = torch.cat(
+            [predictions, predictions.new_zeros(batch_size, num_frames - window, steps, channels)], dim=1
+        )
+        scores = score_candidates(
+            padded, z, torch.cat([candidates, candidates[:, :1].expand(-1, num_frames - window, -1, -1)], dim=1)
+        )
         scores = scores[:, :window] / channels  # (B, W, K, 1 + N)
     theirs = recorded["scores"].permute(1, 3, 0, 2)  # (K, B, 1 + N, W) -> (B, W, K, 1 + N)
     assert max_abs(scores, theirs) <= TOLERANCE
@@ -160,7 +173,13 @@ def test_criterion_score_mean_divides_by_channels():
     predictions, latents, lengths = torch.randn(2, 20, 3, 8), torch.randn(2, 20, 8), torch.tensor([20, 15])
     dot = build_infonce_criterion(InfoNCEConfig(num_negatives=5))
     mean = build_infonce_criterion(InfoNCEConfig(num_negatives=5, score="mean"))
-    assert max_abs(mean(predictions, latents, lengths, generator())["loss"], dot(predictions / 8, latents, lengths, generator())["loss"]) <= 1e-6
+    assert (
+        max_abs(
+            mean(predictions, latents, lengths, generator())["loss"],
+            dot(predictions / 8, latents, lengths, generator())["loss"],
+        )
+        <= 1e-6
+    )
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -192,7 +211,11 @@ def test_unsupported_configs_are_one_line(tmp_path, capsys, changes, message):
         import_cpc_audio(path)
     assert cpc.cli.main(["import", "cpc_audio", str(path), "--out", str(tmp_path / "out.pt")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"cpc import: error: {message}") and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert (
+        error.startswith(f"cpc import: error: {message}")
+        and len(error.strip().splitlines()) == 1
+        and "Traceback" not in error
+    )
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -250,11 +273,27 @@ def test_imported_checkpoint_loads_and_records_its_source(imported, capsys):
 
 
 def test_cli_says_what_it_imported(tmp_path, capsys):
-    assert cpc.cli.main(["import", "cpc_audio", str(FIXTURES / "layernorm_lstm" / "hub.pt"), "--out", str(tmp_path / "a.pt")]) == 0
+    assert (
+        cpc.cli.main(
+            ["import", "cpc_audio", str(FIXTURES / "layernorm_lstm" / "hub.pt"), "--out", str(tmp_path / "a.pt")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "encoder and context only; rnnMode='transformer' has no exact counterpart" in out
     assert "streaming look-ahead: 152 samples (9.5 ms)" in out
-    assert cpc.cli.main(["import", "cpc_audio", str(FIXTURES / "layernorm_gru2_reverse" / "hub.pt"), "--out", str(tmp_path / "b.pt")]) == 0
+    assert (
+        cpc.cli.main(
+            [
+                "import",
+                "cpc_audio",
+                str(FIXTURES / "layernorm_gru2_reverse" / "hub.pt"),
+                "--out",
+                str(tmp_path / "b.pt"),
+            ]
+        )
+        == 0
+    )
     assert "not causal" in capsys.readouterr().out
 
 
@@ -267,7 +306,22 @@ def test_extract(imported, tmp_path, format):
     for name in ("102-1-0002.flac", "102-1-0008.flac"):
         (corpus / name).write_bytes((REPO / "data" / "sample" / "102" / "1" / name).read_bytes())
     out = tmp_path / "out"
-    assert cpc.cli.main(["extract", str(imported), "--data", str(tmp_path / "corpus"), "--out", str(out), "--format", format, "--no-progress"]) == 0
+    assert (
+        cpc.cli.main(
+            [
+                "extract",
+                str(imported),
+                "--data",
+                str(tmp_path / "corpus"),
+                "--out",
+                str(out),
+                "--format",
+                format,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     written = READERS[format](out)
     model = cpc.load(imported)
     for name in ("102-1-0002", "102-1-0008"):
@@ -295,7 +349,9 @@ def test_non_causal_models_refuse_to_stream():
     reverse.stream(layer="encoder")  # the encoder alone is causal
 
 
-@pytest.mark.filterwarnings("ignore:ONNX export mode is set to TrainingMode.EVAL")  # instance norm always uses the input's statistics
+@pytest.mark.filterwarnings(
+    "ignore:ONNX export mode is set to TrainingMode.EVAL"
+)  # instance norm always uses the input's statistics
 @pytest.mark.parametrize("name", ["trained", "layernorm_gru2_reverse", "instancenorm_lstm3"])
 def test_onnx_export_runs_in_onnxruntime(tmp_path, name):
     onnxruntime = pytest.importorskip("onnxruntime")
@@ -304,7 +360,9 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path, name):
     out = tmp_path / "model.onnx"
     assert cpc.cli.main(["export", str(tmp_path / "model.pt"), "--format", "onnx", "--out", str(out)]) == 0
     waveforms, _ = read(INPUTS["single"])
-    (got,) = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"waveforms": waveforms.numpy()})
+    (got,) = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+        None, {"waveforms": waveforms.numpy()}
+    )
     assert np.abs(got - torch.load(FIXTURES / name / "outputs.pt")["single_c"].numpy()).max() <= 1e-4
 
 
@@ -315,7 +373,9 @@ def test_abx_and_phone_probe_take_the_imported_checkpoint(imported, tmp_path):
     write_labelled_corpus(corpus, speakers=2, utterances=3, seconds=1.5)
     for command in (["abx"], ["probe", "phone"]):
         out = tmp_path / f"{command[-1]}.json"
-        assert _cli([*command, "--features", str(imported), "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
+        assert (
+            _cli([*command, "--features", str(imported), "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
+        )
         result = json.loads(out.read_text())
         assert result and all(np.isfinite(v) for v in result.values() if isinstance(v, float))
 
@@ -327,9 +387,18 @@ def test_training_continues_from_an_imported_model(imported, corpus_dir, tmp_pat
     from cpc.train import train
 
     overrides = {
-        "train.init_from": imported, "data.root": corpus_dir, "data.window": 4096, "data.num_workers": 0, "data.valid_fraction": 0,
-        "train.batch_size": 2, "train.max_steps": 2, "train.checkpoint_every": 2, "train.progress": False, "train.threads": 1,
-        "optim.lr": 0.0, "optim.weight_decay": 0.0,
+        "train.init_from": imported,
+        "data.root": corpus_dir,
+        "data.window": 4096,
+        "data.num_workers": 0,
+        "data.valid_fraction": 0,
+        "train.batch_size": 2,
+        "train.max_steps": 2,
+        "train.checkpoint_every": 2,
+        "train.progress": False,
+        "train.threads": 1,
+        "optim.lr": 0.0,
+        "optim.weight_decay": 0.0,
     }
     train(load_config("speech/tiny", [f"{key}={value}" for key, value in overrides.items()]), tmp_path / "run")
     trained, source = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt"), load_checkpoint(imported)

@@ -66,7 +66,9 @@ def test_split_files_and_missing_ids(tmp_path):
     paths = write_corpus(tmp_path / "c", speakers=2, utterances=3)
     (tmp_path / "train.txt").write_text("\n".join(p.stem for p in paths[:4]) + "\n")
     (tmp_path / "valid.txt").write_text(paths[4].stem + "\n")
-    corpus = split_corpus(str(tmp_path / "c"), 4000, train_split=str(tmp_path / "train.txt"), valid_split=str(tmp_path / "valid.txt"))
+    corpus = split_corpus(
+        str(tmp_path / "c"), 4000, train_split=str(tmp_path / "train.txt"), valid_split=str(tmp_path / "valid.txt")
+    )
     assert [f.utterance_id for f in corpus.train] == [p.stem for p in paths[:4]]
     assert [f.utterance_id for f in corpus.valid] == [paths[4].stem]
     (tmp_path / "bad.txt").write_text("nobody-1-0001\n" + paths[0].stem + "\n")
@@ -144,5 +146,7 @@ def test_validation_windows_are_fixed_and_shared_out(tmp_path):
     files = list_audio(tmp_path).files
     windows = validation_windows(files, 4000, 6)
     assert len(windows) == 6 and windows == validation_windows(files, 4000, 6)
-    halves = validation_windows(files, 4000, 6, rank=0, world_size=2) + validation_windows(files, 4000, 6, rank=1, world_size=2)
+    halves = validation_windows(files, 4000, 6, rank=0, world_size=2) + validation_windows(
+        files, 4000, 6, rank=1, world_size=2
+    )
     assert sorted(halves) == sorted(windows)

@@ -35,7 +35,9 @@ def _one_line_error(capsys, *fragments: str) -> str:
 
 def _no_work(monkeypatch):
     """Fail the test if the command gets as far as reading the corpus."""
-    monkeypatch.setattr(eval_cli, "_load", lambda args: pytest.fail("the command started work before checking its arguments"))
+    monkeypatch.setattr(
+        eval_cli, "_load", lambda args: pytest.fail("the command started work before checking its arguments")
+    )
 
 
 # ----------------------------------------------------------------------------- one-line errors before any work
@@ -52,14 +54,17 @@ def test_cuda_device_without_a_gpu_is_one_line_before_any_work(corpus, capsys, m
     _one_line_error(capsys, "cpc abx: error:", "'gpu' is not a torch device name")
 
 
-@pytest.mark.parametrize("command, option, value", [
-    (["probe", "speaker"], "--crop-frames", "0"),
-    (["probe", "speaker"], "--crop-frames", "-5"),
-    (["abx"], "--max-per-group", "0"),
-    (["abx"], "--max-x-speakers", "-1"),
-    (["probe", "phone"], "--threads", "0"),
-    (["abx"], "--threads", "-2"),
-])
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        (["probe", "speaker"], "--crop-frames", "0"),
+        (["probe", "speaker"], "--crop-frames", "-5"),
+        (["abx"], "--max-per-group", "0"),
+        (["abx"], "--max-x-speakers", "-1"),
+        (["probe", "phone"], "--threads", "0"),
+        (["abx"], "--threads", "-2"),
+    ],
+)
 def test_non_positive_counts_are_one_line_errors(corpus, capsys, monkeypatch, command, option, value):
     _no_work(monkeypatch)
     assert _cli([*command, "--features", "mfcc", "--data", str(corpus), "--no-cache", option, value]) == 2
@@ -88,7 +93,9 @@ def test_unwritable_json_fails_before_any_work(corpus, tmp_path, capsys, monkeyp
     else:  # a parent that cannot be created stands for a read-only place (tests may run as root, for whom chmod does not bite)
         (tmp_path / "a-file").write_text("")
         target = tmp_path / "a-file" / "result.json"
-    assert _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--json", str(target), "--no-cache"]) == 2
+    assert (
+        _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--json", str(target), "--no-cache"]) == 2
+    )
     _one_line_error(capsys, f"--json {target}")
 
 
@@ -96,10 +103,15 @@ def test_the_table_is_printed_when_writing_the_json_fails_after_the_work(corpus,
     (tmp_path / "a-file").write_text("")
     target = tmp_path / "a-file" / "result.json"
     monkeypatch.setattr(eval_cli, "_check_writable", lambda path: None)  # the place became unwritable during the run
-    assert _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--json", str(target), "--no-cache"]) == 2
+    assert (
+        _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--json", str(target), "--no-cache"]) == 2
+    )
     captured = capsys.readouterr()
     assert "| mfcc |" in captured.out
-    assert "Traceback" not in captured.err and f"cpc probe: error: --json {target}: could not write the result" in captured.err
+    assert (
+        "Traceback" not in captured.err
+        and f"cpc probe: error: --json {target}: could not write the result" in captured.err
+    )
 
 
 # ----------------------------------------------------------------------------- usability
@@ -125,8 +137,10 @@ def test_help_is_plain_text(command, capsys):
 def test_demo_logs_rounded_scores():
     assert demo._scores({"task": "phone", "accuracy": 28.234335780143738}) == "phone 28.2 %"
     assert demo._scores({"task": "phone_ctc", "per": 61.98}) == "phone_ctc PER 62.0 %"
-    assert demo._scores({"task": "abx", "within": 12.345, "across": None, "within_cells": 40, "across_cells": 0}) == \
-        "abx within 12.3 % / across – (40 / 0 cells)"
+    assert (
+        demo._scores({"task": "abx", "within": 12.345, "across": None, "within_cells": 40, "across_cells": 0})
+        == "abx within 12.3 % / across – (40 / 0 cells)"
+    )
 
 
 def test_missing_labels_and_splits_name_flags_only_where_they_exist(corpus, tmp_path, capsys):
@@ -195,19 +209,39 @@ def test_abx_without_warnings_on_enough_cells():
     for file_index in range(8):
         features[f"f{file_index}"] = rng.standard_normal((200, 4)).astype(np.float32)
         for k in range(40):
-            items.append(ItemRow(f"f{file_index}", 0.05 * k, 0.05 * (k + 1), "abcd"[k % 4], "c", "ce"[k // 4 % 2], f"s{file_index % 2}"))
+            items.append(
+                ItemRow(
+                    f"f{file_index}",
+                    0.05 * k,
+                    0.05 * (k + 1),
+                    "abcd"[k % 4],
+                    "c",
+                    "ce"[k // 4 % 2],
+                    f"s{file_index % 2}",
+                )
+            )
     result = abx.abx_error(features, items)
     assert result["within_cells"] >= abx.MIN_CELLS and result["across_cells"] >= abx.MIN_CELLS
     assert result["warnings"] == []
 
 
-@pytest.mark.parametrize("onset, offset, problem", [(-0.05, 0.1, "onset -0.05 s is before the start"), (0.1, 9.0, "offset 9 s is past the end")])
+@pytest.mark.parametrize(
+    "onset, offset, problem",
+    [(-0.05, 0.1, "onset -0.05 s is before the start"), (0.1, 9.0, "offset 9 s is past the end")],
+)
 def test_abx_rejects_item_rows_outside_the_audio(corpus, tmp_path, capsys, monkeypatch, onset, offset, problem):
     rows = read_item(corpus / "abx" / "test.item")
-    bad = ItemRow(rows[0].file, onset, offset, *[getattr(rows[0], name) for name in ("phone", "prev_phone", "next_phone", "speaker")])
+    bad = ItemRow(
+        rows[0].file,
+        onset,
+        offset,
+        *[getattr(rows[0], name) for name in ("phone", "prev_phone", "next_phone", "speaker")],
+    )
     item = tmp_path / "bad.item"
     write_item(item, [*rows[:3], bad, *rows[3:]])  # line 1 is the header: the bad row is on line 5
-    monkeypatch.setattr(eval_cli, "_features", lambda *args, **kwargs: pytest.fail("features were extracted for a bad item file"))
+    monkeypatch.setattr(
+        eval_cli, "_features", lambda *args, **kwargs: pytest.fail("features were extracted for a bad item file")
+    )
     assert _cli(["abx", "--features", "mfcc", "--data", str(corpus), "--item", str(item), "--no-cache"]) == 2
     _one_line_error(capsys, f"{item}:5:", problem, rows[0].file)
 

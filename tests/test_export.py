@@ -19,14 +19,26 @@ from cpc.export import export, export_checkpoint
 
 ONNX_ATOL = 1e-4
 LENGTHS = [(1, 16000), (3, 4567), (2, 1601), (1, 159)]  # (B, S); the export traced (2, 16000); 159 = one frame
-SMALL_STACK = "[" + ",".join(
-    f"{{channels: 24, kernel_size: {k}, stride: {s}, padding: {p}, bias: {str(i > 0).lower()}}}"
-    for i, (k, s, p) in enumerate([(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])
-) + "]"
+SMALL_STACK = (
+    "["
+    + ",".join(
+        f"{{channels: 24, kernel_size: {k}, stride: {s}, padding: {p}, bias: {str(i > 0).lower()}}}"
+        for i, (k, s, p) in enumerate([(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])
+    )
+    + "]"
+)
 
 
 def small_config(norm: str, context: str = "gru"):
-    return load_config("speech/tiny", [f"model.encoder.layers={SMALL_STACK}", f"model.encoder.norm={norm}", f"model.context.name={context}", "model.context.hidden_size=16"])
+    return load_config(
+        "speech/tiny",
+        [
+            f"model.encoder.layers={SMALL_STACK}",
+            f"model.encoder.norm={norm}",
+            f"model.context.name={context}",
+            "model.context.hidden_size=16",
+        ],
+    )
 
 
 def small_model(norm: str, context: str = "gru") -> cpc.CPC:
@@ -66,7 +78,10 @@ def test_onnx_matches_within_tolerance_at_any_length(tmp_path, norm, context, la
     model = small_model(norm, context)
     path = export(model, tmp_path / "features.onnx", "onnx", layer)
     graph = onnx.load(str(path)).graph
-    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "samples"]  # not the example's 2 x 16000
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == [
+        "batch",
+        "samples",
+    ]  # not the example's 2 x 16000
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for waveforms in inputs():
         (features,) = session.run(["features"], {"waveforms": waveforms.numpy()})
@@ -101,7 +116,9 @@ def test_cli_round_trip(checkpoint, tmp_path, monkeypatch, capsys, format):
         with torch.no_grad():
             features = torch.jit.load(str(out))(waveforms).numpy()
     else:
-        (features,) = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"waveforms": waveforms.numpy()})
+        (features,) = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+            None, {"waveforms": waveforms.numpy()}
+        )
     np.testing.assert_allclose(features, reference(model, waveforms, "encoder").numpy(), rtol=0, atol=ONNX_ATOL)
 
 
@@ -109,7 +126,10 @@ def test_cli_round_trip(checkpoint, tmp_path, monkeypatch, capsys, format):
     "arguments, message",
     [
         (["missing.pt", "--format", "onnx", "--out", "{tmp}/x.onnx"], r"checkpoint missing.pt does not exist"),
-        (["{checkpoint}", "--format", "tflite", "--out", "{tmp}/x"], r"format='tflite': expected one of torchscript, onnx"),
+        (
+            ["{checkpoint}", "--format", "tflite", "--out", "{tmp}/x"],
+            r"format='tflite': expected one of torchscript, onnx",
+        ),
         (["{checkpoint}", "--format", "onnx", "--out", "{tmp}"], r"--out .* is a directory"),
         (["{checkpoint}", "--format", "onnx", "--out", "{tmp}/x.onnx", "--layer", "predictor"], r"layer='predictor'"),
     ],

@@ -75,7 +75,9 @@ def read_npy(out: Path) -> dict[str, np.ndarray]:
     for utterance, frames, path in rows:
         result[utterance] = np.load(out / path)
         assert result[utterance].dtype == np.float32 and len(result[utterance]) == int(frames)
-    assert sorted(p.stem for p in out.glob("*.npy")) == sorted(result), "npy files without an index row, or rows without files"
+    assert sorted(p.stem for p in out.glob("*.npy")) == sorted(result), (
+        "npy files without an index row, or rows without files"
+    )
     return result
 
 
@@ -92,7 +94,9 @@ def read_kaldi(out: Path) -> dict[str, np.ndarray]:
 READERS = {"npy": read_npy, "kaldi": read_kaldi}
 
 
-@pytest.mark.parametrize("format, layer", [("npy", "context"), ("npy", "encoder"), ("kaldi", "context"), ("kaldi", "encoder")])
+@pytest.mark.parametrize(
+    "format, layer", [("npy", "context"), ("npy", "encoder"), ("kaldi", "context"), ("kaldi", "encoder")]
+)
 def test_round_trip_equals_each_utterance_alone(checkpoint, corpus, tmp_path, format, layer):
     model = cpc.load(checkpoint)
     files = list_audio(corpus).files
@@ -132,10 +136,24 @@ def _count_done(out: Path, format: str) -> int:
 def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(checkpoint, tmp_path, format):
     corpus = tmp_path / "corpus"
     write_corpus(corpus, speakers=4, utterances=15, seconds=0.5)  # 60 utterances, one per 0.6 s batch
-    command = [sys.executable, "-m", "cpc.cli", "extract", str(checkpoint), "--data", str(corpus), "--format", format,
-               "--batch-seconds", "0.6", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "cpc.cli",
+        "extract",
+        str(checkpoint),
+        "--data",
+        str(corpus),
+        "--format",
+        format,
+        "--batch-seconds",
+        "0.6",
+        "--no-progress",
+    ]
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--out", str(killed)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*command, "--out", str(killed)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while _count_done(killed, format) < 5 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -156,7 +174,10 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(checkpoint, t
         np.testing.assert_allclose(after_kill[utterance], values, atol=1e-5, rtol=0)
     summary = json.loads((killed / SUMMARY_FILE).read_text())
     assert summary["complete"] and summary["utterances"] == 60
-    assert summary["counts"]["already_done"] >= done_at_kill and summary["counts"]["written"] + summary["counts"]["already_done"] == 60
+    assert (
+        summary["counts"]["already_done"] >= done_at_kill
+        and summary["counts"]["written"] + summary["counts"]["already_done"] == 60
+    )
     assert not list(killed.glob(".*.cpc-tmp"))
 
 
@@ -206,7 +227,14 @@ def test_unreadable_and_too_short_files_are_skipped_named_and_counted(checkpoint
     out = tmp_path / "out"
     assert cpc.cli.main(["extract", str(checkpoint), "--data", str(corpus), "--out", str(out)]) == 0
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert summary["counts"] == {"listed": 5, "written": 3, "already_done": 0, "unreadable": 1, "too_short": 1, "changed": 0}
+    assert summary["counts"] == {
+        "listed": 5,
+        "written": 3,
+        "already_done": 0,
+        "unreadable": 1,
+        "too_short": 1,
+        "changed": 0,
+    }
     assert summary["unreadable_files"] == [str(corpus / "100" / "1" / "100-1-bad.flac")]
     assert summary["too_short_utterances"] == ["100-1-short"]
     assert "100-1-bad.flac" in caplog.text and "100-1-short.wav" in caplog.text
@@ -257,8 +285,16 @@ def test_another_model_or_layer_is_refused_in_the_same_folder(checkpoint, corpus
         (["CKPT", "--out", "FILE"], "is a file, not a folder"),
         (["CKPT", "--data", "NOWHERE"], "data source NOWHERE does not exist"),
     ],
-    ids=["missing-checkpoint", "bad-format", "bad-layer", "batch-seconds-0", "batch-seconds-negative", "threads-0", "out-is-a-file",
-         "missing-data"],
+    ids=[
+        "missing-checkpoint",
+        "bad-format",
+        "bad-layer",
+        "batch-seconds-0",
+        "batch-seconds-negative",
+        "threads-0",
+        "out-is-a-file",
+        "missing-data",
+    ],
 )
 def test_bad_input_is_one_line(checkpoint, corpus, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -276,6 +312,11 @@ def test_bad_input_is_one_line(checkpoint, corpus, tmp_path, monkeypatch, capsys
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
 def test_cuda_without_a_device_is_one_line(checkpoint, corpus, tmp_path, capsys):
-    assert cpc.cli.main(["extract", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    assert (
+        cpc.cli.main(
+            ["extract", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "out"), "--device", "cuda"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "device cuda: no CUDA device is available" in err[0], err

@@ -40,11 +40,15 @@ def test_mfcc_matches_torchaudio_transform_and_fallback():
     assert ours.shape == (len(wave) // 160, 39)
     assert torch.allclose(ours, fallback, atol=1e-3, rtol=1e-4)
     transform = torchaudio.transforms.MFCC(
-        sample_rate=16000, n_mfcc=13, melkwargs=dict(n_fft=400, win_length=400, hop_length=160, n_mels=40, mel_scale="htk")
+        sample_rate=16000,
+        n_mfcc=13,
+        melkwargs=dict(n_fft=400, win_length=400, hop_length=160, n_mels=40, mel_scale="htk"),
     )
     reference = transform(torch.from_numpy(wave))  # (13, T + 1)
     assert torch.allclose(ours[:, :13], reference.T[: len(ours)], atol=1e-3, rtol=1e-5)
-    deltas = torchaudio.functional.compute_deltas(reference[:, : len(ours)])  # replicate padding at both ends, like ours
+    deltas = torchaudio.functional.compute_deltas(
+        reference[:, : len(ours)]
+    )  # replicate padding at both ends, like ours
     assert torch.allclose(ours[:, 13:26], deltas.T, atol=1e-3)
     assert torch.allclose(F.dct_matrix(13, 40), torchaudio.functional.create_dct(13, 40, "ortho"), atol=1e-6)
 
@@ -66,8 +70,18 @@ def test_deltas_hand_values():
 
 
 def _tiny_model_config(channels: int = 16) -> dict:
-    layers = [dict(channels=channels, kernel_size=k, stride=s, padding=p) for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]]
-    return {"model": {"encoder": {"layers": layers}, "context": {"hidden_size": 12}, "predictor": {"prediction_steps": 3}, "loss": {"num_negatives": 4}}}
+    layers = [
+        dict(channels=channels, kernel_size=k, stride=s, padding=p)
+        for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
+    ]
+    return {
+        "model": {
+            "encoder": {"layers": layers},
+            "context": {"hidden_size": 12},
+            "predictor": {"prediction_steps": 3},
+            "loss": {"num_negatives": 4},
+        }
+    }
 
 
 @pytest.mark.parametrize("layer", ["context", "encoder"])
@@ -81,10 +95,13 @@ def test_model_features_batched_equal_one_by_one(layer):
     batched = features.compute(waves)
     for wave, values in zip(waves, batched):
         (alone,) = features.compute([wave])
-        assert values.shape == alone.shape == (int(model.output_lengths(torch.tensor(len(wave)))), 12 if layer == "context" else 16)
+        assert (
+            values.shape
+            == alone.shape
+            == (int(model.output_lengths(torch.tensor(len(wave)))), 12 if layer == "context" else 16)
+        )
         np.testing.assert_allclose(values, alone, atol=1e-5)
         assert abs(len(values) - len(wave) // 160) <= 1
-
 
 
 @pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
@@ -121,6 +138,7 @@ def test_random_model_leaves_the_global_rng_alone():
     with F.seeded(0):  # the same initialisation as after torch.manual_seed(0)
         again = F.random_model(None)[0]
     assert all(torch.equal(value, again.state_dict()[key]) for key, value in model.state_dict().items())
+
 
 def _write_waves(tmp_path, count=3):
     import soundfile as sf
@@ -160,7 +178,9 @@ def test_cache_recomputes_an_utterance_whose_audio_changed_and_reuses_the_others
     noise = np.random.default_rng(9).standard_normal(files[changed].num_samples).astype(np.float32) * 0.1
     sf.write(files[changed].path, noise, 16000)  # same path, same length: only the content differs
     stat = os.stat(files[changed].path)
-    os.utime(files[changed].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a coarse clock could repeat the mtime
+    os.utime(
+        files[changed].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000)
+    )  # a coarse clock could repeat the mtime
     computed = []
     compute = type(mfcc).compute
     monkeypatch.setattr(type(mfcc), "compute", lambda self, waves: computed.append(len(waves)) or compute(self, waves))
@@ -168,22 +188,34 @@ def test_cache_recomputes_an_utterance_whose_audio_changed_and_reuses_the_others
     assert computed == [1]  # only the changed file
     from cpc.speech.audio import read_audio
 
-    (fresh,) = compute(mfcc, [read_audio(files[changed].path)])  # FLAC stores 16-bit samples: compare with what it reads back
+    (fresh,) = compute(
+        mfcc, [read_audio(files[changed].path)]
+    )  # FLAC stores 16-bit samples: compare with what it reads back
     np.testing.assert_allclose(again[changed], fresh, atol=1e-5)
     assert not np.allclose(again[changed], first[changed])
     for utterance in set(files) - {changed}:
         np.testing.assert_array_equal(first[utterance], again[utterance])
     computed.clear()
-    F.extract(mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False)  # the replaced entry is used from now on
+    F.extract(
+        mfcc, files, list(files), cache=cache, corpus_root=tmp_path, progress=False
+    )  # the replaced entry is used from now on
     assert computed == []
-    assert sorted(p.name for p in next((tmp_path / "cache").iterdir()).glob("*.npz")) == sorted(f"{u}.npz" for u in files)
+    assert sorted(p.name for p in next((tmp_path / "cache").iterdir()).glob("*.npz")) == sorted(
+        f"{u}.npz" for u in files
+    )
 
 
 def test_checkpoint_cache_key_follows_the_file(tmp_path):
     from cpc.config import load_config, to_container
     from cpc.model import build_model
 
-    config = load_config(None, [f"model.encoder.layers=[{','.join(f'{{channels: 8, kernel_size: {k}, stride: {st}, padding: {pad}}}' for k, st, pad in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])}]", "model.context.hidden_size=8"])
+    config = load_config(
+        None,
+        [
+            f"model.encoder.layers=[{','.join(f'{{channels: 8, kernel_size: {k}, stride: {st}, padding: {pad}}}' for k, st, pad in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)])}]",
+            "model.context.hidden_size=8",
+        ],
+    )
     path = tmp_path / "model.pt"
     save_checkpoint(path, {"config": to_container(config), "model": build_model(config).state_dict(), "step": 1})
     context, encoder = F.feature_set(str(path), layer="context"), F.feature_set(str(path), layer="encoder")

@@ -26,7 +26,11 @@ INSTALLED = (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file()
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
-    return bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        bytes([0, 0, code, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def write_split(root: Path, images: np.ndarray, labels: np.ndarray, split: str = "train") -> None:
@@ -85,7 +89,10 @@ def test_load_checks_counts_labels_and_limit(tmp_path):
     with pytest.raises(ValueError, match="limit=-1"):
         load_fashion_mnist(tmp_path, "train", limit=-1)
     write_split(tmp_path, images, np.arange(5), split="test")
-    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz holds \(6, 28, 28\) images but .*t10k-labels-idx1-ubyte\.gz holds \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"t10k-images-idx3-ubyte\.gz holds \(6, 28, 28\) images but .*t10k-labels-idx1-ubyte\.gz holds \(5,\)",
+    ):
         load_fashion_mnist(tmp_path, "test")
     write_split(tmp_path, images, np.array([0, 1, 2, 10, 4, 5]))
     with pytest.raises(ValueError, match="label 10 is not one of the 10 classes"):
@@ -149,7 +156,9 @@ def test_patch_grid_rejects_bad_shapes():
         patch_grid(torch.rand(2, 1, 28, 28))
     with pytest.raises(ValueError, match=r"padded_size=24 is smaller than the images, \(2, 28, 28\)"):
         patch_grid(torch.rand(2, 28, 28), padded_size=24)
-    with pytest.raises(ValueError, match=r"padded_size=33 does not fit whole 8-pixel patches every 4 pixels \(images \(2, 28, 28\)\)"):
+    with pytest.raises(
+        ValueError, match=r"padded_size=33 does not fit whole 8-pixel patches every 4 pixels \(images \(2, 28, 28\)\)"
+    ):
         patch_grid(torch.rand(2, 28, 28), padded_size=33)
     with pytest.raises(ValueError, match=r"reflect padding .* \(2, 3, 3\)"):
         patch_grid(torch.rand(2, 3, 3), padded_size=12)
@@ -163,7 +172,9 @@ def shift(patch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Content moved down dy and right dx, zeros where it left (the reference for the jitter)."""
     size = patch.shape[-1]
     out = torch.zeros_like(patch)
-    out[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = patch[max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)]
+    out[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = patch[
+        max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)
+    ]
     return out
 
 
@@ -187,7 +198,9 @@ def test_jitter_is_a_zero_filled_shift_within_range():
     shifted = augment_patches(patches, torch.Generator().manual_seed(0), brightness=0, contrast=0).reshape(-1, 8, 8)
     seen = set()
     for patch in shifted:
-        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(patch, shift(distinct, dy, dx))]
+        matches = [
+            (dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(patch, shift(distinct, dy, dx))
+        ]
         assert len(matches) == 1, "each patch is exactly one shift of its input"
         seen.add(matches[0])
     assert len(seen) == 25  # 98 patches reach all 25 shifts
@@ -197,11 +210,15 @@ def test_brightness_and_contrast_per_patch():
     patches = patch_grid(torch.rand(3, 28, 28, generator=torch.Generator().manual_seed(1)))
     flat = patches.reshape(-1, 64)
     # Brightness only: one constant offset per patch, within [-0.4, 0.4], different between patches.
-    offsets = (augment_patches(patches, torch.Generator().manual_seed(0), max_shift=0, brightness=0.4, contrast=0) - patches).reshape(-1, 64)
+    offsets = (
+        augment_patches(patches, torch.Generator().manual_seed(0), max_shift=0, brightness=0.4, contrast=0) - patches
+    ).reshape(-1, 64)
     torch.testing.assert_close(offsets, offsets[:, :1].expand_as(offsets))
     assert offsets.abs().max() <= 0.4 and offsets[:, 0].unique().numel() > 100
     # Contrast only: the patch mean is kept and every deviation is scaled by one factor in [0.6, 1.4].
-    contrasted = augment_patches(patches, torch.Generator().manual_seed(0), max_shift=0, brightness=0, contrast=0.4).reshape(-1, 64)
+    contrasted = augment_patches(
+        patches, torch.Generator().manual_seed(0), max_shift=0, brightness=0, contrast=0.4
+    ).reshape(-1, 64)
     torch.testing.assert_close(contrasted.mean(1), flat.mean(1))
     scale = (contrasted - contrasted.mean(1, keepdim=True)) / (flat - flat.mean(1, keepdim=True))
     torch.testing.assert_close(scale, scale[:, :1].expand_as(scale), rtol=1e-3, atol=1e-3)

@@ -78,10 +78,15 @@ def test_builders_follow_the_config():
     encoder = build_patch_encoder(PatchEncoderConfig(channels=8, latent_size=6, groups=2, blocks=3))
     assert isinstance(encoder, PatchEncoder) and encoder.output_size == 6 and encoder.patch_size == 8
     assert len(encoder.blocks) == 3 and encoder.stem[1].num_groups == 2
-    context = build_masked_conv_context(MaskedConvContextConfig(hidden_size=5, layers=2, kernel_size=5), encoder.output_size)
+    context = build_masked_conv_context(
+        MaskedConvContextConfig(hidden_size=5, layers=2, kernel_size=5), encoder.output_size
+    )
     assert isinstance(context, MaskedConvContext) and context.output_size == 5 and len(context.convs) == 2
     assert context.receptive_field == (9, 9)
-    assert MaskedConvContext(input_size=C).receptive_field == (7, 7)  # defaults: the 6 rows above, 3 columns either side
+    assert MaskedConvContext(input_size=C).receptive_field == (
+        7,
+        7,
+    )  # defaults: the 6 rows above, 3 columns either side
     gru = build_row_gru_context(RowGRUContextConfig(hidden_size=5), 6)
     assert isinstance(gru, RowGRUContext) and gru.output_size == 5
     latents, _ = encoder(torch.rand(B, G, G, P, P))

@@ -19,20 +19,34 @@ from cpc.image.source import FashionMNISTPatches
 from cpc.train import train
 
 pytestmark = pytest.mark.skipif(
-    not (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file(), reason=f"Fashion-MNIST is not installed ({INSTALL_HINT})"
+    not (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file(),
+    reason=f"Fashion-MNIST is not installed ({INSTALL_HINT})",
 )
 
 SMALL = [
-    "data.train_images=640", "data.valid_images=64", "model.encoder.channels=8", "model.encoder.latent_size=16",
-    "model.context.hidden_size=16", "model.context.layers=1", "model.loss.num_negatives=16", "train.batch_size=8",
-    "train.max_steps=4", "train.log_every=2", "train.valid_every=2", "train.valid_batches=2", "train.checkpoint_every=2",
-    "train.progress=false", "train.threads=1",
+    "data.train_images=640",
+    "data.valid_images=64",
+    "model.encoder.channels=8",
+    "model.encoder.latent_size=16",
+    "model.context.hidden_size=16",
+    "model.context.layers=1",
+    "model.loss.num_negatives=16",
+    "train.batch_size=8",
+    "train.max_steps=4",
+    "train.log_every=2",
+    "train.valid_every=2",
+    "train.valid_batches=2",
+    "train.checkpoint_every=2",
+    "train.progress=false",
+    "train.threads=1",
 ]
 
 
 def source(*overrides, rank=0, world_size=1, start_step=0):
     config = load_config("image/fashion_mnist", SMALL + list(overrides))
-    return FashionMNISTPatches(config, rank=rank, world_size=world_size, start_step=start_step, device=torch.device("cpu"))
+    return FashionMNISTPatches(
+        config, rank=rank, world_size=world_size, start_step=start_step, device=torch.device("cpu")
+    )
 
 
 def test_batches_are_a_function_of_seed_step_and_rank():
@@ -69,7 +83,9 @@ def test_training_logs_every_offset_and_resumes_identically(tmp_path):
     train(load_config("image/fashion_mnist", SMALL), tmp_path / "resumed", resume=True)
     records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if "split" not in r]
-    assert len(train_records[-1]["accuracy"]) == 3 and len(train_records[-1]["mutual_information"]) == 3  # offsets 2, 3, 4
+    assert (
+        len(train_records[-1]["accuracy"]) == 3 and len(train_records[-1]["mutual_information"]) == 3
+    )  # offsets 2, 3, 4
     assert any(r.get("split") == "valid" for r in records)
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
@@ -80,10 +96,25 @@ def test_training_logs_every_offset_and_resumes_identically(tmp_path):
 def test_demo_end_to_end_on_a_slice(tmp_path):
     from cpc.image.demo import run_image_demo
 
-    result = run_image_demo(tmp_path / "demo", steps=4, overrides=SMALL, labels=(200,), limit_train=1000, limit_test=300,
-                            supervised_steps=5, progress=False)
+    result = run_image_demo(
+        tmp_path / "demo",
+        steps=4,
+        overrides=SMALL,
+        labels=(200,),
+        limit_train=1000,
+        limit_test=300,
+        supervised_steps=5,
+        progress=False,
+    )
     kinds = {(r["kind"], r["layer"]) for r in result["results"]}
-    assert kinds == {("cpc", "both"), ("cpc", "encoder"), ("cpc", "context"), ("pixels", None), ("random", "both"), ("supervised", None)}
+    assert kinds == {
+        ("cpc", "both"),
+        ("cpc", "encoder"),
+        ("cpc", "context"),
+        ("pixels", None),
+        ("random", "both"),
+        ("supervised", None),
+    }
     for row in result["results"]:
         assert 0 <= row["accuracy"] <= 100 and row["labels"] == 200 and row["test_images"] == 300
     pixels = next(r for r in result["results"] if r["kind"] == "pixels")
@@ -97,17 +128,62 @@ def test_probe_cli_writes_json_and_bad_input_is_one_line(tmp_path):
     run = tmp_path / "run"
     train(load_config("image/fashion_mnist", SMALL), run)
     out = tmp_path / "probe.json"
-    command = [sys.executable, "-m", "cpc.cli", "probe", "image", "--features", str(run / "checkpoints" / "last.pt"),
-               "--labels", "100", "--max-images", "300", "--threads", "1", "--json", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "cpc.cli",
+        "probe",
+        "image",
+        "--features",
+        str(run / "checkpoints" / "last.pt"),
+        "--labels",
+        "100",
+        "--max-images",
+        "300",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["labels"] == 100 and result["dimensions"] == 32 and 0 <= result["accuracy"] <= 100
-    missing = subprocess.run(command[:5] + ["--features", "random", "--data", str(tmp_path / "nowhere"), "--architecture", str(run / "checkpoints" / "last.pt")],
-                             capture_output=True, text=True)
-    assert missing.returncode == 2 and INSTALL_HINT in missing.stderr and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    missing = subprocess.run(
+        command[:5]
+        + [
+            "--features",
+            "random",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--architecture",
+            str(run / "checkpoints" / "last.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        missing.returncode == 2 and INSTALL_HINT in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    ), missing.stderr
     # Audio commands refuse an image model in one line.
-    extract = subprocess.run([sys.executable, "-m", "cpc.cli", "extract", str(run / "checkpoints" / "last.pt"), "--data", str(tmp_path),
-                              "--out", str(tmp_path / "features")], capture_output=True, text=True)
-    assert extract.returncode == 2 and "needs a speech model (raw audio)" in extract.stderr and "holds an image model" in extract.stderr, extract.stderr
+    extract = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "extract",
+            str(run / "checkpoints" / "last.pt"),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "features"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        extract.returncode == 2
+        and "needs a speech model (raw audio)" in extract.stderr
+        and "holds an image model" in extract.stderr
+    ), extract.stderr
     assert len(extract.stderr.strip().splitlines()) == 1

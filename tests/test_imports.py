@@ -19,8 +19,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cpc"
 
 # The modality-free core: the model and its parts, the config and registry, the training loop.
 CORE = (
-    "cpc.model", "cpc.encoder", "cpc.context", "cpc.predictors", "cpc.negatives", "cpc.infonce", "cpc.objectives", "cpc.config",
-    "cpc.registry", "cpc.train", "cpc.checkpoint", "cpc.errors", "cpc.runtime", "cpc.data",
+    "cpc.model",
+    "cpc.encoder",
+    "cpc.context",
+    "cpc.predictors",
+    "cpc.negatives",
+    "cpc.infonce",
+    "cpc.objectives",
+    "cpc.config",
+    "cpc.registry",
+    "cpc.train",
+    "cpc.checkpoint",
+    "cpc.errors",
+    "cpc.runtime",
+    "cpc.data",
 )
 NOT_CORE = ("cpc.speech", "cpc.image", "cpc.text", "cpc.eval")
 
@@ -61,7 +73,9 @@ def import_graph() -> dict[str, set[str]]:
                     edges.add(".".join(parts[:depth]))
                 edges.add(target)
         edges.discard(name)
-        edges.difference_update(package for package in list(edges) if name.startswith(package + "."))  # its own packages
+        edges.difference_update(
+            package for package in list(edges) if name.startswith(package + ".")
+        )  # its own packages
         graph[name] = edges
     return graph
 
@@ -76,7 +90,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for successor in sorted(graph.get(node, ())):
             if state.get(successor) == 1:
-                return path[path.index(successor):] + [successor]
+                return path[path.index(successor) :] + [successor]
             if successor not in state and (cycle := visit(successor)):
                 return cycle
         path.pop()
@@ -128,7 +142,9 @@ def test_the_core_imports_no_modality_and_no_evaluation(core):
     graph = import_graph()
     assert core in graph, f"{core} is not a module under cpc/ (update CORE)"
     parents = reachable(graph, core)
-    bad = sorted(module for module in parents if any(module == prefix or module.startswith(prefix + ".") for prefix in NOT_CORE))
+    bad = sorted(
+        module for module in parents if any(module == prefix or module.startswith(prefix + ".") for prefix in NOT_CORE)
+    )
     assert not bad, f"{core} imports {bad[0]}: " + chain(parents, core, bad[0])
 
 

@@ -57,7 +57,9 @@ def test_vectorised_equals_loop_reference():
     torch.testing.assert_close(out["loss"], loss_per_step.mean())
     torch.testing.assert_close(out["mutual_information"], math.log(num_negatives + 1) - loss_per_step)
     # The copying variant (used by the benchmark) scores the same candidates identically.
-    torch.testing.assert_close(score_by_copy(predictions, latents, candidates), score_candidates(predictions, latents, candidates))
+    torch.testing.assert_close(
+        score_by_copy(predictions, latents, candidates), score_candidates(predictions, latents, candidates)
+    )
 
 
 @pytest.mark.parametrize("scope", ["batch", "sequence", "batch_shared"])
@@ -69,7 +71,9 @@ def test_criterion_copying_the_negatives_gives_the_same_metrics(scope):
     runs = []
     for copy_negatives in (False, True):
         predictions.grad = None
-        out = infonce_criterion(8, scope, copy_negatives=copy_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(3))
+        out = infonce_criterion(8, scope, copy_negatives=copy_negatives)(
+            predictions, latents, lengths, torch.Generator().manual_seed(3)
+        )
         out["loss"].backward()
         runs.append((out, predictions.grad.clone()))
     (fast, fast_grad), (copied, copied_grad) = runs
@@ -98,7 +102,9 @@ def test_perfect_predictor_has_accuracy_one():
     for k in range(steps):
         predictions[:, : num_frames - k - 1, k] = latents[:, k + 1 :]
     # Sequence 0 and 1 share no latent direction only if rolled one-hots differ; restrict negatives to the own sequence.
-    out = infonce_criterion(8, "sequence")(predictions, latents, torch.tensor([num_frames, num_frames]), torch.Generator().manual_seed(0))
+    out = infonce_criterion(8, "sequence")(
+        predictions, latents, torch.tensor([num_frames, num_frames]), torch.Generator().manual_seed(0)
+    )
     assert out["accuracy_per_step"].eq(1).all()
     assert out["loss"] < 1e-3
     torch.testing.assert_close(out["mutual_information"], torch.full((steps,), math.log(9)), atol=1e-3, rtol=0)
@@ -131,9 +137,13 @@ def test_grid_infonce_equals_loop_reference():
     predictions = torch.randn(batch_size, rows, cols, len(offsets), channels, generator=generator)
     latents = torch.randn(batch_size, rows, cols, channels, generator=generator)
     lengths = torch.tensor([rows, rows])
-    out = infonce_criterion(num_negatives)(predictions, latents, lengths, torch.Generator().manual_seed(7), offsets=offsets)
+    out = infonce_criterion(num_negatives)(
+        predictions, latents, lengths, torch.Generator().manual_seed(7), offsets=offsets
+    )
     # The same draws, made directly: flat positions b * rows * cols + r * cols + c.
-    negatives = sample_negatives(lengths * cols, rows * cols, offsets, num_negatives, stride=cols, generator=torch.Generator().manual_seed(7))
+    negatives = sample_negatives(
+        lengths * cols, rows * cols, offsets, num_negatives, stride=cols, generator=torch.Generator().manual_seed(7)
+    )
     losses, correct = [[] for _ in offsets], [[] for _ in offsets]
     for b in range(batch_size):
         for r in range(rows):
@@ -145,7 +155,9 @@ def test_grid_infonce_equals_loop_reference():
                     drawn = negatives[b, r * cols + c, index]
                     where = [(int(j) // (rows * cols), int(j) % (rows * cols) // cols, int(j) % cols) for j in drawn]
                     assert (b, r + k, c) not in where  # never the positive
-                    scores = torch.stack([latents[b, r + k, c] @ prediction] + [latents[bb, rr, cc] @ prediction for bb, rr, cc in where])
+                    scores = torch.stack(
+                        [latents[b, r + k, c] @ prediction] + [latents[bb, rr, cc] @ prediction for bb, rr, cc in where]
+                    )
                     losses[index].append(-torch.log_softmax(scores, 0)[0])
                     correct[index].append(float(scores[0] > scores[1:].max()))
     torch.testing.assert_close(out["loss_per_step"], torch.stack([torch.stack(per_step).mean() for per_step in losses]))
@@ -156,7 +168,9 @@ def test_grid_infonce_equals_loop_reference():
 def test_grid_negatives_of_sequence_scope_stay_in_the_image():
     rows, cols = 4, 4
     lengths = torch.tensor([rows, rows, rows]) * cols
-    negatives = sample_negatives(lengths, rows * cols, (2,), 50, scope="sequence", stride=cols, generator=torch.Generator().manual_seed(0))
+    negatives = sample_negatives(
+        lengths, rows * cols, (2,), 50, scope="sequence", stride=cols, generator=torch.Generator().manual_seed(0)
+    )
     positives, valid = positive_indices(lengths, rows * cols, (2,), stride=cols)
     image = torch.arange(3)[:, None, None, None]
     assert ((negatives // (rows * cols)) == image).all()

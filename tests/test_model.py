@@ -12,7 +12,14 @@ from cpc.config import load_config
 def tiny_model(**overrides):
     settings = {"model.context.hidden_size": 16, "model.predictor.prediction_steps": 3, "model.loss.num_negatives": 4}
     settings.update(overrides)
-    layers = "[" + ",".join(f"{{channels: 24, kernel_size: {k}, stride: {s}, padding: {p}}}" for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]) + "]"
+    layers = (
+        "["
+        + ",".join(
+            f"{{channels: 24, kernel_size: {k}, stride: {s}, padding: {p}}}"
+            for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
+        )
+        + "]"
+    )
     config = load_config(None, [f"model.encoder.layers={layers}"] + [f"{k}={v}" for k, v in settings.items()])
     torch.manual_seed(0)
     return cpc.build_model(config).eval()
@@ -97,7 +104,9 @@ def test_padding_changes_no_score_of_a_valid_position():
         predictions = model.predictors(model.context(latents)[0])  # (B, T, K, C)
         batch_size, num_frames, steps, _ = predictions.shape
         every_frame = torch.arange(batch_size * num_frames).expand(batch_size, num_frames, steps, -1)
-        full = score_candidates(predictions, latents, every_frame)  # (B, T, K, B*T): each prediction against every latent
+        full = score_candidates(
+            predictions, latents, every_frame
+        )  # (B, T, K, B*T): each prediction against every latent
         valid_frames = torch.arange(num_frames)[None, :] < latent_lengths[:, None]  # (B, T)
         positives, valid = positive_indices(latent_lengths, num_frames, steps)  # (B, T, K)
         positive_scores = full.gather(-1, positives[..., None])[..., 0][valid]  # (pairs,)
@@ -106,7 +115,10 @@ def test_padding_changes_no_score_of_a_valid_position():
     with torch.no_grad():
         plain, plain_positives, plain_lengths = scores(waveforms, None)
         with_padding, padded_positives, padded_lengths = scores(padded, torch.tensor([3200, 3200]))
-    assert torch.equal(plain_lengths, padded_lengths) and model.output_lengths(torch.tensor(padded.shape[1])) > padded_lengths.max()
+    assert (
+        torch.equal(plain_lengths, padded_lengths)
+        and model.output_lengths(torch.tensor(padded.shape[1])) > padded_lengths.max()
+    )
     assert plain.shape == with_padding.shape == (40, 3, 40) and len(plain_positives) == 2 * (17 + 18 + 19)
     torch.testing.assert_close(with_padding, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(padded_positives, plain_positives, atol=1e-5, rtol=1e-5)
@@ -132,9 +144,13 @@ def test_bad_lengths_are_rejected_naming_the_value(lengths, message):
 
 
 def test_unknown_registry_names_are_clear():
-    with pytest.raises(ValueError, match=r"model.context.name.*'transformer'.*\['gru', 'lstm', 'masked_conv', 'row_gru'\]"):
+    with pytest.raises(
+        ValueError, match=r"model.context.name.*'transformer'.*\['gru', 'lstm', 'masked_conv', 'row_gru'\]"
+    ):
         tiny_model(**{"model.context.name": "transformer"})
-    with pytest.raises(ValueError, match=r"model.encoder.norm.*'group'.*\[none, batch, channel, channel_unbiased, instance\]"):
+    with pytest.raises(
+        ValueError, match=r"model.encoder.norm.*'group'.*\[none, batch, channel, channel_unbiased, instance\]"
+    ):
         tiny_model(**{"model.encoder.norm": "group"})
 
 

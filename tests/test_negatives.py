@@ -10,7 +10,9 @@ from cpc.negatives import NEGATIVE_SAMPLERS, positive_indices, sample_negatives
 def test_never_positive_never_padding(scope):
     num_frames, steps, num_negatives = 12, 4, 64
     lengths = torch.tensor([12, 7, 3, 10])
-    negatives = sample_negatives(lengths, num_frames, steps, num_negatives, scope=scope, generator=torch.Generator().manual_seed(1))
+    negatives = sample_negatives(
+        lengths, num_frames, steps, num_negatives, scope=scope, generator=torch.Generator().manual_seed(1)
+    )
     assert negatives.shape == (4, num_frames, steps, num_negatives)
     positives, valid = positive_indices(lengths, num_frames, steps)
     sequence, frame = negatives // num_frames, negatives % num_frames
@@ -28,7 +30,9 @@ def test_never_positive_never_padding(scope):
 
 def test_uniform_over_candidates():
     """With one sequence of 6 frames and t=0, k=1 (positive frame 1), frames 0, 2..5 are equally likely."""
-    negatives = sample_negatives(torch.tensor([6]), 6, 1, 20000, scope="batch", generator=torch.Generator().manual_seed(0))
+    negatives = sample_negatives(
+        torch.tensor([6]), 6, 1, 20000, scope="batch", generator=torch.Generator().manual_seed(0)
+    )
     counts = torch.bincount(negatives[0, 0, 0], minlength=6).float()
     assert counts[1] == 0
     shares = counts[[0, 2, 3, 4, 5]] / counts.sum()

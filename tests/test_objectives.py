@@ -20,8 +20,13 @@ from cpc.registry import LOSSES
 from cpc.resources import list_recipes
 
 OBJECTIVES = ("infonce", "nt_xent", "margin", "triplet", "binary")
-OPTIONS = {"infonce": {}, "nt_xent": {"temperature": 0.5}, "margin": {"margin": 1.0, "positive_margin": 0.1}, "binary": {},
-           **{f"triplet_{mining}": {"margin": 0.2, "mining": mining} for mining in ("all", "hard", "semi_hard")}}
+OPTIONS = {
+    "infonce": {},
+    "nt_xent": {"temperature": 0.5},
+    "margin": {"margin": 1.0, "positive_margin": 0.1},
+    "binary": {},
+    **{f"triplet_{mining}": {"margin": 0.2, "mining": mining} for mining in ("all", "hard", "semi_hard")},
+}
 
 
 def test_every_objective_is_registered():
@@ -46,7 +51,9 @@ def reference_pair_loss(name: str, anchor, positive, negatives, options) -> tupl
         return -torch.log_softmax(scores, 0)[0].item(), bool(scores[0] > scores[1:].max())
     if name == "binary":
         scores = [positive @ anchor] + [z @ anchor for z in negatives]
-        loss = -math.log(torch.sigmoid(scores[0]).item()) - sum(math.log(1 - torch.sigmoid(s).item()) for s in scores[1:])
+        loss = -math.log(torch.sigmoid(scores[0]).item()) - sum(
+            math.log(1 - torch.sigmoid(s).item()) for s in scores[1:]
+        )
         return loss, bool(scores[0] > max(scores[1:]))
     a = unit(anchor)
     distances = [torch.dist(a, unit(z)).item() for z in [positive, *negatives]]
@@ -71,7 +78,14 @@ def reference_pair_loss(name: str, anchor, positive, negatives, options) -> tupl
 def build_criterion(case: str, num_negatives: int):
     name = case.split("_")[0] if case.startswith("triplet") else case
     options = {key: value for key, value in OPTIONS[case].items()}
-    config = load_config(None, [f"model.loss.name={name}", f"model.loss.num_negatives={num_negatives}", *(f"model.loss.{k}={v}" for k, v in options.items())])
+    config = load_config(
+        None,
+        [
+            f"model.loss.name={name}",
+            f"model.loss.num_negatives={num_negatives}",
+            *(f"model.loss.{k}={v}" for k, v in options.items()),
+        ],
+    )
     return name, build_model(config).criterion
 
 
@@ -84,14 +98,18 @@ def test_each_objective_equals_its_loop_reference(case):
     latents = torch.randn(batch_size, num_frames, channels, generator=generator)
     lengths = torch.tensor([7, 5])
     out = criterion(predictions, latents, lengths, torch.Generator().manual_seed(5))
-    negatives = sample_negatives(lengths, num_frames, steps, num_negatives, generator=torch.Generator().manual_seed(5))  # the same draws
+    negatives = sample_negatives(
+        lengths, num_frames, steps, num_negatives, generator=torch.Generator().manual_seed(5)
+    )  # the same draws
     flat = latents.reshape(-1, channels)
     losses, correct = [[] for _ in range(steps)], [[] for _ in range(steps)]
     for b in range(batch_size):
         for t in range(num_frames):
             for k in range(steps):
                 if t + k + 1 < lengths[b]:
-                    loss, right = reference_pair_loss(name, predictions[b, t, k], latents[b, t + k + 1], flat[negatives[b, t, k]], OPTIONS[case])
+                    loss, right = reference_pair_loss(
+                        name, predictions[b, t, k], latents[b, t + k + 1], flat[negatives[b, t, k]], OPTIONS[case]
+                    )
                     losses[k].append(loss)
                     correct[k].append(float(right))
     loss_per_step = torch.tensor([sum(per_step) / len(per_step) for per_step in losses])
@@ -100,7 +118,9 @@ def test_each_objective_equals_its_loop_reference(case):
     torch.testing.assert_close(out["loss"], loss_per_step.mean(), atol=1e-5, rtol=1e-4)
     assert out["num_pairs"].tolist() == [len(per_step) for per_step in losses]
     if name in ("infonce", "nt_xent"):  # only these are bounds on the mutual information
-        torch.testing.assert_close(out["mutual_information"], math.log(num_negatives + 1) - loss_per_step, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            out["mutual_information"], math.log(num_negatives + 1) - loss_per_step, atol=1e-5, rtol=1e-4
+        )
     else:
         assert "mutual_information" not in out
     assert set(out) == {"loss", "loss_per_step", "num_pairs", *PER_STEP_METRICS[name]}
@@ -117,16 +137,24 @@ def one_pair(values):
 def test_hand_computed_values():
     scores, valid = one_pair([2.0, 0.0, 0.0])
     assert infonce(scores, valid)["loss"].item() == pytest.approx(math.log(math.exp(2) + 2) - 2)
-    assert infonce(scores, valid)["mutual_information"].item() == pytest.approx(math.log(3) - (math.log(math.exp(2) + 2) - 2))
+    assert infonce(scores, valid)["mutual_information"].item() == pytest.approx(
+        math.log(3) - (math.log(math.exp(2) + 2) - 2)
+    )
     # binary: -log sigma(2) - 2 log sigma(-0) = log(1 + e^-2) + 2 log 2
     assert binary_logistic(scores, valid)["loss"].item() == pytest.approx(math.log(1 + math.exp(-2)) + 2 * math.log(2))
     cosine, _ = one_pair([1.0, 0.0, -1.0])
-    assert nt_xent(cosine, valid, temperature=0.5)["loss"].item() == pytest.approx(math.log(math.exp(2) + 1 + math.exp(-2)) - 2)
+    assert nt_xent(cosine, valid, temperature=0.5)["loss"].item() == pytest.approx(
+        math.log(math.exp(2) + 1 + math.exp(-2)) - 2
+    )
     # margin: d = (0.5, 0.3, 1.5), m = 1: 0.5^2 + ((1 - 0.3)^2 + 0) / 2 = 0.25 + 0.245
     squared, _ = one_pair([0.25, 0.09, 2.25])
     assert margin_contrastive(squared, valid, margin=1.0)["loss"].item() == pytest.approx(0.495)
-    assert margin_contrastive(squared, valid, margin=1.0, positive_margin=0.5)["loss"].item() == pytest.approx(0.245)  # inside m_pos: no pull
-    assert margin_contrastive(squared, valid, margin=1.0)["accuracy_per_step"].item() == 0.0  # 0.3 is closer than the positive
+    assert margin_contrastive(squared, valid, margin=1.0, positive_margin=0.5)["loss"].item() == pytest.approx(
+        0.245
+    )  # inside m_pos: no pull
+    assert (
+        margin_contrastive(squared, valid, margin=1.0)["accuracy_per_step"].item() == 0.0
+    )  # 0.3 is closer than the positive
 
 
 def test_a_perfect_and_an_uninformative_scorer():
@@ -138,7 +166,9 @@ def test_a_perfect_and_an_uninformative_scorer():
     ties, _ = one_pair([0.0] * 9)
     assert infonce(ties, valid)["loss"].item() == pytest.approx(math.log(9))
     assert binary_logistic(ties, valid)["loss"].item() == pytest.approx(9 * math.log(2))
-    assert all(objective(ties, valid)["accuracy_per_step"].item() == 0.0 for objective in (infonce, binary_logistic)), "ties are not correct"
+    assert all(objective(ties, valid)["accuracy_per_step"].item() == 0.0 for objective in (infonce, binary_logistic)), (
+        "ties are not correct"
+    )
 
 
 # ----------------------------------------------------------------------------- triplet mining
@@ -171,7 +201,11 @@ def test_no_semi_hard_negative_gives_no_loss():
     easy, _ = one_pair([0.1, 0.9, 1.2])  # every negative already far enough
     for mining in ("all", "hard", "semi_hard"):
         result = triplet(easy, valid, margin=0.2, mining=mining)
-        assert result["loss"].item() == 0.0 and result["easy_share"].item() == 1.0 and result["accuracy_per_step"].item() == 1.0
+        assert (
+            result["loss"].item() == 0.0
+            and result["easy_share"].item() == 1.0
+            and result["accuracy_per_step"].item() == 1.0
+        )
 
 
 # ----------------------------------------------------------------------------- the widely copied snippet
@@ -192,13 +226,20 @@ def minimal_info_nce_snippet(embeddings, queries, temperature):
 def test_the_minimal_snippet_equals_our_infonce_with_in_batch_negatives():
     generator = torch.Generator().manual_seed(0)
     batch_size, channels, temperature = 6, 8, 0.1
-    embeddings, queries = torch.randn(batch_size, channels, generator=generator), torch.randn(batch_size, channels, generator=generator)
+    embeddings, queries = (
+        torch.randn(batch_size, channels, generator=generator),
+        torch.randn(batch_size, channels, generator=generator),
+    )
     with pytest.raises(TypeError):
         queries @ embeddings.T()  # the snippet as copied
     expected = minimal_info_nce_snippet(embeddings, queries, temperature)
     # Ours: B sequences of one position; candidate j of query i is the positive i, then the B - 1 others.
-    candidates = torch.tensor([[i] + [j for j in range(batch_size) if j != i] for i in range(batch_size)])  # (B, B) flat indices
-    scores = score_candidates((queries / temperature)[:, None, None, :], embeddings[:, None, :], candidates[:, None, None, :])  # (B, 1, 1, B)
+    candidates = torch.tensor(
+        [[i] + [j for j in range(batch_size) if j != i] for i in range(batch_size)]
+    )  # (B, B) flat indices
+    scores = score_candidates(
+        (queries / temperature)[:, None, None, :], embeddings[:, None, :], candidates[:, None, None, :]
+    )  # (B, 1, 1, B)
     ours = info_nce(scores, torch.ones(batch_size, 1, 1, dtype=torch.bool))
     torch.testing.assert_close(ours["loss"], expected)
     assert scores.shape[-1] - 1 == batch_size - 1  # N = B - 1 in-batch negatives
@@ -208,13 +249,21 @@ def test_the_minimal_snippet_equals_our_infonce_with_in_batch_negatives():
 
 
 def test_each_objective_has_its_own_typed_config():
-    config = load_config("speech/tiny", ["model.loss.name=triplet", "model.loss.mining=hard", "model.loss.num_negatives=16"])
-    assert config.model.loss.mining == "hard" and config.model.loss.margin == 0.2 and "temperature" not in config.model.loss
+    config = load_config(
+        "speech/tiny", ["model.loss.name=triplet", "model.loss.mining=hard", "model.loss.num_negatives=16"]
+    )
+    assert (
+        config.model.loss.mining == "hard"
+        and config.model.loss.margin == 0.2
+        and "temperature" not in config.model.loss
+    )
     with pytest.raises(ConfigError, match="model.loss.temperature"):
         load_config("speech/tiny", ["model.loss.name=margin", "model.loss.temperature=0.1"])
     with pytest.raises(ConfigError, match="model.loss.mining"):
         load_config("speech/tiny", ["model.loss.name=triplet", "model.loss.mining=hardest"])
-    with pytest.raises(ConfigError, match=r"model.loss.name.*'nce'.*\['binary', 'infonce', 'margin', 'nt_xent', 'triplet'\]"):
+    with pytest.raises(
+        ConfigError, match=r"model.loss.name.*'nce'.*\['binary', 'infonce', 'margin', 'nt_xent', 'triplet'\]"
+    ):
         load_config("speech/tiny", ["model.loss.name=nce"])
     with pytest.raises(ValueError, match="temperature must be > 0"):
         build_model(load_config("speech/tiny", ["model.loss.name=nt_xent", "model.loss.temperature=0"]))
@@ -225,8 +274,15 @@ def test_each_objective_has_its_own_typed_config():
 def test_gradients_are_finite_at_initialisation(name, init):
     """Zero-initialised predictors (the tiny recipe's) make every prediction the zero vector:
     the cosine and distance objectives must not divide by its norm into NaN."""
-    config = load_config("speech/tiny", [f"model.loss.name={name}", "model.loss.num_negatives=8", f"model.predictor.init={init}",
-                                         "model.predictor.prediction_steps=4"])
+    config = load_config(
+        "speech/tiny",
+        [
+            f"model.loss.name={name}",
+            "model.loss.num_negatives=8",
+            f"model.predictor.init={init}",
+            "model.predictor.prediction_steps=4",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(config).train()
     out = model(0.05 * torch.randn(2, 4096), generator=torch.Generator().manual_seed(0))
@@ -245,11 +301,26 @@ def _modality(recipe: str) -> str:
 
 def small_overrides(recipe: str, corpus_dir, request) -> dict:
     """Each modality's data at test size (as tests/test_causality.py); the training loop's at two steps."""
-    common = {"train.batch_size": 2, "train.max_steps": 2, "train.log_every": 1, "train.valid_every": 2, "train.valid_batches": 1,
-              "train.checkpoint_every": 2, "train.progress": False, "train.threads": 1, "model.loss.num_negatives": 8}
+    common = {
+        "train.batch_size": 2,
+        "train.max_steps": 2,
+        "train.log_every": 1,
+        "train.valid_every": 2,
+        "train.valid_batches": 1,
+        "train.checkpoint_every": 2,
+        "train.progress": False,
+        "train.threads": 1,
+        "model.loss.num_negatives": 8,
+    }
     modality = _modality(recipe)
     if modality == "speech":
-        return {**common, "data.root": corpus_dir, "data.window": 4096, "data.num_workers": 0, "data.valid_fraction": 0.2}
+        return {
+            **common,
+            "data.root": corpus_dir,
+            "data.window": 4096,
+            "data.num_workers": 0,
+            "data.valid_fraction": 0.2,
+        }
     if modality == "fashion_mnist":
         from cpc.image.data import DEFAULT_ROOT
 
@@ -257,9 +328,17 @@ def small_overrides(recipe: str, corpus_dir, request) -> dict:
             pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
         return {**common, "data.train_images": 64, "data.valid_images": 16}
     if modality == "text":  # a slice of `cpc data text` (the fixture skips when a source is missing), a narrow model
-        return {**common, "data.root": request.getfixturevalue("text_data_dir"), "data.window": 5, "data.valid_fraction": 0.1,
-                "train.batch_size": 4, "model.encoder.buckets": 4096, "model.encoder.embedding_size": 16, "model.encoder.latent_size": 32,
-                "model.context.hidden_size": 32}
+        return {
+            **common,
+            "data.root": request.getfixturevalue("text_data_dir"),
+            "data.window": 5,
+            "data.valid_fraction": 0.1,
+            "train.batch_size": 4,
+            "model.encoder.buckets": 4096,
+            "model.encoder.embedding_size": 16,
+            "model.encoder.latent_size": 32,
+            "model.context.hidden_size": 32,
+        }
     # A modality this test does not know yet: its recipe's own data at two steps of batch 2.
     config = load_config(recipe)
     return {**common, **({"data.num_workers": 0} if "num_workers" in config.data else {})}
@@ -272,8 +351,14 @@ def test_every_objective_trains_every_recipe(recipe, name, corpus_dir, tmp_path,
 
     overrides = small_overrides(recipe, corpus_dir, request)
     if recipe == "speech/paper":  # the paper's width at test speed: only the channels shrink
-        overrides["model.encoder.layers"] = "[" + ",".join(f"{{channels: 64, kernel_size: {k}, stride: {s}, padding: {p}}}"
-                                                           for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]) + "]"
+        overrides["model.encoder.layers"] = (
+            "["
+            + ",".join(
+                f"{{channels: 64, kernel_size: {k}, stride: {s}, padding: {p}}}"
+                for k, s, p in [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
+            )
+            + "]"
+        )
     # Naming another loss starts model.loss from that objective's defaults; num_negatives is set again after it.
     settings = [f"model.loss.name={name}", *(f"{key}={value}" for key, value in overrides.items())]
     train(load_config(recipe, settings), tmp_path / "run")

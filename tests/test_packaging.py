@@ -40,7 +40,9 @@ sys.exit(code)
 
 
 def _checkout_files() -> list[str]:
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True)
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True
+    )
     if listing.returncode != 0:
         pytest.skip(f"not a git checkout: {listing.stderr.decode().strip()}")
     return sorted({name for name in listing.stdout.decode().split("\0") if name and (REPO / name).is_file()})
@@ -54,7 +56,19 @@ def wheel(tmp_path_factory) -> Path:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        str(out),
+        str(source),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (path,) = out.glob("cpc-*.whl")
@@ -65,7 +79,18 @@ def wheel(tmp_path_factory) -> Path:
 def site(wheel, tmp_path_factory) -> Path:
     """The wheel installed (not editable) into a folder of its own."""
     target = tmp_path_factory.mktemp("site")
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        "--target",
+        str(target),
+        str(wheel),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return target
@@ -74,7 +99,12 @@ def site(wheel, tmp_path_factory) -> Path:
 def _run_installed(site: Path, cwd: Path, argv: list[str], *, path: str | None = None) -> subprocess.CompletedProcess:
     """``cpc ARGV`` from the installed wheel, in ``cwd`` (outside the checkout)."""
     assert REPO not in cwd.resolve().parents
-    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(cwd / "cache"), "MPLCONFIGDIR": str(cwd / "matplotlib")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "XDG_CACHE_HOME": str(cwd / "cache"),
+        "MPLCONFIGDIR": str(cwd / "matplotlib"),
+    }
     if path is not None:
         env["PATH"] = path
     command = [sys.executable, "-c", RUN_CPC, str(site), *argv]
@@ -96,15 +126,21 @@ def test_wheel_holds_every_module_the_recipes_and_the_sample_corpus(wheel):
     assert not [name for name in recipes if "cpc/" + name not in shipped]
     sample = [name for name in files if name.startswith("data/sample/")]
     assert len([name for name in sample if name.endswith(".flac")]) > 50
-    assert {f"cpc/sample/{name[len('data/sample/'):]}": (REPO / name).stat().st_size for name in sample}.items() <= shipped.items()
+    assert {
+        f"cpc/sample/{name[len('data/sample/') :]}": (REPO / name).stat().st_size for name in sample
+    }.items() <= shipped.items()
     assert not [name for name in shipped if name.startswith(("recipes/", "data/", "tests/"))]
 
 
 def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
-    code = ("import json, cpc.resources as r; "
-            "print(json.dumps([r.list_recipes(), str(r.recipe_path('speech/tiny')), str(r.sample_corpus()), r.resolve_data_root('data/sample')]))")
+    code = (
+        "import json, cpc.resources as r; "
+        "print(json.dumps([r.list_recipes(), str(r.recipe_path('speech/tiny')), str(r.sample_corpus()), r.resolve_data_root('data/sample')]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     names, tiny, sample, root = json.loads(result.stdout)
     assert names == ["image/fashion_mnist", "speech/paper", "speech/tiny", "text/books"]
@@ -114,18 +150,50 @@ def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
 
 def test_installed_train_by_recipe_name(site, tmp_path):
     run_dir = tmp_path / "run"
-    _run_installed(site, tmp_path, ["train", "speech/tiny", "--run-dir", str(run_dir), "train.max_steps=2", "data.window=8000",
-                                    "train.valid_every=1000", "data.num_workers=0", "train.progress=false"])
+    _run_installed(
+        site,
+        tmp_path,
+        [
+            "train",
+            "speech/tiny",
+            "--run-dir",
+            str(run_dir),
+            "train.max_steps=2",
+            "data.window=8000",
+            "train.valid_every=1000",
+            "data.num_workers=0",
+            "train.progress=false",
+        ],
+    )
     assert (run_dir / "checkpoints" / "last.pt").is_file()
-    assert f"root: {site / 'cpc' / 'sample'}" in (run_dir / "config.yaml").read_text()  # the recipe's data/sample, shipped
+    assert (
+        f"root: {site / 'cpc' / 'sample'}" in (run_dir / "config.yaml").read_text()
+    )  # the recipe's data/sample, shipped
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert steps and max(steps) == 2
 
 
 def test_installed_bench_train(site, tmp_path):
     out = tmp_path / "bench.json"
-    _run_installed(site, tmp_path, ["bench", "train", "--recipe", "speech/tiny", "--steps", "1", "--warmup", "0", "--skip-copied",
-                                    "train.batch_size=2", "data.window=4096", "--json", str(out)])
+    _run_installed(
+        site,
+        tmp_path,
+        [
+            "bench",
+            "train",
+            "--recipe",
+            "speech/tiny",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--skip-copied",
+            "train.batch_size=2",
+            "data.window=4096",
+            "--json",
+            str(out),
+        ],
+    )
     assert json.loads(out.read_text())["recipes"]["speech/tiny"]["median_step_s"] > 0
 
 
@@ -137,10 +205,16 @@ def test_installed_demo_falls_back_loudly_to_the_shipped_sample(site, tmp_path):
     run_dir = tmp_path / "demo"
     argv = ["demo", "--run-dir", str(run_dir), "--steps", "2", "--recipe", "speech/paper", *TINY_MODEL]
     result = _run_installed(site, tmp_path, argv, path=str(bin_dir))
-    warnings = [line for line in result.stderr.splitlines() if " WARNING " in line and "SAMPLE CORPUS, NUMBERS NOT MEANINGFUL" in line]
+    warnings = [
+        line
+        for line in result.stderr.splitlines()
+        if " WARNING " in line and "SAMPLE CORPUS, NUMBERS NOT MEANINGFUL" in line
+    ]
     assert warnings and "festival" in warnings[0] and "apt-get install" in warnings[0], result.stderr[-3000:]
     first_line = (run_dir / "report.md").read_text().splitlines()[0]
-    assert first_line.startswith("> **sample corpus: numbers not meaningful** — the 6-minute committed sample was used because ")
+    assert first_line.startswith(
+        "> **sample corpus: numbers not meaningful** — the 6-minute committed sample was used because "
+    )
     assert "festival" in first_line and "apt-get install festival" in first_line and "1-hour corpus" in first_line
     summary = json.loads((run_dir / "report.json").read_text())["summary"]
     assert summary["warnings"] == [first_line[2:]]
@@ -154,7 +228,10 @@ def test_source_checkout_finds_the_repository_folders(tmp_path, monkeypatch):
     assert resources.list_recipes() == ["image/fashion_mnist", "speech/paper", "speech/tiny", "text/books"]
     assert resources.recipe_path("speech/tiny") == REPO / "recipes" / "speech" / "tiny.yaml"
     assert resources.recipe_path("speech/paper.yaml") == REPO / "recipes" / "speech" / "paper.yaml"
-    assert resources.sample_corpus() == REPO / "data" / "sample" and (resources.sample_corpus() / "alignments.txt").is_file()
+    assert (
+        resources.sample_corpus() == REPO / "data" / "sample"
+        and (resources.sample_corpus() / "alignments.txt").is_file()
+    )
     with pytest.raises(resources.RecipeNotFound, match="speech/tiny"):
         resources.recipe_path("speech/tinny")
     # data.root: the recipes' default resolves to the shipped sample only where cwd has no data/sample.

@@ -39,7 +39,11 @@ def write_labelled_corpus(root, *, speakers: int = 3, utterances: int = 5, secon
                 length = int(rng.uniform(0.05, 0.15) * 16000)
                 t = np.arange(length) / 16000
                 low, high = PHONE_PARTIALS[phone]
-                tone = np.sin(2 * np.pi * pitch * t) + 0.6 * np.sin(2 * np.pi * low * t) + 0.4 * np.sin(2 * np.pi * high * t)
+                tone = (
+                    np.sin(2 * np.pi * pitch * t)
+                    + 0.6 * np.sin(2 * np.pi * low * t)
+                    + 0.4 * np.sin(2 * np.pi * high * t)
+                )
                 pieces.append(0.2 * tone + 0.01 * rng.standard_normal(length))
                 segments.append((position, position + length, phone))
                 position += length
@@ -55,7 +59,17 @@ def write_labelled_corpus(root, *, speakers: int = 3, utterances: int = 5, secon
             if is_test:
                 inner = [s for s in segments if s[1] <= total]
                 for before, (start, stop, phone), after in zip(inner, inner[1:], inner[2:]):
-                    items.append(ItemRow(utterance, start / 16000, stop / 16000, names[phone], names[before[2]], names[after[2]], speaker))
+                    items.append(
+                        ItemRow(
+                            utterance,
+                            start / 16000,
+                            stop / 16000,
+                            names[phone],
+                            names[before[2]],
+                            names[after[2]],
+                            speaker,
+                        )
+                    )
     write_alignments(root / "alignments.txt", labels)
     write_phones(root / "phones.txt", names)
     write_split(root / "train_split.txt", train)
@@ -64,7 +78,9 @@ def write_labelled_corpus(root, *, speakers: int = 3, utterances: int = 5, secon
     return {"labels": labels, "train": train, "test": test, "items": items}
 
 
-def _encoding_features(labels: dict[str, np.ndarray], rng, *, noise: float, informative: bool = True) -> dict[str, np.ndarray]:
+def _encoding_features(
+    labels: dict[str, np.ndarray], rng, *, noise: float, informative: bool = True
+) -> dict[str, np.ndarray]:
     """Features that one-hot encode each frame's label (plus noise), or pure noise."""
     out = {}
     for utterance, y in labels.items():
@@ -83,13 +99,23 @@ def test_phone_probe_on_label_encoding_features_is_perfect_and_on_noise_is_chanc
     rng = np.random.default_rng(0)
     labels = _random_labels(rng)
     train, test = [f"u{i}" for i in range(30)], [f"u{i}" for i in range(30, 40)]
-    perfect = probes.phone_probe(_encoding_features(labels, rng, noise=0.1), labels, train, test, num_classes=NUM_PHONES)
+    perfect = probes.phone_probe(
+        _encoding_features(labels, rng, noise=0.1), labels, train, test, num_classes=NUM_PHONES
+    )
     assert perfect["accuracy"] > 99.0
     assert perfect["train_frames"] == 30 * 150 and perfect["test_frames"] == 10 * 150
-    noise = probes.phone_probe(_encoding_features(labels, rng, noise=1.0, informative=False), labels, train, test, num_classes=NUM_PHONES)
+    noise = probes.phone_probe(
+        _encoding_features(labels, rng, noise=1.0, informative=False), labels, train, test, num_classes=NUM_PHONES
+    )
     assert abs(noise["accuracy"] - 100 / NUM_PHONES) < 6.0
-    hidden = probes.phone_probe(_encoding_features(labels, rng, noise=0.1), labels, train, test, num_classes=NUM_PHONES,
-                                settings=probes.ProbeSettings(hidden_layers=1, hidden_size=32))
+    hidden = probes.phone_probe(
+        _encoding_features(labels, rng, noise=0.1),
+        labels,
+        train,
+        test,
+        num_classes=NUM_PHONES,
+        settings=probes.ProbeSettings(hidden_layers=1, hidden_size=32),
+    )
     assert hidden["accuracy"] > 99.0 and hidden["hidden_layers"] == 1
 
 
@@ -131,8 +157,14 @@ def test_ctc_probe_recovers_phone_sequences_from_encoding_features():
     # first frame so that "phone at the onset, blank elsewhere" is linearly expressible.
     for utterance, y in labels.items():
         features[utterance][np.flatnonzero(np.diff(y, prepend=-1) != 0), NUM_PHONES] += 1.0
-    result = probes.ctc_probe(features, labels, [f"u{i}" for i in range(30)], [f"u{i}" for i in range(30, 40)], num_classes=NUM_PHONES,
-                              settings=probes.ProbeSettings(epochs=100, learning_rate=5e-2, min_steps=200))
+    result = probes.ctc_probe(
+        features,
+        labels,
+        [f"u{i}" for i in range(30)],
+        [f"u{i}" for i in range(30, 40)],
+        num_classes=NUM_PHONES,
+        settings=probes.ProbeSettings(epochs=100, learning_rate=5e-2, min_steps=200),
+    )
     assert result["per"] < 5.0
     assert result["test_phones"] == sum(len(probes.collapse(labels[f"u{i}"])) for i in range(30, 40))
 
@@ -150,7 +182,6 @@ def test_speaker_probe_on_speaker_encoding_features_and_on_noise():
     assert probes.speaker_probe(noise, speakers, train, test)["accuracy"] < 40.0  # chance 12.5 %, 32 test crops
 
 
-
 def _quick_probes(threads=None):
     """The three probes on a small known-answer set, a few steps each: name -> () -> score."""
     rng = np.random.default_rng(4)
@@ -160,9 +191,13 @@ def _quick_probes(threads=None):
     train, test = ["u0", "u1", "u2", "u3"], ["u4", "u5"]
     quick = probes.ProbeSettings(epochs=1, min_steps=3, threads=threads)
     return {
-        "phone": lambda: probes.phone_probe(features, labels, train, test, num_classes=NUM_PHONES, settings=quick)["accuracy"],
+        "phone": lambda: probes.phone_probe(features, labels, train, test, num_classes=NUM_PHONES, settings=quick)[
+            "accuracy"
+        ],
         "ctc": lambda: probes.ctc_probe(features, labels, train, test, num_classes=NUM_PHONES, settings=quick)["per"],
-        "speaker": lambda: probes.speaker_probe(features, speakers, train, test, crop_frames=16, settings=quick)["accuracy"],
+        "speaker": lambda: probes.speaker_probe(features, speakers, train, test, crop_frames=16, settings=quick)[
+            "accuracy"
+        ],
     }
 
 
@@ -195,6 +230,7 @@ def test_probes_keep_the_callers_thread_count_unless_asked(threads, inside):
     finally:
         hook.remove()
 
+
 def test_pooled_crops_shapes():
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
     np.testing.assert_array_equal(probes.pooled_crops(x, 4), [[3, 4], [11, 12]])
@@ -216,14 +252,32 @@ def test_cli_phone_and_speaker_probes_write_json_and_table(tmp_path):
     corpus = tmp_path / "corpus"
     write_labelled_corpus(corpus)
     out = tmp_path / "phone.json"
-    assert _cli(["probe", "phone", "--features", "logmel", "--data", str(corpus), "--json", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    assert (
+        _cli(
+            [
+                "probe",
+                "phone",
+                "--features",
+                "logmel",
+                "--data",
+                str(corpus),
+                "--json",
+                str(out),
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["features"] == "logmel" and result["task"] == "phone"
     assert result["accuracy"] > 80.0  # tones with distinct partials: easy for log-mel
     assert result["train_utterances"] == 12 and result["test_utterances"] == 3
     assert "| logmel |" in out.with_suffix(".md").read_text()
     out = tmp_path / "speaker.json"
-    assert _cli(["probe", "speaker", "--features", "mfcc", "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
+    assert (
+        _cli(["probe", "speaker", "--features", "mfcc", "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
+    )
     assert json.loads(out.read_text())["num_speakers"] == 3
 
 
@@ -232,7 +286,21 @@ def test_cli_reports_split_ids_missing_on_disk(tmp_path, capsys):
     write_labelled_corpus(corpus, speakers=2, utterances=3)
     split = tmp_path / "test_split.txt"
     split.write_text("100-1-0002\n999-1-0000\n998-1-0001\n")
-    code = _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--test-split", str(split), "--json", str(tmp_path / "x.json"), "--no-cache"])
+    code = _cli(
+        [
+            "probe",
+            "phone",
+            "--features",
+            "mfcc",
+            "--data",
+            str(corpus),
+            "--test-split",
+            str(split),
+            "--json",
+            str(tmp_path / "x.json"),
+            "--no-cache",
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "998-1-0001" in error and "999-1-0000" in error
@@ -245,10 +313,21 @@ def test_cli_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     write_labelled_corpus(corpus, speakers=2, utterances=3)
     checkpoint = tmp_path / "old.pt"
     torch.save({"format_version": 0}, checkpoint)
-    code = _cli(["probe", "phone", "--features", str(checkpoint), "--data", str(corpus), "--json", str(tmp_path / "x.json"), "--no-cache"])
+    code = _cli(
+        [
+            "probe",
+            "phone",
+            "--features",
+            str(checkpoint),
+            "--data",
+            str(corpus),
+            "--json",
+            str(tmp_path / "x.json"),
+            "--no-cache",
+        ]
+    )
     assert code == 2
     assert "old.pt has checkpoint format version 0" in capsys.readouterr().err
-
 
 
 def test_evaluate_functions_and_cli_default_to_one_thread(tmp_path, monkeypatch):
@@ -264,10 +343,19 @@ def test_evaluate_functions_and_cli_default_to_one_thread(tmp_path, monkeypatch)
     seen = set()
     hook = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: seen.add(torch.get_num_threads()))
     try:
-        for threads, options, inside in [("default", {}, 1), ("None", {"threads": None}, 2)]:  # the demo passes no threads
+        for threads, options, inside in [
+            ("default", {}, 1),
+            ("None", {"threads": None}, 2),
+        ]:  # the demo passes no threads
             seen.clear()
             torch.set_num_threads(2)
-            evaluate_phone(load_corpus(corpus), "mfcc", progress=False, settings=probes.ProbeSettings(epochs=1, min_steps=3), **options)
+            evaluate_phone(
+                load_corpus(corpus),
+                "mfcc",
+                progress=False,
+                settings=probes.ProbeSettings(epochs=1, min_steps=3),
+                **options,
+            )
             assert seen == {inside} and torch.get_num_threads() == 2, threads
     finally:
         hook.remove()

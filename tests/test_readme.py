@@ -30,8 +30,13 @@ import cpc.cli
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-DOCUMENTS = [README, *sorted((REPO / "docs").glob("*.md")), REPO / "benchmarks" / "README.md",
-             REPO / "benchmarks" / "abx" / "README.md", REPO / "data" / "README.md"]
+DOCUMENTS = [
+    README,
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "benchmarks" / "README.md",
+    REPO / "benchmarks" / "abx" / "README.md",
+    REPO / "data" / "README.md",
+]
 RUN_SECTION = "Train, extract, probe"  # the README section whose commands the test runs
 DEMO_RECIPES = {"speech": "speech/tiny", "image": "image/fashion_mnist", "text": "text/books"}
 
@@ -58,7 +63,7 @@ def shell_commands(code: str) -> list[list[str]]:
         while words:
             cut = words.index("&&") if "&&" in words else len(words)
             commands.append(words[:cut])
-            words = words[cut + 1:]
+            words = words[cut + 1 :]
     return [command for command in commands if command]
 
 
@@ -66,7 +71,7 @@ def cpc_arguments(command: list[str]) -> list[str] | None:
     """The arguments after ``cpc`` (also ``.venv/bin/cpc``, or ``cpc`` run by ``torchrun``), or None."""
     for index, word in enumerate(command):
         if word == "cpc" or word.endswith("/bin/cpc"):
-            return command[index + 1:]
+            return command[index + 1 :]
         if index == 0 and word != "torchrun":
             return None
     return None
@@ -126,7 +131,7 @@ def test_readme_is_at_most_200_lines():
 
 def test_the_layout_names_every_module_and_package():
     text = README.read_text()
-    layout = text[text.index("## Layout"):]
+    layout = text[text.index("## Layout") :]
     package = REPO / "cpc"
     entries = [f"cpc/{path.name}" for path in package.glob("*.py")]
     entries += [f"cpc/{path.name}/" for path in package.iterdir() if (path / "__init__.py").is_file()]
@@ -146,7 +151,9 @@ def test_relative_links_resolve(document):
         if not linked.exists():
             broken.append(f"{target} (no such file)")
         elif fragment and linked.suffix == ".md":
-            headings = {slug(heading) for heading in re.findall(r"^#+ (.*)$", re.sub(FENCE, "", linked.read_text()), re.M)}
+            headings = {
+                slug(heading) for heading in re.findall(r"^#+ (.*)$", re.sub(FENCE, "", linked.read_text()), re.M)
+            }
             if fragment not in headings:
                 broken.append(f"{target} (no heading #{fragment} in {linked.name})")
     assert not broken, f"{document.relative_to(REPO)}: {broken}"
@@ -171,20 +178,29 @@ def test_command_parses_and_its_overrides_load(name, arguments):
 def test_readme_test_command_is_the_ci_command():
     ci = (REPO / ".ci" / "run").read_text()
     begin, end = "# --- README test command, begin ---\n", "# --- README test command, end ---"
-    ci_command = ci[ci.index(begin) + len(begin): ci.index(end)]
-    blocks = [code for _, language, code in fenced_blocks(README) if language == "bash" and code.rstrip().endswith("bin/pytest")]
+    ci_command = ci[ci.index(begin) + len(begin) : ci.index(end)]
+    blocks = [
+        code
+        for _, language, code in fenced_blocks(README)
+        if language == "bash" and code.rstrip().endswith("bin/pytest")
+    ]
     assert blocks == [ci_command], "the README's test command and .ci/run differ"
 
 
 def test_readme_apt_packages_are_the_scripts():
     script = (REPO / "scripts" / "system-packages.sh").read_text()
-    array = script[script.index("packages=(") + len("packages=("): script.index("\n)")]
+    array = script[script.index("packages=(") + len("packages=(") : script.index("\n)")]
     packages = {word for line in array.splitlines() for word in shlex.split(line, comments=True)}
-    installs = [command for _, language, code in fenced_blocks(README) if language == "bash"
-                for command in shell_commands(code) if "install" in command and "apt-get" in command]
+    installs = [
+        command
+        for _, language, code in fenced_blocks(README)
+        if language == "bash"
+        for command in shell_commands(code)
+        if "install" in command and "apt-get" in command
+    ]
     assert installs, "no apt-get install in the README"
     for command in installs:
-        assert {word for word in command[command.index("install") + 1:] if not word.startswith("-")} == packages
+        assert {word for word in command[command.index("install") + 1 :] if not word.startswith("-")} == packages
 
 
 def sample_subset(target: Path, train: int = 6, test: int = 2) -> None:
@@ -210,8 +226,12 @@ def test_readme_train_extract_probe_and_python_run_as_written(tmp_path, monkeypa
     (tmp_path / "recipes").symlink_to(REPO / "recipes")
     monkeypatch.chdir(tmp_path)
     blocks = fenced_blocks(README)
-    commands = [command for section, language, code in blocks if section == RUN_SECTION and language == "bash"
-                for command in shell_commands(code)]
+    commands = [
+        command
+        for section, language, code in blocks
+        if section == RUN_SECTION and language == "bash"
+        for command in shell_commands(code)
+    ]
     assert [cpc_arguments(command)[0] for command in commands] == ["train", "extract", "probe"]
     threads = torch.get_num_threads()
     try:

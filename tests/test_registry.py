@@ -12,7 +12,9 @@ from cpc.registry import ENCODERS, SECTIONS, Variant
 
 
 def test_unknown_variant_is_named_with_the_choices():
-    with pytest.raises(ConfigError, match=r"override 'model.encoder.name=nope'.*'model.encoder.name'.*'nope' is not one of \['conv'"):
+    with pytest.raises(
+        ConfigError, match=r"override 'model.encoder.name=nope'.*'model.encoder.name'.*'nope' is not one of \['conv'"
+    ):
         load_config("speech/tiny", ["model.encoder.name=nope"])
     with pytest.raises(ConfigError, match=r"'data.name'.*'images' is not one of"):
         load_config("speech/tiny", ["data.name=images"])
@@ -42,7 +44,10 @@ def test_every_variant_is_described_in_the_help():
     text = describe_keys()
     for section, registry in SECTIONS.items():
         for name in registry:
-            assert any(line.strip().startswith(f"{section}.name=") and name in line for line in text.splitlines()), (section, name)
+            assert any(line.strip().startswith(f"{section}.name=") and name in line for line in text.splitlines()), (
+                section,
+                name,
+            )
 
 
 @dataclass
@@ -64,14 +69,18 @@ class _LinearFrames(nn.Module):
         return lengths // self.frame
 
     def forward(self, waveforms, lengths=None):
-        frames = waveforms[:, : waveforms.shape[1] // self.frame * self.frame].unflatten(1, (-1, self.frame))  # (B, T, frame)
+        frames = waveforms[:, : waveforms.shape[1] // self.frame * self.frame].unflatten(
+            1, (-1, self.frame)
+        )  # (B, T, frame)
         lengths = torch.full((len(waveforms),), frames.shape[1]) if lengths is None else self.output_lengths(lengths)
         return self.project(frames), lengths
 
 
 def test_adding_an_encoder_is_one_registry_entry(monkeypatch, tmp_path):
     monkeypatch.setitem(ENCODERS, "linear_frames", Variant(_LinearFramesConfig, _LinearFrames))
-    config = load_config(None, ["model.encoder.name=linear_frames", "model.encoder.frame=80", "model.context.hidden_size=8"])
+    config = load_config(
+        None, ["model.encoder.name=linear_frames", "model.encoder.frame=80", "model.context.hidden_size=8"]
+    )
     assert config.model.encoder.frame == 80 and "layers" not in config.model.encoder
     with pytest.raises(ConfigError, match="'model.encoder.layers'.*not in '_LinearFramesConfig'"):
         load_config(None, ["model.encoder.name=linear_frames", "model.encoder.layers=[]"])

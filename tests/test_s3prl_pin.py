@@ -35,7 +35,9 @@ def test_rows_equal_s3prl_featurizer(ours, selection):
     wavs, out = ours
     recorded = torch.load(FIXTURES / "s3prl" / "featurizer.pt")["rows"][selection]
     layers = {
-        "layer_0": out["hidden_states"][0], "layer_1": out["hidden_states"][1], "last_hidden_state": out["last_hidden_state"],
+        "layer_0": out["hidden_states"][0],
+        "layer_1": out["hidden_states"][1],
+        "last_hidden_state": out["last_hidden_state"],
         "weighted_sum": (out["hidden_states"][0] + out["hidden_states"][1]) / 2,  # softmax of zero weights
     }
     assert len(recorded) == len(wavs)

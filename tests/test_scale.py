@@ -41,9 +41,18 @@ def read_metrics(run_dir):
 def tiny_config(*overrides, root=SAMPLE):
     """speech/tiny at test size: 4 windows of 4096 samples (25 frames) a step, a few steps."""
     settings = [
-        f"data.root={root}", "data.window=4096", "data.num_workers=0", "train.batch_size=4", "train.max_steps=4",
-        "train.log_every=1", "train.valid_every=2", "train.valid_batches=1", "train.checkpoint_every=2", "train.keep_checkpoints=5",
-        "train.progress=false", "train.threads=1",
+        f"data.root={root}",
+        "data.window=4096",
+        "data.num_workers=0",
+        "train.batch_size=4",
+        "train.max_steps=4",
+        "train.log_every=1",
+        "train.valid_every=2",
+        "train.valid_batches=1",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=5",
+        "train.progress=false",
+        "train.threads=1",
     ]
     return load_config("speech/tiny", settings + list(overrides))
 
@@ -57,7 +66,9 @@ def scoring_inputs(seed=0, batch_size=3, num_frames=20, steps=3, channels=5, num
     generator = torch.Generator().manual_seed(seed)
     predictions = torch.randn(batch_size, num_frames, steps, channels, generator=generator, dtype=torch.float64)
     latents = torch.randn(batch_size, num_frames, channels, generator=generator, dtype=torch.float64)
-    candidates = torch.randint(0, batch_size * num_frames, (batch_size, num_frames, steps, num_candidates), generator=generator)
+    candidates = torch.randint(
+        0, batch_size * num_frames, (batch_size, num_frames, steps, num_candidates), generator=generator
+    )
     candidates[:, ::2, :, 2] = candidates[:, ::2, :, 1]  # a frame drawn twice in half the rows
     candidates[0, 0, 0] = 7  # one row that is the same column M times
     return predictions.requires_grad_(), latents.requires_grad_(), candidates
@@ -77,19 +88,29 @@ def scores_and_gradients(score, predictions, latents, candidates, weights):
     return scores.detach(), predictions.grad.clone(), latents.grad.clone()
 
 
-@pytest.mark.parametrize("block_elements", [1, 7 * 60, 60 * 60 - 1], ids=["one-row-blocks", "7-rows-and-a-partial-5", "59-rows-and-a-partial-3"])
+@pytest.mark.parametrize(
+    "block_elements",
+    [1, 7 * 60, 60 * 60 - 1],
+    ids=["one-row-blocks", "7-rows-and-a-partial-5", "59-rows-and-a-partial-3"],
+)
 def test_blocked_scores_equal_unblocked_and_plain_autograd(block_elements):
     """R = 3*20*3 = 180 rows against B*T = 60 latents: 180 blocks, 26 (the last of 5 rows) or 4 (the last of 3 rows)."""
     predictions, latents, candidates = scoring_inputs()
     weights = torch.randn(candidates.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    blocked = scores_and_gradients(lambda *a: score_candidates(*a, block_elements=block_elements), predictions, latents, candidates, weights)
-    whole = scores_and_gradients(lambda *a: score_candidates(*a, block_elements=2**40), predictions, latents, candidates, weights)
+    blocked = scores_and_gradients(
+        lambda *a: score_candidates(*a, block_elements=block_elements), predictions, latents, candidates, weights
+    )
+    whole = scores_and_gradients(
+        lambda *a: score_candidates(*a, block_elements=2**40), predictions, latents, candidates, weights
+    )
     plain = scores_and_gradients(plain_scores, predictions, latents, candidates, weights)
     for name, one, other, reference in zip(["scores", "d predictions", "d latents"], blocked, whole, plain):
         torch.testing.assert_close(one, reference, rtol=1e-12, atol=1e-12, msg=f"blocked {name}")
         torch.testing.assert_close(other, reference, rtol=1e-12, atol=1e-12, msg=f"unblocked {name}")
     # A column drawn M times gets all M gradients: row (0, 0, 0) scores latent 7 six times.
-    torch.testing.assert_close(blocked[1][0, 0, 0], weights[0, 0, 0].sum() * latents.detach().reshape(-1, 5)[7], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        blocked[1][0, 0, 0], weights[0, 0, 0].sum() * latents.detach().reshape(-1, 5)[7], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_blocked_scores_gradient_of_a_plain_sum_and_of_one_input_only():
@@ -110,7 +131,11 @@ def test_blocked_scores_gradient_of_a_plain_sum_and_of_one_input_only():
 
 
 def test_scores_of_an_empty_batch_are_empty():
-    predictions, latents, candidates = torch.zeros(2, 0, 4, 8), torch.zeros(2, 0, 8), torch.zeros(2, 0, 4, 9, dtype=torch.long)
+    predictions, latents, candidates = (
+        torch.zeros(2, 0, 4, 8),
+        torch.zeros(2, 0, 8),
+        torch.zeros(2, 0, 4, 9, dtype=torch.long),
+    )
     assert score_candidates(predictions, latents, candidates).shape == (2, 0, 4, 9)
 
 
@@ -130,11 +155,18 @@ def saved_tensor_sizes(function, *inputs):
 def test_score_candidates_saves_nothing_quadratic_in_the_batch():
     """The custom Function keeps its inputs, never a (rows, B*T) block; plain autograd keeps the
     whole (R, B*T) score matrix (the control: the check can see it)."""
-    predictions, latents, candidates = scoring_inputs(batch_size=4, num_frames=30, steps=3, channels=5, num_candidates=4)
+    predictions, latents, candidates = scoring_inputs(
+        batch_size=4, num_frames=30, steps=3, channels=5, num_candidates=4
+    )
     rows, frames = 4 * 30 * 3, 4 * 30  # R = 360 rows, B*T = 120 latents; C = 5 and M = 4 are far below B*T
     quadratic = rows * frames
     for block_elements in (2**40, 10 * frames):
-        sizes = saved_tensor_sizes(lambda *a, block_elements=block_elements: score_candidates(*a, block_elements=block_elements), predictions, latents, candidates)
+        sizes = saved_tensor_sizes(
+            lambda *a, block_elements=block_elements: score_candidates(*a, block_elements=block_elements),
+            predictions,
+            latents,
+            candidates,
+        )
         assert sizes and max(sizes) <= rows * 5, f"block_elements={block_elements}: saved {sorted(sizes)}"
     assert max(saved_tensor_sizes(plain_scores, predictions, latents, candidates)) >= quadratic
     # The shared pool's scores are linear as well: (R, N + 1) at most.
@@ -154,7 +186,9 @@ def test_shared_negatives_are_distinct_valid_never_positive_and_from_the_pool(st
     """stride 3: a grid of 3 columns (offset k = 3k flat positions), lengths in whole rows."""
     num_frames, steps, num_negatives = 12 * stride, 4, 16
     lengths = torch.tensor([12, 7, 3, 10]) * stride
-    shared = sample_shared_negatives(lengths, num_frames, steps, num_negatives, stride=stride, generator=torch.Generator().manual_seed(1))
+    shared = sample_shared_negatives(
+        lengths, num_frames, steps, num_negatives, stride=stride, generator=torch.Generator().manual_seed(1)
+    )
     pool, negatives = shared.pool, shared.pool[shared.keep]
     assert pool.shape == (num_negatives + 1,) and negatives.shape == (4, num_frames, steps, num_negatives)
     sequence, frame = pool // num_frames, pool % num_frames
@@ -172,8 +206,15 @@ def test_shared_negatives_are_distinct_valid_never_positive_and_from_the_pool(st
     assert (rows[~in_pool] == pool[:num_negatives]).all()
     assert (shared.keep.diff(dim=-1) > 0).all(), "keep is in pool order"
     # sample_negatives(scope="batch_shared") draws the same with the same generator.
-    again = sample_negatives(lengths, num_frames, steps, num_negatives, scope="batch_shared", stride=stride,
-                             generator=torch.Generator().manual_seed(1))
+    again = sample_negatives(
+        lengths,
+        num_frames,
+        steps,
+        num_negatives,
+        scope="batch_shared",
+        stride=stride,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert torch.equal(again, negatives)
 
 
@@ -185,7 +226,9 @@ def test_shared_negatives_are_uniform_over_the_other_frames():
     counts = torch.zeros(12)
     for _ in range(draws):
         shared = sample_shared_negatives(lengths, 6, 1, num_negatives, generator=generator)
-        counts += torch.bincount(shared.pool[shared.keep[0, 0, 0]], minlength=12)  # (b, t, k) = (0, 0, 1): positive frame 1
+        counts += torch.bincount(
+            shared.pool[shared.keep[0, 0, 0]], minlength=12
+        )  # (b, t, k) = (0, 0, 1): positive frame 1
     others = torch.tensor([0, 2, 3, 4, 5, 6, 7, 8, 9])
     assert counts[1] == 0 and counts[10:].sum() == 0  # never the positive, never padding (frames 10, 11 of sequence 1)
     torch.testing.assert_close(counts[others] / draws, torch.full((9,), num_negatives / 9), atol=0.03, rtol=0)
@@ -196,22 +239,33 @@ def test_score_shared_equals_score_candidates_on_the_same_candidates():
     predictions = torch.randn(3, 10, 4, 6, generator=generator, dtype=torch.float64, requires_grad=True)
     latents = torch.randn(3, 10, 6, generator=generator, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([10, 8, 5])
-    sample = sample_candidates(predictions, latents, lengths, generator, offsets=None, num_negatives=7, negative_scope="batch_shared")
+    sample = sample_candidates(
+        predictions, latents, lengths, generator, offsets=None, num_negatives=7, negative_scope="batch_shared"
+    )
     assert sample.shared is not None and sample.candidates.shape == (3, 10, 4, 8)
     weights = torch.randn(sample.candidates.shape, generator=generator, dtype=torch.float64)
-    shared = scores_and_gradients(lambda p, z, c: score_shared(p, z, c, sample.shared), predictions, latents, sample.candidates, weights)
+    shared = scores_and_gradients(
+        lambda p, z, c: score_shared(p, z, c, sample.shared), predictions, latents, sample.candidates, weights
+    )
     gathered = scores_and_gradients(score_candidates, predictions, latents, sample.candidates, weights)
     for one, other in zip(shared, gathered):
         torch.testing.assert_close(one, other, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(sample.scores(), shared[0], rtol=1e-12, atol=1e-12)
-    batch = sample_candidates(predictions, latents, lengths, generator, offsets=None, num_negatives=7, negative_scope="batch")
+    batch = sample_candidates(
+        predictions, latents, lengths, generator, offsets=None, num_negatives=7, negative_scope="batch"
+    )
     assert batch.shared is None
 
 
 def test_shared_negatives_need_n_plus_one_valid_frames():
-    with pytest.raises(ValueError, match=r"N \+ 1 = 6 distinct frames, but the batch has 5 valid frames.*num_negatives.*negative_scope=batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"N \+ 1 = 6 distinct frames, but the batch has 5 valid frames.*num_negatives.*negative_scope=batch",
+    ):
         sample_shared_negatives(torch.tensor([3, 2]), 4, 1, 5, generator=torch.Generator())
-    shared = sample_shared_negatives(torch.tensor([3, 3]), 4, 1, 5, generator=torch.Generator())  # exactly N + 1: the whole batch
+    shared = sample_shared_negatives(
+        torch.tensor([3, 3]), 4, 1, 5, generator=torch.Generator()
+    )  # exactly N + 1: the whole batch
     assert sorted(shared.pool.tolist()) == [0, 1, 2, 4, 5, 6]
 
 
@@ -235,8 +289,13 @@ def test_every_objective_takes_a_step_with_shared_negatives(name, tmp_path, monk
 
     monkeypatch.setattr(cpc.infonce, "score_shared", spy)
     # Naming a loss resets model.loss to that objective's defaults: name it first.
-    config = tiny_config(f"model.loss.name={name}", "model.loss.num_negatives=16", "model.loss.negative_scope=batch_shared",
-                         "train.max_steps=1", "train.valid_batches=0")
+    config = tiny_config(
+        f"model.loss.name={name}",
+        "model.loss.num_negatives=16",
+        "model.loss.negative_scope=batch_shared",
+        "train.max_steps=1",
+        "train.valid_batches=0",
+    )
     last = train(config, tmp_path / "run")
     assert last["step"] == 1 and math.isfinite(last["loss"])
     assert calls and all(len(shared.pool) == 17 for shared in calls)
@@ -247,7 +306,9 @@ def test_every_objective_takes_a_step_with_shared_negatives(name, tmp_path, monk
 
 def resident(root=SAMPLE, overrides=(), *, rank=0, start_step=0):
     """ResidentSpeechData on the CPU (data.loading=device) over ``root``, batches of 16 windows of 4096 samples."""
-    config = small_config(root, **{"data.loading": "device", "train.batch_size": 16, "data.valid_fraction": 0.05, **dict(overrides)})
+    config = small_config(
+        root, **{"data.loading": "device", "train.batch_size": 16, "data.valid_fraction": 0.05, **dict(overrides)}
+    )
     return ResidentSpeechData(config, rank=rank, start_step=start_step, device=torch.device("cpu")), config
 
 
@@ -274,7 +335,9 @@ def test_resident_batches_are_a_pure_function_of_seed_rank_and_step():
     rebuilt, _ = resident(start_step=5)
     assert torch.equal(rebuilt.batch(5), first)
     batches = rebuilt.train_batches()
-    assert torch.equal(next(batches)[0], first) and torch.equal(next(batches)[0], source.batch(6))  # resumes at start_step
+    assert torch.equal(next(batches)[0], first) and torch.equal(
+        next(batches)[0], source.batch(6)
+    )  # resumes at start_step
     other_rank, _ = resident(rank=1)
     assert not torch.equal(other_rank.batch(5), first)
     other_seed, _ = resident(SAMPLE, [("train.seed", 1)])
@@ -354,7 +417,9 @@ def test_resident_files_are_drawn_in_proportion_to_their_offsets(tmp_path):
     window) are far from proportional to their lengths: the draws follow the offsets."""
     lengths = np.array([4000, 4500, 6000, 12000, 20000])
     write_files(tmp_path, {"1": lengths.tolist()})
-    source, config = resident(tmp_path, [("data.window", 4000), ("data.valid_fraction", 0.0), ("train.batch_size", 1000)])
+    source, config = resident(
+        tmp_path, [("data.window", 4000), ("data.valid_fraction", 0.0), ("train.batch_size", 1000)]
+    )
     assert [file.num_samples for file in kept_files(config)] == lengths.tolist()
     files = np.concatenate([locate(source, source.window_starts(step))[0] for step in range(20)])
     counts = np.bincount(files, minlength=len(lengths)).astype(float)
@@ -366,8 +431,15 @@ def test_resident_files_are_drawn_in_proportion_to_their_offsets(tmp_path):
 def test_resident_same_speaker_batches(tmp_path):
     """Each batch inside one speaker; speakers drawn in proportion to their offsets (1:3 here)."""
     write_files(tmp_path, {"1": [6000, 6000], "2": [10000, 10000, 10000]})  # offsets 2 x 2001 against 3 x 6001
-    source, config = resident(tmp_path, [("data.window", 4000), ("data.valid_fraction", 0.0), ("data.same_speaker_batches", True),
-                                         ("train.batch_size", 8)])
+    source, config = resident(
+        tmp_path,
+        [
+            ("data.window", 4000),
+            ("data.valid_fraction", 0.0),
+            ("data.same_speaker_batches", True),
+            ("train.batch_size", 8),
+        ],
+    )
     speakers = np.array([file.speaker for file in kept_files(config)])
     per_batch = [set(speakers[locate(source, source.window_starts(step))[0]]) for step in range(400)]
     assert all(len(batch) == 1 for batch in per_batch)
@@ -493,10 +565,23 @@ def test_torchrun_env_with_one_process_trains_through_ddp(tmp_path):
     config = tiny_config("train.max_steps=2", "train.valid_batches=0", "data.loading=device")
     recipe = tmp_path / "recipe.yaml"
     OmegaConf.save(config, recipe)
-    env = {**os.environ, "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", CHILD, str(recipe), str(tmp_path / "ddp")], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(recipe), str(tmp_path / "ddp")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "torch.distributed: gloo, rank 0 of 1" in result.stderr
     assert "ddp 1 gloo 1" in result.stdout
@@ -516,10 +601,37 @@ def test_torchrun_env_with_one_process_trains_through_ddp(tmp_path):
 def test_bench_train_batch_sizes_data_and_profile(tmp_path):
     out, profiles = tmp_path / "bench.json", tmp_path / "profiles"
     result = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", "bench", "train", "--recipe", "speech/tiny", "--skip-copied", "--steps", "1", "--warmup", "0",
-         "--batch-size", "2", "--batch-size", "3", "--data", "--profile", str(profiles), "--json", str(out),
-         "data.window=4096", "data.loading=device", "data.num_workers=0"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "bench",
+            "train",
+            "--recipe",
+            "speech/tiny",
+            "--skip-copied",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--batch-size",
+            "3",
+            "--data",
+            "--profile",
+            str(profiles),
+            "--json",
+            str(out),
+            "data.window=4096",
+            "data.loading=device",
+            "data.num_workers=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())

@@ -87,7 +87,9 @@ def test_any_chunking_equals_offline_extraction(recipe, kind, lengths):
             streamed = stream_all(model.stream(layer), waveform, sizes)
             expected = offline(model, waveform, layer)
             assert streamed.shape == expected.shape, f"{recipe} {layer} S={num_samples}"
-            torch.testing.assert_close(streamed, expected, rtol=0, atol=ATOL, msg=f"{recipe} {layer} S={num_samples} {kind}")
+            torch.testing.assert_close(
+                streamed, expected, rtol=0, atol=ATOL, msg=f"{recipe} {layer} S={num_samples} {kind}"
+            )
 
 
 @pytest.mark.parametrize(
@@ -96,8 +98,10 @@ def test_any_chunking_equals_offline_extraction(recipe, kind, lengths):
         ["model.context.name=lstm", "model.context.num_layers=2"],  # hidden state is a tuple (h, c)
         ["model.encoder.norm=batch"],  # eval-mode batch norm is per frame too
         # kernel < stride, no padding, padding wider than half the kernel: a stack unlike the paper's
-        ["model.encoder.layers=[{channels: 16, kernel_size: 3, stride: 4, padding: 0}, {channels: 16, kernel_size: 5, stride: 1, padding: 4},"
-         " {channels: 8, kernel_size: 2, stride: 3, padding: 1}]"],
+        [
+            "model.encoder.layers=[{channels: 16, kernel_size: 3, stride: 4, padding: 0}, {channels: 16, kernel_size: 5, stride: 1, padding: 4},"
+            " {channels: 8, kernel_size: 2, stride: 3, padding: 1}]"
+        ],
     ],
     ids=["lstm", "batch-norm", "odd-stack"],
 )
@@ -108,7 +112,9 @@ def test_other_architectures_stream_exactly(overrides):
         waveform = 0.1 * torch.from_numpy(rng.standard_normal(num_samples).astype(np.float32))
         sizes = random_chunks(rng, num_samples, "mixed")
         for layer in ("encoder", "context"):
-            torch.testing.assert_close(stream_all(model.stream(layer), waveform, sizes), offline(model, waveform, layer), rtol=0, atol=ATOL)
+            torch.testing.assert_close(
+                stream_all(model.stream(layer), waveform, sizes), offline(model, waveform, layer), rtol=0, atol=ATOL
+            )
 
 
 def test_latency_of_the_paper_stack():
@@ -126,7 +132,9 @@ def test_input_shorter_than_the_receptive_field(num_samples):
     expected_frames = int(model.output_lengths(torch.tensor(num_samples)))
     for layer in ("encoder", "context"):
         stream = model.stream(layer)
-        streamed = torch.cat([stream(waveform[: num_samples // 2]), stream(waveform[num_samples // 2 :]), stream.flush()])
+        streamed = torch.cat(
+            [stream(waveform[: num_samples // 2]), stream(waveform[num_samples // 2 :]), stream.flush()]
+        )
         if expected_frames == 0:  # offline's convolutions refuse an input this short
             assert streamed.shape == (0, stream.output_size)
         else:
@@ -140,9 +148,16 @@ def test_reuse_after_reset_and_after_flush():
     stream = model.stream()
     stream(first[:1234])
     stream.reset()  # drop the first stream midway
-    torch.testing.assert_close(torch.cat([stream(second[:999]), stream(second[999:]), stream.flush()]), offline(model, second, "context"), rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        torch.cat([stream(second[:999]), stream(second[999:]), stream.flush()]),
+        offline(model, second, "context"),
+        rtol=0,
+        atol=ATOL,
+    )
     # flush() ended that stream: the next one starts clean
-    torch.testing.assert_close(torch.cat([stream(first[None]), stream.flush()]), offline(model, first, "context"), rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        torch.cat([stream(first[None]), stream.flush()]), offline(model, first, "context"), rtol=0, atol=ATOL
+    )
     assert stream.samples_received == 0 and stream.hidden is None
 
 

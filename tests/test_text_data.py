@@ -35,7 +35,13 @@ def _strsxp(values, attributes: bytes = b"") -> bytes:
 
 def test_unserialize_reads_a_named_list_of_character_vectors_written_by_hand():
     # list(a = c("x", NA), b = "é") as R serialises it (version 3, XDR), written field by field.
-    names = struct.pack(">i", 2 | (1 << 10)) + struct.pack(">i", 1) + _charsxp("names") + _strsxp(["a", "b"]) + struct.pack(">i", 254)
+    names = (
+        struct.pack(">i", 2 | (1 << 10))
+        + struct.pack(">i", 1)
+        + _charsxp("names")
+        + _strsxp(["a", "b"])
+        + struct.pack(">i", 254)
+    )
     blob = _xdr_header() + struct.pack(">ii", 19 | (1 << 9), 2) + _strsxp(["x", None]) + _strsxp(["é"]) + names
     assert unserialize(blob) == {"a": ["x", None], "b": ["é"]}
     with pytest.raises(ValueError, match="XDR header"):
@@ -53,23 +59,52 @@ def test_janeaustenr_database_holds_the_six_novels():
     except MissingSourceError as error:
         pytest.skip(str(error))
     novels = read_lazy_load_database(directory)
-    assert sorted(novels) == ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility"]
+    assert sorted(novels) == [
+        "emma",
+        "mansfieldpark",
+        "northangerabbey",
+        "persuasion",
+        "prideprejudice",
+        "sensesensibility",
+    ]
     assert novels["emma"][:3] == ["EMMA", "", "By Jane Austen"]
-    assert 700_000 < sum(len((line or "").split()) for lines in novels.values() for line in lines) < 730_000  # "about 717k words"
+    assert (
+        700_000 < sum(len((line or "").split()) for lines in novels.values() for line in lines) < 730_000
+    )  # "about 717k words"
 
 
 # ----------------------------------------------------------------------------- sentences, MR-like, n-grams
 def test_split_sentences_keeps_abbreviations_and_quotes_together():
     text = 'Mr. Knightley came in. "Is she well?" said Emma. Yes! She is, at 3 p.m. exactly. 12 came.'
-    assert split_sentences(text) == ["Mr. Knightley came in.", '"Is she well?" said Emma.', "Yes!", "She is, at 3 p.m. exactly.", "12 came."]
+    assert split_sentences(text) == [
+        "Mr. Knightley came in.",
+        '"Is she well?" said Emma.',
+        "Yes!",
+        "She is, at 3 p.m. exactly.",
+        "12 came.",
+    ]
     assert split_sentences("_Italic_ words\tand  spaces") == ["Italic words and spaces"]
 
 
 def test_mr_like_is_balanced_deduplicated_and_drops_conflicts():
-    rows = [("fresh", "Good film."), ("fresh", "good  film."), ("rotten", "Bad."), ("fresh", "Great."), ("rotten", "Mixed."),
-            ("fresh", "Mixed."), ("plot", "A plot."), ("fresh", "Fine."), ("rotten", "Dull.")]
+    rows = [
+        ("fresh", "Good film."),
+        ("fresh", "good  film."),
+        ("rotten", "Bad."),
+        ("fresh", "Great."),
+        ("rotten", "Mixed."),
+        ("fresh", "Mixed."),
+        ("plot", "A plot."),
+        ("fresh", "Fine."),
+        ("rotten", "Dull."),
+    ]
     out = mr_like(rows, seed=0)
-    assert sorted(label for label, _ in out) == [0, 0, 1, 1]  # 3 fresh left for 2 rotten: one dropped by the seeded choice
+    assert sorted(label for label, _ in out) == [
+        0,
+        0,
+        1,
+        1,
+    ]  # 3 fresh left for 2 rotten: one dropped by the seeded choice
     texts = [text for _, text in out]
     assert "Mixed." not in texts and "A plot." not in texts and {"Bad.", "Dull."} <= set(texts)
     assert texts == sorted(texts, key=[text for _, text in rows].index)  # the file's order
@@ -110,11 +145,18 @@ def test_build_is_deterministic_and_keeps_reading_order(text_data_dir, tmp_path)
         assert (again / name).read_bytes() == (text_data_dir / name).read_bytes(), name
     documents = read_documents(again)
     names = [(source, name) for source, name, _ in documents]
-    assert names[:3] == [("bible", "Ge1"), ("bible", "Ge2"), ("bible", "Ge3")] and len(names) == 3 * TEXT_SLICE_DOCUMENTS
-    assert names[TEXT_SLICE_DOCUMENTS : TEXT_SLICE_DOCUMENTS + 2] == [("austen", "sensesensibility/01"), ("austen", "sensesensibility/02")]
-    assert documents[0][2][:2] == ["In the beginning God created the heaven and the earth.",
-                                   "And the earth was without form, and void; and darkness was upon the face of the deep. "
-                                   "And the Spirit of God moved upon the face of the waters."]
+    assert (
+        names[:3] == [("bible", "Ge1"), ("bible", "Ge2"), ("bible", "Ge3")] and len(names) == 3 * TEXT_SLICE_DOCUMENTS
+    )
+    assert names[TEXT_SLICE_DOCUMENTS : TEXT_SLICE_DOCUMENTS + 2] == [
+        ("austen", "sensesensibility/01"),
+        ("austen", "sensesensibility/02"),
+    ]
+    assert documents[0][2][:2] == [
+        "In the beginning God created the heaven and the earth.",
+        "And the earth was without form, and void; and darkness was upon the face of the deep. "
+        "And the Spirit of God moved upon the face of the waters.",
+    ]
     assert len(documents[0][2]) == 31  # Genesis 1 has 31 verses
     manifest = json.loads((text_data_dir / "manifest.json").read_text())
     texts, labels = read_probe_set(text_data_dir, "mr")
@@ -122,8 +164,19 @@ def test_build_is_deterministic_and_keeps_reading_order(text_data_dir, tmp_path)
 
 
 def _source(root, start_step: int = 0, **overrides):
-    settings = {"data.root": root, "train.batch_size": 4, "train.valid_batches": 2, "data.window": 5, "data.valid_fraction": 0.1, **overrides}
-    return TextData(load_config("text/books", [f"{k}={v}" for k, v in settings.items()]), start_step=start_step, device=torch.device("cpu"))
+    settings = {
+        "data.root": root,
+        "train.batch_size": 4,
+        "train.valid_batches": 2,
+        "data.window": 5,
+        "data.valid_fraction": 0.1,
+        **overrides,
+    }
+    return TextData(
+        load_config("text/books", [f"{k}={v}" for k, v in settings.items()]),
+        start_step=start_step,
+        device=torch.device("cpu"),
+    )
 
 
 def test_batches_are_a_pure_function_of_seed_and_step(text_data_dir):
@@ -139,8 +192,14 @@ def test_batches_are_a_pure_function_of_seed_and_step(text_data_dir):
     with pytest.raises(ConfigError, match=r"data.sources: \['novels'\] not among"):
         _source(text_data_dir, **{"data.sources": "[austen,novels]"})
     austen = _source(text_data_dir, **{"data.sources": "[austen]"})
-    probe_share = [name for source, name, _ in read_documents(text_data_dir) if source == "austen" and probe_document(source, name, 0.1)]
-    assert probe_share and len(austen.document_starts) == TEXT_SLICE_DOCUMENTS - len(probe_share)  # the slice's Austen chapters, less the probe suite's
+    probe_share = [
+        name
+        for source, name, _ in read_documents(text_data_dir)
+        if source == "austen" and probe_document(source, name, 0.1)
+    ]
+    assert probe_share and len(austen.document_starts) == TEXT_SLICE_DOCUMENTS - len(
+        probe_share
+    )  # the slice's Austen chapters, less the probe suite's
     source = _source(text_data_dir)
     held_out = set(source.valid_windows[:, 0].tolist())
     assert source.valid_batches() and held_out and not held_out & set(source.train_windows[:, 0].tolist())
@@ -156,6 +215,8 @@ def test_a_batch_holds_consecutive_sentences_of_one_document_padded(text_data_di
         assert lengths[b] == count
         for t in range(count):
             sentence = words(documents[doc][2][start + t])[: source.data.max_words]
-            expected = torch.from_numpy(tokenizer.encode([" ".join(sentence)], max_words=source.data.max_words)[0])  # (L, G)
+            expected = torch.from_numpy(
+                tokenizer.encode([" ".join(sentence)], max_words=source.data.max_words)[0]
+            )  # (L, G)
             assert torch.equal(ids[b, t, : len(expected)], expected) and not ids[b, t, len(expected) :].any()
         assert not ids[b, count:].any()  # padded sentences are all padding

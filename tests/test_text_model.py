@@ -20,7 +20,9 @@ def _ids(generator, *shape, buckets=50, max_ngrams=4):
 
 def _encoder(**overrides):
     torch.manual_seed(0)
-    return SentenceEncoder(**{"buckets": 50, "max_ngrams": 4, "embedding_size": 8, "latent_size": 6, "kernel_size": 3, **overrides})
+    return SentenceEncoder(
+        **{"buckets": 50, "max_ngrams": 4, "embedding_size": 8, "latent_size": 6, "kernel_size": 3, **overrides}
+    )
 
 
 def test_padded_words_and_sentences_equal_per_sample_encoding():
@@ -60,19 +62,34 @@ def test_bad_inputs_are_refused_with_their_shape():
 
 
 def test_the_recipe_builds_a_model_that_learns_on_sentence_windows():
-    config = load_config("text/books", ["model.encoder.buckets=1000", "model.encoder.latent_size=32", "model.context.hidden_size=32",
-                                        "model.loss.num_negatives=8"])
+    config = load_config(
+        "text/books",
+        [
+            "model.encoder.buckets=1000",
+            "model.encoder.latent_size=32",
+            "model.context.hidden_size=32",
+            "model.loss.num_negatives=8",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(config)
     generator = torch.Generator().manual_seed(0)
     ids = _ids(generator, 4, 6, 7, buckets=1000, max_ngrams=24)  # (B, T, L, G)
     lengths = torch.tensor([6, 6, 4, 3])
     out = model(ids, lengths, generator=torch.Generator().manual_seed(0))
-    field = (lambda name: out[name]) if isinstance(out, dict) else (lambda name: getattr(out, name))  # the criterion's output, either form
-    assert field("loss_per_step").shape == (3,) and field("num_pairs").tolist() == [15, 11, 7]  # pairs (t, t + k) inside each window
+    field = (
+        (lambda name: out[name]) if isinstance(out, dict) else (lambda name: getattr(out, name))
+    )  # the criterion's output, either form
+    assert field("loss_per_step").shape == (3,) and field("num_pairs").tolist() == [
+        15,
+        11,
+        7,
+    ]  # pairs (t, t + k) inside each window
     assert abs(field("loss").item() - np.log(9)) < 0.5  # about log(N + 1) at initialisation
     field("loss").backward()
-    assert model.encoder.embedding.weight.grad.abs().sum() > 0 and not model.encoder.embedding.weight.grad[0].any()  # padding row fixed
+    assert (
+        model.encoder.embedding.weight.grad.abs().sum() > 0 and not model.encoder.embedding.weight.grad[0].any()
+    )  # padding row fixed
     features, _ = model.extract_features(ids, lengths)
     assert features.shape == (4, 6, 32)
 

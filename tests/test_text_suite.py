@@ -36,11 +36,14 @@ def test_each_task_labels_what_it_says(text_data_dir, suite):
 
     def related(a, b, relation):
         return any(da == db and relation(ia, ib) for da, ia in position[a] for db, ib in position[b])
+
     rendered = {" ".join(words(sentence)) for _, _, sentences in held for sentence in sentences}
 
     task = suite["next_sentence"]
     assert task.pair and task.classes == ["0", "1"] and set(task.labels.tolist()) == {0, 1}
-    for (a, b), label in zip(task.texts, task.labels):  # the same document; B next to A when labelled 1, elsewhere when 0
+    for (a, b), label in zip(
+        task.texts, task.labels
+    ):  # the same document; B next to A when labelled 1, elsewhere when 0
         assert related(a, b, (lambda i, j: j == i + 1) if label else (lambda i, j: j not in (i, i + 1)))
 
     task = suite["sentence_order"]
@@ -82,4 +85,8 @@ def test_the_suite_is_deterministic_and_written_as_task_files(text_data_dir, sui
     write_tasks(suite, tmp_path)
     for name, task in suite.items():
         read = read_task_file(tmp_path / f"{name}.tsv")
-        assert read.pair == task.pair and read.texts == task.texts and [read.classes[i] for i in read.labels] == [task.classes[i] for i in task.labels]
+        assert (
+            read.pair == task.pair
+            and read.texts == task.texts
+            and [read.classes[i] for i in read.labels] == [task.classes[i] for i in task.labels]
+        )

@@ -17,7 +17,11 @@ def _write(path, rows):
 
 
 def test_three_classes_and_string_labels_are_read_and_scored(tmp_path):
-    rows = [(label, f"{word} {word} and some filler {i}") for i in range(12) for label, word in (("cat", "meow"), ("dog", "woof"), ("cow", "moo"))]
+    rows = [
+        (label, f"{word} {word} and some filler {i}")
+        for i in range(12)
+        for label, word in (("cat", "meow"), ("dog", "woof"), ("cow", "moo"))
+    ]
     task = read_task_file(_write(tmp_path / "animals.tsv", rows))
     assert task.name == "animals" and task.classes == ["cat", "cow", "dog"] and not task.pair
     assert task.class_counts() == {"cat": 12, "cow": 12, "dog": 12}
@@ -31,15 +35,22 @@ def test_refusals_name_the_counts(tmp_path, caplog):
     one = _write(tmp_path / "one.tsv", [("pos", f"good {i}") for i in range(30)])
     with pytest.raises(ValueError, match=r"task one: one class \('pos': 30\)"):
         text_probe("bow", task=str(one))
-    few = _write(tmp_path / "few.tsv", [("pos", f"good {i}") for i in range(30)] + [("neg", f"bad {i}") for i in range(4)])
-    with pytest.raises(ValueError, match=r"'neg' has 4 examples; 10-fold cross-validation \(with 5 inner folds\) needs at least 10 per class"):
+    few = _write(
+        tmp_path / "few.tsv", [("pos", f"good {i}") for i in range(30)] + [("neg", f"bad {i}") for i in range(4)]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"'neg' has 4 examples; 10-fold cross-validation \(with 5 inner folds\) needs at least 10 per class",
+    ):
         text_probe("bow", task=str(few))
     assert minimum_per_class(10) == 10 and minimum_per_class(2) == 10 and minimum_per_class(3) == 8
     with pytest.raises(ValueError, match=r"^--folds 0: cross-validation needs at least 2 folds"):
         text_probe("bow", task=str(few), folds=0)
     with caplog.at_level(logging.WARNING):
         task = make_task("blanks", [("a", "x y"), ("b", "  "), ("a", "..."), ("b", "z"), ("a", "")])
-    assert len(task.texts) == 3 and "skipped 2 of 5 examples with an empty sentence" in caplog.text  # "..." has words: three marks
+    assert (
+        len(task.texts) == 3 and "skipped 2 of 5 examples with an empty sentence" in caplog.text
+    )  # "..." has words: three marks
     (tmp_path / "bad.tsv").write_text("pos\tgood\nno tab here\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2: expected label<TAB>sentence"):
         read_task_file(tmp_path / "bad.tsv")

@@ -11,8 +11,15 @@ from cpc.train import train
 def test_tiny_recipe_loss_falls_on_the_committed_sample(tmp_path):
     config = load_config(
         "recipes/speech/tiny.yaml",
-        ["train.max_steps=40", "train.log_every=10", "train.valid_every=1000", "train.progress=false",
-         "data.num_workers=1", "data.window=10240", "train.threads=2"],
+        [
+            "train.max_steps=40",
+            "train.log_every=10",
+            "train.valid_every=1000",
+            "train.progress=false",
+            "data.num_workers=1",
+            "data.window=10240",
+            "train.threads=2",
+        ],
     )
     train(config, tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

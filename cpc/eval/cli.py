@@ -45,6 +45,7 @@ from cpc.speech.features import FeatureCache, FeatureError, check_device, extrac
 
 log = logging.getLogger(__name__)
 
+
 class ArgumentError(CommandError, ValueError):
     """Bad command-line input, reported on one line. Also a ValueError: under ``python -m cpc.cli`` the
     handler catches ``__main__.CommandError``, another class than ``cpc.cli.CommandError``, but still ValueError."""
@@ -67,7 +68,11 @@ def _describe(name: str, layer: str) -> dict:
 
     if name in BASELINES:
         return {"features": name, "layer": None}
-    return {"features": "random" if name == "random" else "cpc", "checkpoint": None if name == "random" else str(name), "layer": layer}
+    return {
+        "features": "random" if name == "random" else "cpc",
+        "checkpoint": None if name == "random" else str(name),
+        "layer": layer,
+    }
 
 
 def _split(corpus, name: str) -> list[str]:
@@ -76,15 +81,37 @@ def _split(corpus, name: str) -> list[str]:
     return corpus.splits[name]
 
 
-def _features(corpus, name: str, utterances, *, layer: str, architecture, cache: FeatureCache, device: str, progress: bool, threads: int | None,
-              what: str):
+def _features(
+    corpus,
+    name: str,
+    utterances,
+    *,
+    layer: str,
+    architecture,
+    cache: FeatureCache,
+    device: str,
+    progress: bool,
+    threads: int | None,
+    what: str,
+):
     features = feature_set(name, layer=layer, architecture=architecture, device=device, threads=threads, what=what)
     return extract(features, corpus.files, utterances, cache=cache, corpus_root=corpus.root, progress=progress)
 
 
-def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = False, hidden_layers: int = 0, architecture=None,
-                   cache: FeatureCache | None = None, device: str = "cpu", progress: bool = True, settings=None,
-                   threads: int | None = DEFAULT_THREADS) -> dict:
+def evaluate_phone(
+    corpus,
+    name: str,
+    *,
+    layer: str = "context",
+    ctc: bool = False,
+    hidden_layers: int = 0,
+    architecture=None,
+    cache: FeatureCache | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    settings=None,
+    threads: int | None = DEFAULT_THREADS,
+) -> dict:
     """Phone probe (frame accuracy, or PER with ``ctc``) of feature set ``name`` on ``corpus``'s train/test splits.
 
     ``settings`` (:class:`cpc.eval.probes.ProbeSettings`) defaults to the probe's own with
@@ -97,25 +124,53 @@ def evaluate_phone(corpus, name: str, *, layer: str = "context", ctc: bool = Fal
         raise FeatureError(f"corpus {corpus.root} has no phone alignments (no alignments.txt in it)")
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
-    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads, what="cpc probe phone --ctc" if ctc else "cpc probe phone")
+    features = _features(
+        corpus,
+        name,
+        train + test,
+        layer=layer,
+        architecture=architecture,
+        cache=cache or FeatureCache(None),
+        device=device,
+        progress=progress,
+        threads=threads,
+        what="cpc probe phone --ctc" if ctc else "cpc probe phone",
+    )
     extracted = time.perf_counter()
     defaults = CTC_SETTINGS if ctc else PHONE_SETTINGS
-    settings = dataclasses.replace(settings or dataclasses.replace(defaults, hidden_layers=hidden_layers), threads=threads)
+    settings = dataclasses.replace(
+        settings or dataclasses.replace(defaults, hidden_layers=hidden_layers), threads=threads
+    )
     if ctc:
         result = ctc_probe(features, corpus.labels, train, test, num_classes=corpus.num_phones, settings=settings)
     else:
         result = phone_probe(features, corpus.labels, train, test, num_classes=corpus.num_phones, settings=settings)
     if result["trimmed_frames"]:
-        log.info("phone probe: trimmed %d frame(s) at utterance ends to match labels and features", result["trimmed_frames"])
+        log.info(
+            "phone probe: trimmed %d frame(s) at utterance ends to match labels and features", result["trimmed_frames"]
+        )
     return {
-        "task": "phone_ctc" if ctc else "phone", **_describe(name, layer), **result,
-        "corpus": str(corpus.root), "extract_seconds": extracted - started, "probe_seconds": time.perf_counter() - extracted,
+        "task": "phone_ctc" if ctc else "phone",
+        **_describe(name, layer),
+        **result,
+        "corpus": str(corpus.root),
+        "extract_seconds": extracted - started,
+        "probe_seconds": time.perf_counter() - extracted,
     }
 
 
-def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=None, cache: FeatureCache | None = None,
-                     device: str = "cpu", progress: bool = True, crop_frames: int = 128, threads: int | None = DEFAULT_THREADS) -> dict:
+def evaluate_speaker(
+    corpus,
+    name: str,
+    *,
+    layer: str = "context",
+    architecture=None,
+    cache: FeatureCache | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    crop_frames: int = 128,
+    threads: int | None = DEFAULT_THREADS,
+) -> dict:
     """Speaker probe on mean-pooled ``crop_frames`` crops (train split -> test split, same speakers).
 
     ``threads``: torch intra-op threads for feature extraction and the probe (None: the caller's setting).
@@ -124,20 +179,46 @@ def evaluate_speaker(corpus, name: str, *, layer: str = "context", architecture=
 
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
-    features = _features(corpus, name, train + test, layer=layer, architecture=architecture, cache=cache or FeatureCache(None),
-                         device=device, progress=progress, threads=threads, what="cpc probe speaker")
+    features = _features(
+        corpus,
+        name,
+        train + test,
+        layer=layer,
+        architecture=architecture,
+        cache=cache or FeatureCache(None),
+        device=device,
+        progress=progress,
+        threads=threads,
+        what="cpc probe speaker",
+    )
     extracted = time.perf_counter()
     settings = dataclasses.replace(SPEAKER_SETTINGS, threads=threads)
     result = speaker_probe(features, corpus.speakers, train, test, crop_frames=crop_frames, settings=settings)
     return {
-        "task": "speaker", **_describe(name, layer), **result,
-        "corpus": str(corpus.root), "extract_seconds": extracted - started, "probe_seconds": time.perf_counter() - extracted,
+        "task": "speaker",
+        **_describe(name, layer),
+        **result,
+        "corpus": str(corpus.root),
+        "extract_seconds": extracted - started,
+        "probe_seconds": time.perf_counter() - extracted,
     }
 
 
-def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", architecture=None, cache: FeatureCache | None = None,
-                 device: str = "cpu", progress: bool = True, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = DEFAULT_SEED,
-                 threads: int | None = DEFAULT_THREADS) -> dict:
+def evaluate_abx(
+    corpus,
+    name: str,
+    item_path,
+    *,
+    layer: str = "context",
+    architecture=None,
+    cache: FeatureCache | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    max_per_group: int = 10,
+    max_x_speakers: int = 5,
+    seed: int = DEFAULT_SEED,
+    threads: int | None = DEFAULT_THREADS,
+) -> dict:
     """Within/across-speaker ABX error (%) of feature set ``name`` on the tokens of an item file.
 
     ``threads``: torch intra-op threads for feature extraction and the DTW (None: the caller's setting).
@@ -154,18 +235,39 @@ def evaluate_abx(corpus, name: str, item_path, *, layer: str = "context", archit
     unknown = sorted({row.file for row in items} - corpus.files.keys())
     if unknown:
         shown = ", ".join(unknown[:10]) + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else "")
-        raise FeatureError(f"item file {item_path} references {len(unknown)} file(s) not in corpus {corpus.root}: {shown}")
+        raise FeatureError(
+            f"item file {item_path} references {len(unknown)} file(s) not in corpus {corpus.root}: {shown}"
+        )
     # Against the audio's frames on the label grid (what the features have, to a frame), with abx_error's 2-frame tolerance.
     durations = {row.file: corpus.files[row.file].num_samples // FRAME_SAMPLES / FRAMES_PER_SECOND for row in items}
-    check_item_times(items, durations, tolerance=2 / FRAMES_PER_SECOND, rows=str(item_path), line_numbers=_item_lines(item_path))
+    check_item_times(
+        items, durations, tolerance=2 / FRAMES_PER_SECOND, rows=str(item_path), line_numbers=_item_lines(item_path)
+    )
     started = time.perf_counter()
-    features = _features(corpus, name, sorted({row.file for row in items}), layer=layer, architecture=architecture,
-                         cache=cache or FeatureCache(None), device=device, progress=progress, threads=threads, what="cpc abx")
+    features = _features(
+        corpus,
+        name,
+        sorted({row.file for row in items}),
+        layer=layer,
+        architecture=architecture,
+        cache=cache or FeatureCache(None),
+        device=device,
+        progress=progress,
+        threads=threads,
+        what="cpc abx",
+    )
     extracted = time.perf_counter()
-    result = abx_error(features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed, threads=threads)
+    result = abx_error(
+        features, items, max_per_group=max_per_group, max_x_speakers=max_x_speakers, seed=seed, threads=threads
+    )
     return {
-        "task": "abx", **_describe(name, layer), **result, "item_file": str(item_path),
-        "corpus": str(corpus.root), "extract_seconds": extracted - started, "abx_seconds": time.perf_counter() - extracted,
+        "task": "abx",
+        **_describe(name, layer),
+        **result,
+        "item_file": str(item_path),
+        "corpus": str(corpus.root),
+        "extract_seconds": extracted - started,
+        "abx_seconds": time.perf_counter() - extracted,
     }
 
 
@@ -226,12 +328,22 @@ def _check_arguments(args, *, counts: dict[str, int]) -> None:
     minimum = {"--max-x-speakers": 0, "--max-per-group": 2}
     for option, value in {"--threads": args.threads, **counts}.items():
         if value < minimum.get(option, 1):
-            raise ArgumentError(f"{option} {value}: expected {'a positive number' if option not in minimum else f'{minimum[option]} or more'}")
+            raise ArgumentError(
+                f"{option} {value}: expected {'a positive number' if option not in minimum else f'{minimum[option]} or more'}"
+            )
     check_device(args.device)
     if args.json:
         from cpc.safe_io import refuse_input_as_output
 
-        inputs = [args.features, args.architecture, getattr(args, "item", None), args.alignments, args.phones, args.train_split, args.test_split]
+        inputs = [
+            args.features,
+            args.architecture,
+            getattr(args, "item", None),
+            args.alignments,
+            args.phones,
+            args.train_split,
+            args.test_split,
+        ]
         for output in (args.json, Path(args.json).with_suffix(".md")):
             refuse_input_as_output("--json", output, [path for path in inputs if path and Path(path).is_file()])
         _check_writable(Path(args.json))
@@ -241,7 +353,9 @@ def _check_writable(path: Path) -> None:
     """Raise :class:`ArgumentError` when the JSON or its .md could not be written (checked before the work is done)."""
     for target in (path, path.with_suffix(".md")):
         if target.is_dir():
-            raise ArgumentError(f"--json {path}: {target} is a directory; give a file name such as {target / 'result.json'}")
+            raise ArgumentError(
+                f"--json {path}: {target} is a directory; give a file name such as {target / 'result.json'}"
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for target in (path, path.with_suffix(".md")):
@@ -256,29 +370,49 @@ def _check_writable(path: Path) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, help="mfcc | logmel | logmel80 | random | a checkpoint path")
     parser.add_argument("--data", required=True, help="corpus folder (built by `cpc data synth`, or LibriSpeech)")
-    parser.add_argument("--layer", choices=("context", "encoder"), default="context", help="CPC layer (checkpoint and random only)")
-    parser.add_argument("--architecture", help="for --features random: checkpoint or recipe whose architecture to initialise (default: the paper's)")
+    parser.add_argument(
+        "--layer", choices=("context", "encoder"), default="context", help="CPC layer (checkpoint and random only)"
+    )
+    parser.add_argument(
+        "--architecture",
+        help="for --features random: checkpoint or recipe whose architecture to initialise (default: the paper's)",
+    )
     parser.add_argument("--alignments", help="frame phone labels (default: DATA/alignments.txt)")
     parser.add_argument("--phones", help="phone inventory (default: DATA/phones.txt)")
     parser.add_argument("--train-split", help="training utterance ids (default: DATA/train_split.txt)")
     parser.add_argument("--test-split", help="test utterance ids (default: DATA/test_split.txt)")
-    parser.add_argument("--json", help="also write the result there (and the table next to it as .md); the table is printed either way")
+    parser.add_argument(
+        "--json", help="also write the result there (and the table next to it as .md); the table is printed either way"
+    )
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"feature cache folder (default {DEFAULT_CACHE})")
     parser.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
     parser.add_argument("--device", default="cpu", help="where CPC features are extracted (cpu, cuda)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help=f"torch intra-op threads for CPC features, probe and DTW (default {DEFAULT_THREADS}: measured fastest on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"torch intra-op threads for CPC features, probe and DTW (default {DEFAULT_THREADS}: measured fastest on a shared 2-core machine)",
+    )
 
 
 def _load(args):
     from cpc.corpus.formats import load_corpus
 
-    return load_corpus(args.data, alignments=args.alignments, phones=args.phones, train_split=args.train_split, test_split=args.test_split)
+    return load_corpus(
+        args.data,
+        alignments=args.alignments,
+        phones=args.phones,
+        train_split=args.train_split,
+        test_split=args.test_split,
+    )
 
 
 def _options(args) -> dict:
     return {
-        "layer": args.layer, "architecture": args.architecture, "device": args.device, "threads": args.threads,
+        "layer": args.layer,
+        "architecture": args.architecture,
+        "device": args.device,
+        "threads": args.threads,
         "cache": FeatureCache(None if args.no_cache else args.cache),
     }
 
@@ -298,7 +432,9 @@ def _write(result: dict, path: str | None) -> None:
         write_atomic(path, json.dumps(result, indent=2) + "\n")
         write_atomic(path.with_suffix(".md"), table)
     except OSError as error:
-        raise ArgumentError(f"--json {path}: could not write the result ({error.strerror or error}); the table above has it") from None
+        raise ArgumentError(
+            f"--json {path}: could not write the result ({error.strerror or error}); the table above has it"
+        ) from None
     log.info("wrote %s and %s", path, path.with_suffix(".md"))
 
 
@@ -308,7 +444,9 @@ def _phone(args) -> int:
         raise ArgumentError(f"--hidden {args.hidden}: expected 0 (linear) or 1")
     corpus = _load(args)
     if not corpus.labels:
-        raise ArgumentError(f"corpus {corpus.root} has no phone alignments: no alignments.txt in it; pass --alignments FILE")
+        raise ArgumentError(
+            f"corpus {corpus.root} has no phone alignments: no alignments.txt in it; pass --alignments FILE"
+        )
     _check_splits(corpus)
     _write(evaluate_phone(corpus, args.features, ctc=args.ctc, hidden_layers=args.hidden, **_options(args)), args.json)
     return 0
@@ -325,7 +463,9 @@ def _speaker(args) -> int:
 def _check_splits(corpus) -> None:
     for name in ("train", "test"):
         if name not in corpus.splits:
-            raise ArgumentError(f"corpus {corpus.root} has no {name} split: no {name}_split.txt in it; pass --{name}-split FILE")
+            raise ArgumentError(
+                f"corpus {corpus.root} has no {name} split: no {name}_split.txt in it; pass --{name}-split FILE"
+            )
 
 
 def _abx(args) -> int:
@@ -334,37 +474,78 @@ def _abx(args) -> int:
     item = Path(args.item) if args.item else corpus.root / "abx" / "test.item"
     if not args.item and not item.is_file():
         raise ArgumentError(f"corpus {corpus.root} has no ABX item file (abx/test.item); pass --item FILE")
-    _write(evaluate_abx(corpus, args.features, item, max_per_group=args.max_per_group, max_x_speakers=args.max_x_speakers, seed=args.seed, **_options(args)), args.json)
+    _write(
+        evaluate_abx(
+            corpus,
+            args.features,
+            item,
+            max_per_group=args.max_per_group,
+            max_x_speakers=args.max_x_speakers,
+            seed=args.seed,
+            **_options(args),
+        ),
+        args.json,
+    )
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    probe = subparsers.add_parser("probe", help="phone / speaker probes on frozen features", description=PROBE_DESCRIPTION,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe = subparsers.add_parser(
+        "probe",
+        help="phone / speaker probes on frozen features",
+        description=PROBE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     kinds = probe.add_subparsers(dest="probe", required=True, metavar="PROBE")
-    phone = kinds.add_parser("phone", help="frame phone accuracy (linear or 1 hidden layer), or PER with --ctc",
-                             description="Frame phone accuracy of a probe on frozen features (test split), or phone error rate with --ctc.")
+    phone = kinds.add_parser(
+        "phone",
+        help="frame phone accuracy (linear or 1 hidden layer), or PER with --ctc",
+        description="Frame phone accuracy of a probe on frozen features (test split), or phone error rate with --ctc.",
+    )
     _common(phone)
-    phone.add_argument("--hidden", type=int, default=0, help="hidden layers: 0 = linear (the paper's protocol), 1 = one ReLU layer")
-    phone.add_argument("--ctc", action="store_true", help="CTC on the collapsed phone sequence, greedy decoding, report PER")
+    phone.add_argument(
+        "--hidden", type=int, default=0, help="hidden layers: 0 = linear (the paper's protocol), 1 = one ReLU layer"
+    )
+    phone.add_argument(
+        "--ctc", action="store_true", help="CTC on the collapsed phone sequence, greedy decoding, report PER"
+    )
     phone.set_defaults(func=_phone)
-    speaker = kinds.add_parser("speaker", help="speaker accuracy of a linear classifier on mean-pooled 1.28 s crops",
-                               description="Speaker accuracy of a linear classifier on mean-pooled crops of frozen features (train split -> test split).")
+    speaker = kinds.add_parser(
+        "speaker",
+        help="speaker accuracy of a linear classifier on mean-pooled 1.28 s crops",
+        description="Speaker accuracy of a linear classifier on mean-pooled crops of frozen features (train split -> test split).",
+    )
     _common(speaker)
-    speaker.add_argument("--crop-frames", type=int, default=128, help="crop length in 10 ms frames, at least 1 (paper: 128 = 1.28 s)")
+    speaker.add_argument(
+        "--crop-frames", type=int, default=128, help="crop length in 10 ms frames, at least 1 (paper: 128 = 1.28 s)"
+    )
     speaker.set_defaults(func=_speaker)
     for module in registry.probes().values():  # the other modalities' probes (cpc probe image, cpc probe text)
         importlib.import_module(module).register_probe(kinds)
 
-    abx = subparsers.add_parser("abx", help="within/across-speaker ABX error (ZeroSpeech protocol)", description=ABX_DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    abx = subparsers.add_parser(
+        "abx",
+        help="within/across-speaker ABX error (ZeroSpeech protocol)",
+        description=ABX_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(abx)
     abx.add_argument("--item", help="ABX item file (default: DATA/abx/test.item)")
-    abx.add_argument("--max-per-group", type=int, default=10,
-                     help="tokens drawn per (context, phone, speaker) for each cell; at least 2 (the reference's max_size_group)")
-    abx.add_argument("--max-x-speakers", type=int, default=5,
-                     help="other speakers drawn for X (across; the reference's max_x_across); 0: within speaker only")
-    abx.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the draws (default: %(default)s, the reference's)")
+    abx.add_argument(
+        "--max-per-group",
+        type=int,
+        default=10,
+        help="tokens drawn per (context, phone, speaker) for each cell; at least 2 (the reference's max_size_group)",
+    )
+    abx.add_argument(
+        "--max-x-speakers",
+        type=int,
+        default=5,
+        help="other speakers drawn for X (across; the reference's max_x_across); 0: within speaker only",
+    )
+    abx.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seed of the draws (default: %(default)s, the reference's)"
+    )
     abx.set_defaults(func=_abx)
 
 
@@ -373,5 +554,7 @@ if __name__ == "__main__":
 
     import cpc.cli
 
-    cpc.cli.COMMAND_MODULES += [name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES]
+    cpc.cli.COMMAND_MODULES += [
+        name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
+    ]
     sys.exit(cpc.cli.main())

@@ -41,7 +41,9 @@ CORPUS_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / 
 BASELINE_SETS = ("mfcc", "logmel")
 
 
-def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path = CORPUS_CACHE) -> tuple[Path, str | None]:
+def find_corpus(
+    corpus: str | os.PathLike | None, hours: float, *, cache: Path = CORPUS_CACHE
+) -> tuple[Path, str | None]:
     """The corpus the demo uses (see the module docstring, stage 1) and, when it is the sample
     fallback, the warning to put at the top of the report (else None)."""
     if corpus is not None:
@@ -56,10 +58,18 @@ def find_corpus(corpus: str | os.PathLike | None, hours: float, *, cache: Path =
         if not sample.is_dir():
             raise FileNotFoundError(f"no corpus: {error}, and the committed sample {sample} is missing") from None
         reason = str(error).split(";")[0]  # check_tools' message: "<what> not found; install ... `<apt line>`"
-        warning = (f"**sample corpus: numbers not meaningful** — the 6-minute committed sample was used because {reason}; "
-                   f"install the engines (`{synth.APT_INSTALL}`) for the {hours:g}-hour corpus.")
-        log.warning("SAMPLE CORPUS, NUMBERS NOT MEANINGFUL: %s, so the demo falls back to the 6-minute committed sample %s. "
-                    "Install the engines (%s) for the %g-hour corpus.", reason, sample, synth.APT_INSTALL, hours)
+        warning = (
+            f"**sample corpus: numbers not meaningful** — the 6-minute committed sample was used because {reason}; "
+            f"install the engines (`{synth.APT_INSTALL}`) for the {hours:g}-hour corpus."
+        )
+        log.warning(
+            "SAMPLE CORPUS, NUMBERS NOT MEANINGFUL: %s, so the demo falls back to the 6-minute committed sample %s. "
+            "Install the engines (%s) for the %g-hour corpus.",
+            reason,
+            sample,
+            synth.APT_INSTALL,
+            hours,
+        )
         return sample, warning
     # "varied": the default build (prosody, room, noise; cpc.corpus.variation). Corpora cached
     # before the builder varied its speech are named synth-<h>h-seed0 and are not reused.
@@ -86,8 +96,17 @@ def train_model(run_dir: Path, corpus: Path, recipe: str | os.PathLike, override
     return train_or_resume(config, run_dir, description=f"{recipe} on {corpus}")
 
 
-def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = None, hours: float = 1.0, steps: int | None = None,
-             recipe: str | os.PathLike = DEFAULT_RECIPE, overrides: list[str] | None = None, ctc: bool = False, progress: bool = True) -> dict:
+def run_demo(
+    run_dir: str | os.PathLike,
+    *,
+    corpus: str | os.PathLike | None = None,
+    hours: float = 1.0,
+    steps: int | None = None,
+    recipe: str | os.PathLike = DEFAULT_RECIPE,
+    overrides: list[str] | None = None,
+    ctc: bool = False,
+    progress: bool = True,
+) -> dict:
     """Run the four demo stages; -> the report's JSON content."""
     from cpc.corpus.formats import load_corpus
     from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
@@ -107,8 +126,13 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
     corpus_root, sample_warning = find_corpus(corpus, hours)
     warnings = [sample_warning] if sample_warning else []
     data = load_corpus(corpus_root)
-    log.info("corpus %s: %d utterances, %d speakers, splits %s", corpus_root, len(data.files), len(set(data.speakers.values())),
-             {name: len(ids) for name, ids in data.splits.items()})
+    log.info(
+        "corpus %s: %d utterances, %d speakers, splits %s",
+        corpus_root,
+        len(data.files),
+        len(set(data.speakers.values())),
+        {name: len(ids) for name, ids in data.splits.items()},
+    )
 
     log.info("[2/4] training")
     training_started = time.perf_counter()
@@ -144,12 +168,22 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
     if metrics.is_file():
         plot_training(metrics, run_dir / "training.png")
         plot_accuracy_per_step(metrics, run_dir / "accuracy_per_step.png")
-        plots += [("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
-                  ("accuracy_per_step.png", "Prediction accuracy against steps ahead k")]
+        plots += [
+            ("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
+            ("accuracy_per_step.png", "Prediction accuracy against steps ahead k"),
+        ]
     test = data.splits.get("test", [])
     for name, label in ((str(checkpoint), "cpc"), ("mfcc", "mfcc")):
-        features = extract(feature_set(name, layer="context"), data.files, test, cache=cache, corpus_root=corpus_root, progress=False)
-        plot_projection(features, data.labels, data.phone_names, run_dir / f"projection_{label}.png", title=f"PCA of {label} test frames")
+        features = extract(
+            feature_set(name, layer="context"), data.files, test, cache=cache, corpus_root=corpus_root, progress=False
+        )
+        plot_projection(
+            features,
+            data.labels,
+            data.phone_names,
+            run_dir / f"projection_{label}.png",
+            title=f"PCA of {label} test frames",
+        )
         plots.append((f"projection_{label}.png", f"2-D PCA of {label} test frames, the most frequent phones coloured"))
 
     from cpc.eval.report import read_metrics
@@ -166,7 +200,9 @@ def run_demo(run_dir: str | os.PathLike, *, corpus: str | os.PathLike | None = N
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
-        "training_seconds": round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)",
+        "training_seconds": round(training_seconds, 1)
+        if not reused
+        else "reused an existing checkpoint (or resumed it)",
         "evaluation_seconds": round(evaluation_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
@@ -215,16 +251,30 @@ features on MR-like sentiment with TF-IDF, bag of words and random encoders (cpc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="train a tiny CPC on CPU and compare it with baselines (report.md)", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, usage="cpc demo [speech|image|text] --run-dir RUN_DIR [options] [key=value ...]")
+    parser = subparsers.add_parser(
+        "demo",
+        help="train a tiny CPC on CPU and compare it with baselines (report.md)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="cpc demo [speech|image|text] --run-dir RUN_DIR [options] [key=value ...]",
+    )
     parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
     parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
     parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--recipe", help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist; text: text/books)")
-    parser.add_argument("--labels", type=int, nargs="+", help="image: labelled training images per probe (default 1000 10000 60000)")
-    parser.add_argument("--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)")
-    parser.add_argument("modality", nargs="?", default="speech", metavar="speech|image|text", help="which demo (default speech)")
+    parser.add_argument(
+        "--recipe",
+        help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist; text: text/books)",
+    )
+    parser.add_argument(
+        "--labels", type=int, nargs="+", help="image: labelled training images per probe (default 1000 10000 60000)"
+    )
+    parser.add_argument(
+        "--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)"
+    )
+    parser.add_argument(
+        "modality", nargs="?", default="speech", metavar="speech|image|text", help="which demo (default speech)"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
     parser.set_defaults(func=_main)
 
@@ -239,14 +289,22 @@ def _main(args: argparse.Namespace) -> int:
     if "=" in modality:  # `cpc demo --run-dir D key=value`: no modality given, the first word is an override
         overrides, modality = [modality, *overrides], "speech"
     if modality not in MODALITIES:
-        raise CommandError(f"cpc demo: {modality!r} is not a demo; expected one of {', '.join(MODALITIES)} or key=value overrides")
+        raise CommandError(
+            f"cpc demo: {modality!r} is not a demo; expected one of {', '.join(MODALITIES)} or key=value overrides"
+        )
     if modality == "image":
         from cpc.image.demo import DEFAULT_RECIPE as IMAGE_RECIPE
         from cpc.image.demo import LABEL_BUDGETS, run_image_demo
 
         if args.corpus or args.ctc:
             raise CommandError("cpc demo image: --corpus and --ctc are speech options")
-        run_image_demo(args.run_dir, steps=args.steps, recipe=args.recipe or IMAGE_RECIPE, overrides=overrides, labels=args.labels or LABEL_BUDGETS)
+        run_image_demo(
+            args.run_dir,
+            steps=args.steps,
+            recipe=args.recipe or IMAGE_RECIPE,
+            overrides=overrides,
+            labels=args.labels or LABEL_BUDGETS,
+        )
         return 0
     if modality == "text":
         from cpc.text.demo import DEFAULT_RECIPE as TEXT_RECIPE
@@ -256,12 +314,28 @@ def _main(args: argparse.Namespace) -> int:
             raise CommandError("cpc demo text: --corpus, --ctc and --labels are speech and image options")
         from cpc.text.corpus import DEFAULT_ROOT as TEXT_ROOT
 
-        roots = [override.split("=", 1)[1] for override in overrides if override.split("=", 1)[0].strip() == "data.root"]
-        run_text_demo(args.run_dir, steps=args.steps, recipe=args.recipe or TEXT_RECIPE, overrides=overrides, root=roots[-1] if roots else TEXT_ROOT)
+        roots = [
+            override.split("=", 1)[1] for override in overrides if override.split("=", 1)[0].strip() == "data.root"
+        ]
+        run_text_demo(
+            args.run_dir,
+            steps=args.steps,
+            recipe=args.recipe or TEXT_RECIPE,
+            overrides=overrides,
+            root=roots[-1] if roots else TEXT_ROOT,
+        )
         return 0
     if args.labels:
         raise CommandError("cpc demo: --labels is an image option (cpc demo image)")
-    run_demo(args.run_dir, corpus=args.corpus, hours=args.hours, steps=args.steps, recipe=args.recipe or DEFAULT_RECIPE, overrides=overrides, ctc=args.ctc)
+    run_demo(
+        args.run_dir,
+        corpus=args.corpus,
+        hours=args.hours,
+        steps=args.steps,
+        recipe=args.recipe or DEFAULT_RECIPE,
+        overrides=overrides,
+        ctc=args.ctc,
+    )
     return 0
 
 
@@ -270,5 +344,7 @@ if __name__ == "__main__":
 
     import cpc.cli
 
-    cpc.cli.COMMAND_MODULES += [name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES]
+    cpc.cli.COMMAND_MODULES += [
+        name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
+    ]
     sys.exit(cpc.cli.main(["demo", *sys.argv[1:]]))

@@ -74,7 +74,9 @@ SPEAKER_SETTINGS = ProbeSettings(epochs=100, batch_size=1024, learning_rate=5e-3
 # ----------------------------------------------------------------------------- datasets
 
 
-def frame_dataset(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], utterances: Sequence[str], *, tolerance: int = 2) -> tuple[Tensor, Tensor, int]:
+def frame_dataset(
+    features: dict[str, np.ndarray], labels: dict[str, np.ndarray], utterances: Sequence[str], *, tolerance: int = 2
+) -> tuple[Tensor, Tensor, int]:
     """Stack the frames of ``utterances``: -> X (N, D) float32, y (N,) int64, frames trimmed at ends.
 
     Raises :class:`FeatureError` naming an utterance without labels or features, or whose
@@ -165,7 +167,14 @@ def phone_error_rate(references: Sequence[Sequence], hypotheses: Sequence[Sequen
     return 100.0 * errors / max(1, sum(len(r) for r in references))
 
 
-def _padded(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], utterances: Sequence[str], mean: Tensor, std: Tensor, tolerance: int):
+def _padded(
+    features: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    utterances: Sequence[str],
+    mean: Tensor,
+    std: Tensor,
+    tolerance: int,
+):
     """-> list of (standardised features (T, D), collapsed targets, T) per utterance, and frames trimmed."""
     items, trimmed = [], 0
     for utterance in utterances:
@@ -208,14 +217,19 @@ def ctc_probe(
     test_items, test_trimmed = _padded(features, labels, test, mean, std, tolerance)
     too_short = [u for u, (_, target, length) in zip(train, train_items) if length < len(target)]
     if too_short:
-        raise FeatureError(f"utterance(s) with fewer frames than phones, CTC cannot align them: {', '.join(too_short[:10])}")
+        raise FeatureError(
+            f"utterance(s) with fewer frames than phones, CTC cannot align them: {', '.join(too_short[:10])}"
+        )
 
     with seeded(settings.seed):
         model = classifier(train_items[0][0].shape[1], num_classes + 1, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     # Sort by length, cut into batches once (little padding), shuffle the batch order each epoch.
     order = sorted(range(len(train_items)), key=lambda i: train_items[i][2])
-    batches = [_batch([train_items[i] for i in order[s : s + utterances_per_batch]]) for s in range(0, len(order), utterances_per_batch)]
+    batches = [
+        _batch([train_items[i] for i in order[s : s + utterances_per_batch]])
+        for s in range(0, len(order), utterances_per_batch)
+    ]
     epochs = max(settings.epochs, math.ceil(settings.min_steps / len(batches)))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = cosine_schedule(optimizer, epochs * len(batches))

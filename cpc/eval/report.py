@@ -24,14 +24,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PAPER_LIBRISPEECH_100", "results_table", "read_metrics", "plot_training", "plot_accuracy_per_step", "plot_projection", "write_report", "seconds_per_step", "write_comparison_report",
-           "plot_curves_side_by_side"]
+__all__ = [
+    "PAPER_LIBRISPEECH_100",
+    "results_table",
+    "read_metrics",
+    "plot_training",
+    "plot_accuracy_per_step",
+    "plot_projection",
+    "write_report",
+    "seconds_per_step",
+    "write_comparison_report",
+    "plot_curves_side_by_side",
+]
 
 # van den Oord et al. 2018, table 1 (LibriSpeech-100, linear classifiers, percent accuracy).
 PAPER_LIBRISPEECH_100 = {
     "phone": {"cpc": 64.6, "mfcc": 39.7, "random": 27.6},
     "speaker": {"cpc": 97.4, "mfcc": 17.6, "random": 1.87},
 }
+
 
 def _percent(key: str):
     return lambda result: None if result.get(key) is None else f"{result[key]:.1f}"
@@ -126,7 +137,9 @@ def plot_training(metrics_path: str | os.PathLike, out: str | os.PathLike) -> No
         axes[1].plot(steps, [np.mean(r["accuracy"]) for r in records], style, label=label)
         if all("mutual_information" in r for r in records):  # only InfoNCE and NT-Xent are MI bounds
             axes[2].plot(steps, [np.mean(r["mutual_information"]) for r in records], style, label=label)
-    for axis, title in zip(axes, ("InfoNCE loss", "prediction accuracy (mean over k)", "MI lower bound (nats, mean over k)")):
+    for axis, title in zip(
+        axes, ("InfoNCE loss", "prediction accuracy (mean over k)", "MI lower bound (nats, mean over k)")
+    ):
         axis.set_title(title)
         axis.set_xlabel("step")
         axis.legend()
@@ -136,8 +149,13 @@ def plot_training(metrics_path: str | os.PathLike, out: str | os.PathLike) -> No
     plt.close(figure)
 
 
-def plot_accuracy_per_step(metrics_path: str | os.PathLike, out: str | os.PathLike, *, offsets: Sequence[int] | None = None,
-                           xlabel: str = "latent steps in the future (k)") -> None:
+def plot_accuracy_per_step(
+    metrics_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    offsets: Sequence[int] | None = None,
+    xlabel: str = "latent steps in the future (k)",
+) -> None:
     """Prediction accuracy against steps ahead k (the paper's figure 3), last train and validation records.
 
     ``offsets``: the k of each accuracy entry (default 1..K; image recipes start at 2 rows)."""
@@ -187,8 +205,17 @@ def plot_curves_side_by_side(runs: dict[str, str | os.PathLike], out: str | os.P
     plt.close(figure)
 
 
-def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], phone_names: Sequence[str], out: str | os.PathLike,
-                    *, title: str = "", max_frames: int = 4000, num_phones: int = 8, seed: int = 0) -> None:
+def plot_projection(
+    features: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    phone_names: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    title: str = "",
+    max_frames: int = 4000,
+    num_phones: int = 8,
+    seed: int = 0,
+) -> None:
     """2-D PCA of frame features (T, D) per utterance, the ``num_phones`` most frequent phones coloured."""
     from sklearn.decomposition import PCA
 
@@ -208,7 +235,13 @@ def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarra
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     for phone in common:
         chosen = phones[keep] == phone
-        axis.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, label=phone_names[phone] if phone < len(phone_names) else str(phone))
+        axis.scatter(
+            points[chosen, 0],
+            points[chosen, 1],
+            s=4,
+            alpha=0.6,
+            label=phone_names[phone] if phone < len(phone_names) else str(phone),
+        )
     axis.set_title(title or "PCA of frame features")
     axis.legend(markerscale=3, fontsize=8, ncol=2)
     figure.tight_layout()
@@ -216,8 +249,14 @@ def plot_projection(features: dict[str, np.ndarray], labels: dict[str, np.ndarra
     plt.close(figure)
 
 
-def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary: dict, plots: Sequence[tuple[str, str]],
-                 warnings: Sequence[str] = ()) -> tuple[Path, Path]:
+def write_report(
+    run_dir: str | os.PathLike,
+    results: Sequence[dict],
+    *,
+    summary: dict,
+    plots: Sequence[tuple[str, str]],
+    warnings: Sequence[str] = (),
+) -> tuple[Path, Path]:
     """report.json (summary + every result) and report.md (summary, table, plot links) in ``run_dir``.
 
     ``warnings`` (markdown, e.g. "the sample corpus was used") open report.md as quoted lines,
@@ -225,7 +264,9 @@ def write_report(run_dir: str | os.PathLike, results: Sequence[dict], *, summary
     """
     run_dir = Path(run_dir)
     json_path, markdown_path = run_dir / "report.json", run_dir / "report.md"
-    json_path.write_text(json.dumps({"summary": {**summary, "warnings": list(warnings)}, "results": list(results)}, indent=2) + "\n")
+    json_path.write_text(
+        json.dumps({"summary": {**summary, "warnings": list(warnings)}, "results": list(results)}, indent=2) + "\n"
+    )
     lines = [line for warning in warnings for line in (f"> {warning}", "")]
     lines += ["# CPC evaluation report", ""]
     lines += [f"- **{key}**: {value}" for key, value in summary.items()]
@@ -254,13 +295,25 @@ def seconds_per_step(metrics_path: Path, examples_per_step: int) -> float | None
     return statistics.median(rates) if rates else None
 
 
-def write_comparison_report(run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None) -> dict:
+def write_comparison_report(
+    run_dir: Path, title: str, report: dict, table: str, legend: str, *, warning: str | None = None
+) -> dict:
     """RUN_DIR/report.json (``report``) and report.md: the title, the summary's items, the table, the legend and
     the curves; prints report.md and returns ``report``."""
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"> {warning}", ""] if warning else []
-    lines += [f"# {title}", "", *(f"- **{key}**: {value}" for key, value in report["summary"].items()), "", table, "",
-              legend, "", "![Training curves side by side](curves.png)", ""]
+    lines += [
+        f"# {title}",
+        "",
+        *(f"- **{key}**: {value}" for key, value in report["summary"].items()),
+        "",
+        table,
+        "",
+        legend,
+        "",
+        "![Training curves side by side](curves.png)",
+        "",
+    ]
     (run_dir / "report.md").write_text("\n".join(lines))
     print((run_dir / "report.md").read_text())
     return report

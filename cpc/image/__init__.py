@@ -16,8 +16,12 @@ from cpc.image.context import (
 from cpc.image.encoder import PatchEncoderConfig, build_patch_encoder
 from cpc.image.source import FashionMNISTConfig, FashionMNISTPatches
 
-registry.register("model.encoder", "patch_resnet", PatchEncoderConfig, build_patch_encoder)  # patches (B, G, G, P, P) -> (B, G, G, C)
-registry.register("model.context", "masked_conv", MaskedConvContextConfig, build_masked_conv_context)  # image grids, top to bottom
+registry.register(
+    "model.encoder", "patch_resnet", PatchEncoderConfig, build_patch_encoder
+)  # patches (B, G, G, P, P) -> (B, G, G, C)
+registry.register(
+    "model.context", "masked_conv", MaskedConvContextConfig, build_masked_conv_context
+)  # image grids, top to bottom
 registry.register("model.context", "row_gru", RowGRUContextConfig, build_row_gru_context)
 registry.register("data", "fashion_mnist", FashionMNISTConfig, FashionMNISTPatches)
 registry.register_probe("image", "cpc.image.probe")

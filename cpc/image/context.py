@@ -47,8 +47,13 @@ from torch import Tensor, nn
 from cpc.runtime import plain
 
 __all__ = [
-    "MaskedConvContext", "MaskedConvContextConfig", "RowCausalConv", "RowGRUContext", "RowGRUContextConfig",
-    "build_masked_conv_context", "build_row_gru_context",
+    "MaskedConvContext",
+    "MaskedConvContextConfig",
+    "RowCausalConv",
+    "RowGRUContext",
+    "RowGRUContextConfig",
+    "build_masked_conv_context",
+    "build_row_gru_context",
 ]
 
 CONTEXT_NORMS = ("layer", "none")  # per position over channels: causal
@@ -99,8 +104,9 @@ class RowCausalConv(nn.Module):
 class MaskedConvContext(nn.Module):
     """latents (B, G, G, C) -> context (B, G, G, H); context row r depends on latent rows <= r only."""
 
-    def __init__(self, *, input_size: int, hidden_size: int = 128, layers: int = 3, kernel_size: int = 3,
-                 norm: str = "layer") -> None:
+    def __init__(
+        self, *, input_size: int, hidden_size: int = 128, layers: int = 3, kernel_size: int = 3, norm: str = "layer"
+    ) -> None:
         super().__init__()
         norm = plain(norm)  # a config enum or its string
         if norm not in CONTEXT_NORMS:
@@ -111,7 +117,9 @@ class MaskedConvContext(nn.Module):
         self.kernel_size, self.layers = kernel_size, layers
         self.project = nn.Linear(input_size, hidden_size)  # a 1 x 1 convolution on the channel-last grid
         self.convs = nn.ModuleList(RowCausalConv(hidden_size, kernel_size) for _ in range(layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) if norm == "layer" else nn.Identity() for _ in range(layers))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(hidden_size) if norm == "layer" else nn.Identity() for _ in range(layers)
+        )
 
     @property
     def receptive_field(self) -> tuple[int, int]:

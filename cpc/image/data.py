@@ -35,8 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_ROOT", "DatasetMissing", "INSTALL_HINT", "augment_patches", "grid_size", "load_fashion_mnist",
-    "normalise", "patch_grid", "patch_origin", "read_idx",
+    "CLASS_NAMES",
+    "DEFAULT_ROOT",
+    "DatasetMissing",
+    "INSTALL_HINT",
+    "augment_patches",
+    "grid_size",
+    "load_fashion_mnist",
+    "normalise",
+    "patch_grid",
+    "patch_origin",
+    "read_idx",
 ]
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -69,13 +78,17 @@ def read_idx(path: str | Path) -> np.ndarray:
     except (gzip.BadGzipFile, zlib.error) as error:
         raise ValueError(f"{path}: not a readable gzip file ({error})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an idx file (bad magic {raw[:4].hex() or 'empty'}, expected 0000 then type and ndim)")
+        raise ValueError(
+            f"{path}: not an idx file (bad magic {raw[:4].hex() or 'empty'}, expected 0000 then type and ndim)"
+        )
     code, ndim = raw[2], raw[3]
     if code not in IDX_TYPES:
         raise ValueError(f"{path}: idx type code 0x{code:02x} is not supported (only unsigned bytes, 0x08)")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated inside the header: {ndim} dimensions need {header} bytes, found {len(raw)}")
+        raise ValueError(
+            f"{path}: truncated inside the header: {ndim} dimensions need {header} bytes, found {len(raw)}"
+        )
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = math.prod(shape) * np.dtype(IDX_TYPES[code]).itemsize
     found = len(raw) - header
@@ -85,7 +98,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=IDX_TYPES[code], offset=header).reshape(shape).copy()  # writable
 
 
-def load_fashion_mnist(root: str | Path = DEFAULT_ROOT, split: str = "train", *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(
+    root: str | Path = DEFAULT_ROOT, split: str = "train", *, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """-> images (N, 28, 28) uint8, labels (N,) int64 of the ``train`` (60,000) or ``test`` (10,000) split.
 
     ``limit`` keeps the first N (the whole file is still read: 47 MB for train). Nothing is
@@ -120,11 +135,15 @@ def grid_size(padded_size: int = 32, patch_size: int = 8, stride: int = 4) -> in
     if patch_size < 1 or stride < 1:
         raise ValueError(f"patch_size={patch_size} and stride={stride} must both be >= 1")
     if padded_size < patch_size or (padded_size - patch_size) % stride:
-        raise ValueError(f"padded_size={padded_size} does not fit whole {patch_size}-pixel patches every {stride} pixels")
+        raise ValueError(
+            f"padded_size={padded_size} does not fit whole {patch_size}-pixel patches every {stride} pixels"
+        )
     return (padded_size - patch_size) // stride + 1
 
 
-def patch_origin(row: int, col: int, *, image_size: int = 28, padded_size: int = 32, stride: int = 4) -> tuple[int, int]:
+def patch_origin(
+    row: int, col: int, *, image_size: int = 28, padded_size: int = 32, stride: int = 4
+) -> tuple[int, int]:
     """Top-left pixel of patch (row, col) in the *original* image's coordinates: (-2, -2) for (0, 0), (22, 22) for (6, 6).
 
     Negative (or >= image_size - patch_size) where the patch reaches into the reflected border.
@@ -155,12 +174,16 @@ def patch_grid(images: Tensor, *, padded_size: int = 32, patch_size: int = 8, st
     top, left = (padded_size - height) // 2, (padded_size - width) // 2
     bottom, right = padded_size - height - top, padded_size - width - left
     if max(top, bottom) >= height or max(left, right) >= width:  # reflection mirrors at most H - 1 pixels
-        raise ValueError(f"padded_size={padded_size}: reflect padding needs a border smaller than the images, {tuple(images.shape)}")
+        raise ValueError(
+            f"padded_size={padded_size}: reflect padding needs a border smaller than the images, {tuple(images.shape)}"
+        )
     padded = F.pad(images[:, None], (left, right, top, bottom), mode="reflect")[:, 0]  # (B, padded, padded)
     return padded.unfold(1, patch_size, stride).unfold(2, patch_size, stride)  # (B, G, G, P, P)
 
 
-def augment_patches(patches: Tensor, generator: torch.Generator, *, max_shift: int = 2, brightness: float = 0.4, contrast: float = 0.4) -> Tensor:
+def augment_patches(
+    patches: Tensor, generator: torch.Generator, *, max_shift: int = 2, brightness: float = 0.4, contrast: float = 0.4
+) -> Tensor:
     """CPC v2's per-patch augmentation: (B, G, G, P, P) -> the same shape, each patch jittered independently.
 
     1. crop-and-pad jitter: content shifted by (dy, dx), each uniform in [-max_shift, max_shift],

@@ -29,28 +29,41 @@ log = logging.getLogger(__name__)
 DEFAULT_RECIPE = "image/fashion_mnist"
 
 
-def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4) -> None:
+def plot_patch_grid(
+    image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4
+) -> None:
     """One test image with the reflect padding and every patch's outline (7 x 7, 50 % overlap)."""
     from cpc.eval.report import pyplot
 
     plt = pyplot()
     border = (padded_size - image.shape[0]) // 2
-    padded = np.pad(image, ((border, padded_size - image.shape[0] - border), (border, padded_size - image.shape[1] - border)), mode="reflect")
+    padded = np.pad(
+        image,
+        ((border, padded_size - image.shape[0] - border), (border, padded_size - image.shape[1] - border)),
+        mode="reflect",
+    )
     grid = (padded_size - patch_size) // stride + 1
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.4))
     axes[0].imshow(padded, cmap="gray")
-    axes[0].add_patch(plt.Rectangle((border - 0.5, border - 0.5), image.shape[1], image.shape[0], fill=False, color="yellow", lw=1.5))
+    axes[0].add_patch(
+        plt.Rectangle((border - 0.5, border - 0.5), image.shape[1], image.shape[0], fill=False, color="yellow", lw=1.5)
+    )
     for i in range(grid):
         for j in range(grid):
             colour = plt.cm.viridis(i / max(grid - 1, 1))
-            axes[0].add_patch(plt.Rectangle((j * stride - 0.5, i * stride - 0.5), patch_size, patch_size, fill=False, color=colour, lw=0.6))
+            axes[0].add_patch(
+                plt.Rectangle(
+                    (j * stride - 0.5, i * stride - 0.5), patch_size, patch_size, fill=False, color=colour, lw=0.6
+                )
+            )
     axes[0].set_title(f"reflect-padded {padded_size}x{padded_size}; yellow: the image; patches by row")
     tiles = np.ones((grid * (patch_size + 1), grid * (patch_size + 1))) * padded.max()
     for i in range(grid):
         for j in range(grid):
-            tiles[i * (patch_size + 1) : i * (patch_size + 1) + patch_size, j * (patch_size + 1) : j * (patch_size + 1) + patch_size] = (
-                padded[i * stride : i * stride + patch_size, j * stride : j * stride + patch_size]
-            )
+            tiles[
+                i * (patch_size + 1) : i * (patch_size + 1) + patch_size,
+                j * (patch_size + 1) : j * (patch_size + 1) + patch_size,
+            ] = padded[i * stride : i * stride + patch_size, j * stride : j * stride + patch_size]
     axes[1].imshow(tiles, cmap="gray")
     axes[1].set_title(f"the {grid}x{grid} grid of {patch_size}x{patch_size} patches")
     for axis in axes:
@@ -61,8 +74,14 @@ def plot_patch_grid(image: np.ndarray, out: Path, *, padded_size: int = 32, patc
     plt.close(figure)
 
 
-ROWS = (("cpc", "both", "CPC [z, c]"), ("cpc", "encoder", "CPC z"), ("cpc", "context", "CPC c"), ("pixels", None, "raw pixels"),
-        ("random", "both", "random-init [z, c]"), ("supervised", None, "supervised, same encoder + context"))
+ROWS = (
+    ("cpc", "both", "CPC [z, c]"),
+    ("cpc", "encoder", "CPC z"),
+    ("cpc", "context", "CPC c"),
+    ("pixels", None, "raw pixels"),
+    ("random", "both", "random-init [z, c]"),
+    ("supervised", None, "supervised, same encoder + context"),
+)
 
 
 def image_table(results: list[dict], budgets) -> str:
@@ -73,13 +92,27 @@ def image_table(results: list[dict], budgets) -> str:
         if not cells:
             continue
         dims = next(iter(cells.values()))["dimensions"]
-        lines.append(f"| {label} | {dims} | " + " | ".join(f"{cells[n]['accuracy']:.1f} %" if n in cells else "–" for n in budgets) + " |")
+        lines.append(
+            f"| {label} | {dims} | "
+            + " | ".join(f"{cells[n]['accuracy']:.1f} %" if n in cells else "–" for n in budgets)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None,
-                   labels=LABEL_BUDGETS, root: str = DEFAULT_ROOT, progress: bool = True, limit_train: int | None = None, limit_test: int | None = None,
-                   supervised_steps: int = SUPERVISED_STEPS) -> dict:
+def run_image_demo(
+    run_dir,
+    *,
+    steps: int | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    overrides: list[str] | None = None,
+    labels=LABEL_BUDGETS,
+    root: str = DEFAULT_ROOT,
+    progress: bool = True,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    supervised_steps: int = SUPERVISED_STEPS,
+) -> dict:
     from cpc.config import load_config
     from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
     from cpc.train import train_or_resume
@@ -108,8 +141,17 @@ def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_R
     for count in labels:
         for kind, layer, label in ROWS:
             features = str(checkpoint) if kind == "cpc" else kind
-            result = image_probe(features, labels=count, layer=layer or "both", architecture=str(checkpoint), root=root,
-                                 limit_train=limit_train, limit_test=limit_test, supervised_steps=supervised_steps, cache=cache)
+            result = image_probe(
+                features,
+                labels=count,
+                layer=layer or "both",
+                architecture=str(checkpoint),
+                root=root,
+                limit_train=limit_train,
+                limit_test=limit_test,
+                supervised_steps=supervised_steps,
+                cache=cache,
+            )
             results.append({**result, "kind": kind, "name": label})
             log.info("%s, %d labels: %.2f %%", label, result["labels"], result["accuracy"])
     budgets = sorted({r["labels"] for r in results})
@@ -120,15 +162,26 @@ def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_R
     from cpc.checkpoint import load_checkpoint
 
     config = load_checkpoint(checkpoint)["config"]
-    offsets = list(range(config["model"]["predictor"]["first_offset"], config["model"]["predictor"]["first_offset"] + config["model"]["predictor"]["prediction_steps"]))
+    offsets = list(
+        range(
+            config["model"]["predictor"]["first_offset"],
+            config["model"]["predictor"]["first_offset"] + config["model"]["predictor"]["prediction_steps"],
+        )
+    )
     metrics = run_dir / "metrics.jsonl"
     plot_training(metrics, run_dir / "training.png")
     plot_accuracy_per_step(metrics, run_dir / "accuracy_per_offset.png", offsets=offsets, xlabel="rows ahead (k)")
-    plot_patch_grid(test_images[0], run_dir / "patch_grid.png", padded_size=config["data"]["padded_size"],
-                    patch_size=config["data"]["patch_size"], stride=config["data"]["patch_stride"])
+    plot_patch_grid(
+        test_images[0],
+        run_dir / "patch_grid.png",
+        padded_size=config["data"]["padded_size"],
+        patch_size=config["data"]["patch_size"],
+        stride=config["data"]["patch_stride"],
+    )
     train_records, valid_records = read_metrics(metrics)
     summary = {
-        "data": f"Fashion-MNIST ({root}): 60,000 train / 10,000 test images" if limit_train is None and limit_test is None
+        "data": f"Fashion-MNIST ({root}): 60,000 train / 10,000 test images"
+        if limit_train is None and limit_test is None
         else f"Fashion-MNIST slice: first {limit_train or 60000} train / {limit_test or 10000} test images (not the protocol)",
         "recipe": recipe,
         "overrides": " ".join(overrides),
@@ -136,20 +189,33 @@ def run_image_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_R
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
-        "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]])) if valid_records else None,
-        "training_seconds": round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)",
+        "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]]))
+        if valid_records
+        else None,
+        "training_seconds": round(training_seconds, 1)
+        if not reused
+        else "reused an existing checkpoint (or resumed it)",
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     (run_dir / "report.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
     lines = ["# Image-patch CPC on Fashion-MNIST", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
-    lines += ["", "## Linear probe, test accuracy", "", image_table(results, budgets),
-              "Linear classifier (logistic regression, Adam) on standardised frozen features, mean-pooled over the 7 x 7 patch grid; "
-              "trained on a seeded subset of the training images, scored on the test images. Supervised: the same encoder and context trained end "
-              f"to end with labels on the same subset ({supervised_steps} Adam steps of 64 images). Paper (ImageNet, ResNet-101): CPC 48.7 % top-1.",
-              "", "## Plots", ""]
-    for file, caption in (("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
-                          ("accuracy_per_offset.png", "Prediction accuracy against rows ahead k"),
-                          ("patch_grid.png", "The patch grid on one test image")):
+    lines += [
+        "",
+        "## Linear probe, test accuracy",
+        "",
+        image_table(results, budgets),
+        "Linear classifier (logistic regression, Adam) on standardised frozen features, mean-pooled over the 7 x 7 patch grid; "
+        "trained on a seeded subset of the training images, scored on the test images. Supervised: the same encoder and context trained end "
+        f"to end with labels on the same subset ({supervised_steps} Adam steps of 64 images). Paper (ImageNet, ResNet-101): CPC 48.7 % top-1.",
+        "",
+        "## Plots",
+        "",
+    ]
+    for file, caption in (
+        ("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
+        ("accuracy_per_offset.png", "Prediction accuracy against rows ahead k"),
+        ("patch_grid.png", "The patch grid on one test image"),
+    ):
         lines.append(f"![{caption}]({file})\n\n{caption}\n")
     (run_dir / "report.md").write_text("\n".join(lines))
     print((run_dir / "report.md").read_text())

@@ -54,7 +54,9 @@ def labelled_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray
 
 
 @torch.inference_mode()
-def pooled_features(model: nn.Module, images: np.ndarray, data: FashionMNISTConfig, *, layer: str = "both", batch_size: int = 500) -> Tensor:
+def pooled_features(
+    model: nn.Module, images: np.ndarray, data: FashionMNISTConfig, *, layer: str = "both", batch_size: int = 500
+) -> Tensor:
     """uint8 images (N, 28, 28) -> features (N, D): z and/or c mean-pooled over the patch grid."""
     if layer not in LAYERS:
         raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
@@ -73,7 +75,9 @@ def pooled_features(model: nn.Module, images: np.ndarray, data: FashionMNISTConf
     return torch.cat(rows).float()
 
 
-def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, settings: ProbeSettings = IMAGE_SETTINGS) -> float:
+def linear_probe(
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, settings: ProbeSettings = IMAGE_SETTINGS
+) -> float:
     """Test accuracy (percent) of a linear classifier trained on standardised features."""
     mean, std = standardiser(train_x)
     classifier = train_classifier((train_x - mean) / std, train_y, 10, settings)
@@ -95,8 +99,18 @@ class SupervisedNetwork(nn.Module):
         return self.head(torch.cat([latents.mean(dim=(1, 2)), context.mean(dim=(1, 2))], dim=1))  # (B, 10)
 
 
-def supervisedaccuracy(model: nn.Module, data: FashionMNISTConfig, train_images, train_labels, test_images, test_labels, *,
-                        steps: int = SUPERVISED_STEPS, batch_size: int = 64, seed: int = 0) -> float:
+def supervisedaccuracy(
+    model: nn.Module,
+    data: FashionMNISTConfig,
+    train_images,
+    train_labels,
+    test_images,
+    test_labels,
+    *,
+    steps: int = SUPERVISED_STEPS,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> float:
     """Train ``model``'s encoder architecture (fresh weights) + a linear head on the labelled images; -> test accuracy (percent)."""
     from cpc.model import build_model
 
@@ -117,7 +131,9 @@ def supervisedaccuracy(model: nn.Module, data: FashionMNISTConfig, train_images,
         schedule.step()
     network.eval()
     with torch.inference_mode():
-        predictions = torch.cat([network(image_patches(test_images[i : i + 500], data)).argmax(1) for i in range(0, len(test_images), 500)])
+        predictions = torch.cat(
+            [network(image_patches(test_images[i : i + 500], data)).argmax(1) for i in range(0, len(test_images), 500)]
+        )
     return 100.0 * (predictions == torch.from_numpy(test_labels)).float().mean().item()
 
 
@@ -133,8 +149,15 @@ def checkpoint_grid(checkpoint: str | Path, root: str = DEFAULT_ROOT) -> Fashion
     return dataclasses.replace(FashionMNISTConfig(root=root), **grid)
 
 
-def label_budget_accuracies(checkpoint: str | Path, budgets, *, root: str = DEFAULT_ROOT, seed: int = 0,
-                            limit_train: int | None = None, limit_test: int | None = None) -> dict[int, float]:
+def label_budget_accuracies(
+    checkpoint: str | Path,
+    budgets,
+    *,
+    root: str = DEFAULT_ROOT,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> dict[int, float]:
     """Test accuracy (percent) of the linear probe on pooled [z, c], per label budget: the numbers of
     ``image_probe(checkpoint, labels=n)`` for each n, at a fraction of the cost. The seeded subsets
     are prefixes of one permutation, so every budget's images lie in the largest budget's: only
@@ -152,13 +175,26 @@ def label_budget_accuracies(checkpoint: str | Path, budgets, *, root: str = DEFA
     for count in sorted(budgets):
         subset = labelled_subset(train_labels, count, seed)
         rows = torch.from_numpy(np.searchsorted(pooled, subset))  # the subset's rows of train_x
-        accuracies[len(subset)] = linear_probe(train_x[rows], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings)
+        accuracies[len(subset)] = linear_probe(
+            train_x[rows], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings
+        )
     return accuracies
 
 
-def image_probe(features: str, *, labels: int = 10000, layer: str = "both", architecture: str | None = None, root: str = DEFAULT_ROOT,
-                seed: int = 0, threads: int | None = None, limit_train: int | None = None, limit_test: int | None = None, supervised_steps: int = SUPERVISED_STEPS,
-                cache: dict | None = None) -> dict:
+def image_probe(
+    features: str,
+    *,
+    labels: int = 10000,
+    layer: str = "both",
+    architecture: str | None = None,
+    root: str = DEFAULT_ROOT,
+    seed: int = 0,
+    threads: int | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    supervised_steps: int = SUPERVISED_STEPS,
+    cache: dict | None = None,
+) -> dict:
     """One row of the image table: ``features`` is a checkpoint path or one of BASELINES.
 
     ``architecture``: the checkpoint whose model ``random`` and ``supervised`` copy (required
@@ -170,19 +206,41 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
     started = time.perf_counter()
     if features not in BASELINES and not Path(features).is_file():
         raise FileNotFoundError(f"--features {features}: no such checkpoint (or one of {', '.join(BASELINES)})")
-    source = None if features == "pixels" else architecture if features in ("random", "supervised") else features  # the model to copy
+    source = (
+        None if features == "pixels" else architecture if features in ("random", "supervised") else features
+    )  # the model to copy
     if features in ("random", "supervised") and source is None:
-        raise ValueError(f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)")
+        raise ValueError(
+            f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)"
+        )
     data = FashionMNISTConfig(root=root) if source is None else checkpoint_grid(source, root)
     train_images, train_labels = load_fashion_mnist(root, "train", limit=limit_train)
     test_images, test_labels = load_fashion_mnist(root, "test", limit=limit_test)
     subset = labelled_subset(train_labels, labels, seed)
-    result = {"task": "image", "features": features, "labels": len(subset), "layer": layer if features not in ("pixels", "supervised") else None}
+    result = {
+        "task": "image",
+        "features": features,
+        "labels": len(subset),
+        "layer": layer if features not in ("pixels", "supervised") else None,
+    }
     with torch_threads(threads):
         if features == "supervised":
             model = load(source)
-            accuracy = supervisedaccuracy(model, data, train_images[subset], train_labels[subset], test_images, test_labels, steps=supervised_steps, seed=seed)
-            result.update(accuracy=accuracy, dimensions=model.encoder.output_size + model.context.output_size, supervised_steps=supervised_steps)  # its head reads [z, c]
+            accuracy = supervisedaccuracy(
+                model,
+                data,
+                train_images[subset],
+                train_labels[subset],
+                test_images,
+                test_labels,
+                steps=supervised_steps,
+                seed=seed,
+            )
+            result.update(
+                accuracy=accuracy,
+                dimensions=model.encoder.output_size + model.context.output_size,
+                supervised_steps=supervised_steps,
+            )  # its head reads [z, c]
         else:
             key = features  # z and c are pooled once; the layer picks columns
             if cache is not None and key in cache:
@@ -200,7 +258,10 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
                             model = build_model(load(source).config)
                     else:
                         model = load(features)
-                    train_x, test_x = pooled_features(model, train_images, data), pooled_features(model, test_images, data)
+                    train_x, test_x = (
+                        pooled_features(model, train_images, data),
+                        pooled_features(model, test_images, data),
+                    )
                     latent_size = model.encoder.output_size
                 if cache is not None:
                     cache[key] = (train_x, test_x, latent_size)
@@ -208,7 +269,9 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
                 columns = slice(0, latent_size) if layer == "encoder" else slice(latent_size, None)
                 train_x, test_x = train_x[:, columns], test_x[:, columns]
             settings = dataclasses.replace(IMAGE_SETTINGS, seed=seed)
-            accuracy = linear_probe(train_x[subset], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings)
+            accuracy = linear_probe(
+                train_x[subset], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings
+            )
             result.update(accuracy=accuracy, dimensions=int(train_x.shape[1]))
     result["test_images"] = len(test_labels)
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -221,17 +284,31 @@ def image_probe(features: str, *, labels: int = 10000, layer: str = "both", arch
 
 def register_probe(kinds: argparse._SubParsersAction) -> None:
     """``cpc probe image`` (called by cpc.eval.cli, which owns ``cpc probe``)."""
-    parser = kinds.add_parser("image", help="Fashion-MNIST accuracy of a linear classifier on frozen, grid-pooled features",
-                              description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = kinds.add_parser(
+        "image",
+        help="Fashion-MNIST accuracy of a linear classifier on frozen, grid-pooled features",
+        description=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--features", required=True, help=f"a CPC checkpoint, or one of {', '.join(BASELINES)}")
     parser.add_argument("--architecture", help="checkpoint whose architecture random/supervised copy")
-    parser.add_argument("--labels", type=int, default=10000, help="labelled training images (seeded subset; 60000 = all)")
-    parser.add_argument("--layer", choices=LAYERS, default="both", help="pooled z (encoder), c (context) or both concatenated")
+    parser.add_argument(
+        "--labels", type=int, default=10000, help="labelled training images (seeded subset; 60000 = all)"
+    )
+    parser.add_argument(
+        "--layer", choices=LAYERS, default="both", help="pooled z (encoder), c (context) or both concatenated"
+    )
     parser.add_argument("--data", default=DEFAULT_ROOT, help="folder of the Fashion-MNIST idx files")
     parser.add_argument("--seed", type=int, default=0, help="seed of the labelled subset and the classifier")
     parser.add_argument("--threads", type=int, help="torch threads")
-    parser.add_argument("--supervised-steps", type=int, default=SUPERVISED_STEPS, help="training steps of --features supervised")
-    parser.add_argument("--max-images", type=int, help="use only the first N training and N test images (a quick look, not the protocol)")
+    parser.add_argument(
+        "--supervised-steps", type=int, default=SUPERVISED_STEPS, help="training steps of --features supervised"
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        help="use only the first N training and N test images (a quick look, not the protocol)",
+    )
     parser.add_argument("--json", help="write the result here")
     parser.set_defaults(func=_main)
 
@@ -240,10 +317,21 @@ def _main(args: argparse.Namespace) -> int:
     from cpc.safe_io import refuse_input_as_output, write_atomic
 
     if args.json:  # before the work: never onto the checkpoint it reads
-        refuse_input_as_output("--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()])
-    result = image_probe(args.features, labels=args.labels, layer=args.layer, architecture=args.architecture, root=args.data,
-                         seed=args.seed, threads=args.threads, limit_train=args.max_images, limit_test=args.max_images,
-                         supervised_steps=args.supervised_steps)
+        refuse_input_as_output(
+            "--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()]
+        )
+    result = image_probe(
+        args.features,
+        labels=args.labels,
+        layer=args.layer,
+        architecture=args.architecture,
+        root=args.data,
+        seed=args.seed,
+        threads=args.threads,
+        limit_train=args.max_images,
+        limit_test=args.max_images,
+        supervised_steps=args.supervised_steps,
+    )
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

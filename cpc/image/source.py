@@ -51,7 +51,9 @@ class FashionMNISTConfig:
 def image_patches(images: np.ndarray | Tensor, config: FashionMNISTConfig) -> Tensor:
     """uint8 images (B, 28, 28) -> float patches (B, G, G, P, P), without augmentation (probes, validation)."""
     images = torch.as_tensor(images)
-    return patch_grid(normalise(images), padded_size=config.padded_size, patch_size=config.patch_size, stride=config.patch_stride)
+    return patch_grid(
+        normalise(images), padded_size=config.padded_size, patch_size=config.patch_size, stride=config.patch_stride
+    )
 
 
 AUGMENTATION = 2  # random stream of the augmentation (0 and 1 are the training and validation negatives, cpc.train)
@@ -60,22 +62,33 @@ AUGMENTATION = 2  # random stream of the augmentation (0 and 1 are the training 
 class FashionMNISTPatches:
     """The data source: batches of (B, G, G, P, P) patches, lengths None (every image has all G rows)."""
 
-    def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
+    def __init__(
+        self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device
+    ) -> None:
         from cpc.errors import ConfigError
 
         self.data, self.device = config.data, device
-        self.seed, self.batch_size, self.rank, self.world_size = config.train.seed, config.train.batch_size, rank, world_size
+        self.seed, self.batch_size, self.rank, self.world_size = (
+            config.train.seed,
+            config.train.batch_size,
+            rank,
+            world_size,
+        )
         self.start_step, self.valid_count = start_step, config.train.valid_batches * config.train.batch_size
         images, _ = load_fashion_mnist(self.data.root, "train")
         if self.data.train_images > 0:
             images = images[: self.data.train_images]
         if self.data.valid_images >= len(images):
-            raise ConfigError(f"data.valid_images={self.data.valid_images} leaves no training images (of {len(images)})")
+            raise ConfigError(
+                f"data.valid_images={self.data.valid_images} leaves no training images (of {len(images)})"
+            )
         cut = len(images) - self.data.valid_images
         self.train_images, self.valid_images = torch.from_numpy(images[:cut]), torch.from_numpy(images[cut:])
         self.batches_per_epoch = len(self.train_images) // (self.batch_size * world_size)
         if self.batches_per_epoch == 0:
-            raise ConfigError(f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_images)} training images")
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_images)} training images"
+            )
         self.examples_per_batch = self.batch_size
         self._epoch, self._order = None, None
 
@@ -98,7 +111,9 @@ class FashionMNISTPatches:
         """The uint8 images (B, 28, 28) this rank trains on at ``step``."""
         epoch, index = divmod(step, self.batches_per_epoch)
         if epoch != self._epoch:
-            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(len(self.train_images))
+            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(
+                len(self.train_images)
+            )
             self._epoch, self._order = epoch, torch.from_numpy(order)
         start = (index * self.world_size + self.rank) * self.batch_size
         return self.train_images[self._order[start : start + self.batch_size]]
@@ -109,12 +124,18 @@ class FashionMNISTPatches:
             patches = image_patches(self.batch_images(step), self.data)  # (B, G, G, P, P)
             if self.data.augment:
                 patches = augment_patches(
-                    patches, generator_for(self.seed, self.rank, AUGMENTATION, step),
-                    max_shift=self.data.max_shift, brightness=self.data.brightness, contrast=self.data.contrast,
+                    patches,
+                    generator_for(self.seed, self.rank, AUGMENTATION, step),
+                    max_shift=self.data.max_shift,
+                    brightness=self.data.brightness,
+                    contrast=self.data.contrast,
                 )
             yield patches.to(self.device, non_blocking=True), None
             step += 1
 
     def valid_batches(self) -> list[tuple[Tensor, None]]:
         images = self.valid_images[: self.valid_count][self.rank :: self.world_size]
-        return [(image_patches(images[i : i + self.batch_size], self.data).to(self.device), None) for i in range(0, len(images), self.batch_size)]
+        return [
+            (image_patches(images[i : i + self.batch_size], self.data).to(self.device), None)
+            for i in range(0, len(images), self.batch_size)
+        ]

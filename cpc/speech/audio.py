@@ -59,7 +59,11 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE, *
     if backend == "torchaudio":
         import torch
 
-        return _torchaudio.require().functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_rate, target_rate).numpy()
+        return (
+            _torchaudio.require()
+            .functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_rate, target_rate)
+            .numpy()
+        )
     if backend == "librosa":
         import librosa
 
@@ -70,7 +74,9 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE, *
 _warned_rates: set[int] = set()
 
 
-def read_audio(path: str | os.PathLike, start: int = 0, stop: int | None = None, *, sample_rate: int | None = None) -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike, start: int = 0, stop: int | None = None, *, sample_rate: int | None = None
+) -> np.ndarray:
     """Read ``[start, stop)`` (16 kHz sample indices) of a file as mono float32 at 16 kHz.
 
     16 kHz files are read by seeking, so a training window costs one small read, not the
@@ -110,7 +116,9 @@ def probe(path: str | os.PathLike, speaker: str) -> AudioFile:
         raise AudioError(f"cannot read audio file {path}: {error}") from error
     if info.frames <= 0:
         raise AudioError(f"audio file {path} holds no samples")
-    num_samples = info.frames if info.samplerate == SAMPLE_RATE else math.ceil(info.frames * SAMPLE_RATE / info.samplerate)
+    num_samples = (
+        info.frames if info.samplerate == SAMPLE_RATE else math.ceil(info.frames * SAMPLE_RATE / info.samplerate)
+    )
     return AudioFile(str(path), num_samples, speaker, info.samplerate)
 
 

@@ -71,12 +71,23 @@ from cpc.speech.audio import SAMPLE_RATE
 from cpc.speech.config import AugmentConfig, BandRejectConfig, NoiseConfig, PitchShiftConfig, ReverbConfig
 
 __all__ = [
-    "Augmentation", "PitchShift", "Reverb", "BandReject", "AdditiveNoise", "build_augmentation",
-    "pitch_shift", "room_impulse_responses", "band_reject_filters", "causal_convolve", "add_noise",
+    "Augmentation",
+    "PitchShift",
+    "Reverb",
+    "BandReject",
+    "AdditiveNoise",
+    "build_augmentation",
+    "pitch_shift",
+    "room_impulse_responses",
+    "band_reject_filters",
+    "causal_convolve",
+    "add_noise",
 ]
 
 BAND_REJECT_TAPS = 2048  # 128 ms at 16 kHz: resolves a quarter octave at 200 Hz
-CEPSTRUM_SIZE = 4 * BAND_REJECT_TAPS  # the minimum-phase design on a finer grid than the taps kept, against cepstral aliasing
+CEPSTRUM_SIZE = (
+    4 * BAND_REJECT_TAPS
+)  # the minimum-phase design on a finer grid than the taps kept, against cepstral aliasing
 BAND_EDGE_OCTAVES = 0.05  # raised-cosine transition at each band edge (a hard edge rings through the whole filter)
 
 
@@ -94,7 +105,9 @@ def causal_convolve(waveforms: Tensor, kernels: Tensor) -> Tensor:
     By FFT, zero-padded so nothing wraps around: causal up to float round-off."""
     _check_waveforms(waveforms)
     num_samples = waveforms.shape[1]
-    size = 1 << (num_samples + kernels.shape[1] - 2).bit_length()  # >= S + L - 1; a power of 2 (a large prime factor is slow)
+    size = (
+        1 << (num_samples + kernels.shape[1] - 2).bit_length()
+    )  # >= S + L - 1; a power of 2 (a large prime factor is slow)
     spectrum = torch.fft.rfft(waveforms, n=size) * torch.fft.rfft(kernels, n=size)  # (B, F)
     return torch.fft.irfft(spectrum, n=size)[:, :num_samples]  # (B, S)
 
@@ -124,7 +137,9 @@ def pitch_shift(waveforms: Tensor, ratios: Tensor, *, grain: int) -> Tensor:
     return output
 
 
-def room_impulse_responses(rt60_s: Tensor, direct_to_reverb_db: Tensor, *, length: int, sample_rate: int, generator: torch.Generator) -> Tensor:
+def room_impulse_responses(
+    rt60_s: Tensor, direct_to_reverb_db: Tensor, *, length: int, sample_rate: int, generator: torch.Generator
+) -> Tensor:
     """Synthetic room impulse responses (B, length) for rt60_s, direct_to_reverb_db (B,).
 
     h[0] is the direct path; h[j >= 1] is Gaussian noise decaying by 60 dB in rt60 seconds,
@@ -132,7 +147,9 @@ def room_impulse_responses(rt60_s: Tensor, direct_to_reverb_db: Tensor, *, lengt
     has unit energy, so the output keeps the input's level (for white input)."""
     batch = rt60_s.shape[0]
     lag = torch.arange(1, length, device=rt60_s.device, dtype=rt60_s.dtype)  # (L - 1,)
-    envelope = torch.exp(-3 * math.log(10) * lag / (rt60_s[:, None] * sample_rate))  # (B, L - 1): amplitude 10^-3 at rt60
+    envelope = torch.exp(
+        -3 * math.log(10) * lag / (rt60_s[:, None] * sample_rate)
+    )  # (B, L - 1): amplitude 10^-3 at rt60
     tail = torch.randn(batch, length - 1, generator=generator, device=rt60_s.device, dtype=rt60_s.dtype) * envelope
     tail_energy = torch.sum(tail**2, dim=1, keepdim=True).clamp_min(1e-12)  # (B, 1)
     tail = tail * torch.sqrt(10 ** (-direct_to_reverb_db[:, None] / 10) / tail_energy)
@@ -140,7 +157,9 @@ def room_impulse_responses(rt60_s: Tensor, direct_to_reverb_db: Tensor, *, lengt
     return responses / torch.linalg.vector_norm(responses, dim=1, keepdim=True)
 
 
-def band_reject_filters(low_hz: Tensor, high_hz: Tensor, *, depth_db: float, taps: int = BAND_REJECT_TAPS, sample_rate: int) -> Tensor:
+def band_reject_filters(
+    low_hz: Tensor, high_hz: Tensor, *, depth_db: float, taps: int = BAND_REJECT_TAPS, sample_rate: int
+) -> Tensor:
     """Minimum-phase FIR filters (B, taps) that attenuate [low_hz, high_hz] (B,) by depth_db.
 
     The magnitude: 0 dB outside the band, -depth_db inside, raised-cosine edges of
@@ -160,14 +179,18 @@ def band_reject_filters(low_hz: Tensor, high_hz: Tensor, *, depth_db: float, tap
     return torch.fft.irfft(minimum_phase, n=size)[:, :taps]  # (B, taps): causal, energy at the start
 
 
-def add_noise(waveforms: Tensor, snr_db: Tensor, color: Tensor, *, lengths: Tensor | None = None, generator: torch.Generator) -> Tensor:
+def add_noise(
+    waveforms: Tensor, snr_db: Tensor, color: Tensor, *, lengths: Tensor | None = None, generator: torch.Generator
+) -> Tensor:
     """waveforms (B, S) plus Gaussian noise with power spectrum 1/f^color (B,) at snr_db (B,),
     the ratio of the waveform's mean power over its first ``lengths`` samples to the noise's."""
     _check_waveforms(waveforms)
     batch, num_samples = waveforms.shape
     white = torch.randn(batch, num_samples, generator=generator, device=waveforms.device, dtype=waveforms.dtype)
     frequency = torch.fft.rfftfreq(num_samples, device=waveforms.device).to(waveforms.dtype)  # (F,), cycles per sample
-    shape = torch.where(frequency > 0, frequency, 1.0)[None, :] ** (-color[:, None] / 2) * (frequency > 0)  # (B, F): amplitude, no DC
+    shape = torch.where(frequency > 0, frequency, 1.0)[None, :] ** (-color[:, None] / 2) * (
+        frequency > 0
+    )  # (B, F): amplitude, no DC
     noise = torch.fft.irfft(torch.fft.rfft(white) * shape, n=num_samples)  # (B, S)
     valid = _valid(waveforms, lengths)
     count = valid.sum(dim=1).clamp_min(1)  # (B,)
@@ -181,7 +204,9 @@ def _valid(waveforms: Tensor, lengths: Tensor | None) -> Tensor:
     """(B, S) float mask: 1 for the first lengths[b] samples (all when lengths is None)."""
     if lengths is None:
         return torch.ones_like(waveforms)
-    return (torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < lengths.to(waveforms.device)[:, None]).to(waveforms.dtype)
+    return (
+        torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < lengths.to(waveforms.device)[:, None]
+    ).to(waveforms.dtype)
 
 
 # ----------------------------------------------------------------------------- random draws, one module each
@@ -211,8 +236,12 @@ class Reverb(nn.Module):
     def forward(self, waveforms: Tensor, lengths: Tensor | None, generator: torch.Generator) -> Tensor:
         batch, device, config = waveforms.shape[0], waveforms.device, self.config
         rt60 = _uniform(config.min_rt60_s, config.max_rt60_s, batch, generator, device)
-        direct_to_reverb = _uniform(config.min_direct_to_reverb_db, config.max_direct_to_reverb_db, batch, generator, device)
-        responses = room_impulse_responses(rt60, direct_to_reverb, length=self.length, sample_rate=self.sample_rate, generator=generator)
+        direct_to_reverb = _uniform(
+            config.min_direct_to_reverb_db, config.max_direct_to_reverb_db, batch, generator, device
+        )
+        responses = room_impulse_responses(
+            rt60, direct_to_reverb, length=self.length, sample_rate=self.sample_rate, generator=generator
+        )
         return causal_convolve(waveforms, responses)
 
 
@@ -223,9 +252,16 @@ class BandReject(nn.Module):
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None, generator: torch.Generator) -> Tensor:
         batch, device, config = waveforms.shape[0], waveforms.device, self.config
-        center = 2 ** _uniform(math.log2(config.min_center_hz), math.log2(config.max_center_hz), batch, generator, device)  # (B,) Hz
+        center = 2 ** _uniform(
+            math.log2(config.min_center_hz), math.log2(config.max_center_hz), batch, generator, device
+        )  # (B,) Hz
         width = _uniform(config.min_width_octaves, config.max_width_octaves, batch, generator, device)  # (B,) octaves
-        filters = band_reject_filters(center * 2 ** (-width / 2), center * 2 ** (width / 2), depth_db=config.depth_db, sample_rate=self.sample_rate)
+        filters = band_reject_filters(
+            center * 2 ** (-width / 2),
+            center * 2 ** (width / 2),
+            depth_db=config.depth_db,
+            sample_rate=self.sample_rate,
+        )
         return causal_convolve(waveforms, filters)
 
 
@@ -264,7 +300,9 @@ class Augmentation(nn.Module):
         valid = _valid(augmented, lengths)
         for probability, effect in zip(self.probabilities, self.effects):
             chosen = torch.rand(augmented.shape[0], generator=generator, device=augmented.device) < probability  # (B,)
-            augmented = torch.where(chosen[:, None], effect(augmented, lengths, generator), augmented) * valid  # tails stay out of the padding
+            augmented = (
+                torch.where(chosen[:, None], effect(augmented, lengths, generator), augmented) * valid
+            )  # tails stay out of the padding
         return augmented.to(dtype)
 
     def extra_repr(self) -> str:
@@ -278,8 +316,13 @@ def _check(config: AugmentConfig) -> None:
         section = config[name]
         if not 0 <= section.probability <= 1:
             problems.append(f"train.augment.{name}.probability={section.probability} is not in [0, 1]")
-        for low, high in (("min_rt60_s", "max_rt60_s"), ("min_direct_to_reverb_db", "max_direct_to_reverb_db"), ("min_center_hz", "max_center_hz"),
-                          ("min_width_octaves", "max_width_octaves"), ("min_snr_db", "max_snr_db")):
+        for low, high in (
+            ("min_rt60_s", "max_rt60_s"),
+            ("min_direct_to_reverb_db", "max_direct_to_reverb_db"),
+            ("min_center_hz", "max_center_hz"),
+            ("min_width_octaves", "max_width_octaves"),
+            ("min_snr_db", "max_snr_db"),
+        ):
             if low in section and section[low] > section[high]:
                 problems.append(f"train.augment.{name}.{low}={section[low]} is above {high}={section[high]}")
     if config.pitch.max_semitones < 0 or config.pitch.grain_ms <= 0:

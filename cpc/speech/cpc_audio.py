@@ -48,16 +48,34 @@ CPC_AUDIO_CONVS = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
 NORMS = {"layerNorm": "channel_unbiased", "batchNorm": "batch", "instanceNorm": "instance", "ID": "none"}
 CONTEXTS = {"GRU": "gru", "LSTM": "lstm"}
 # CPC_audio's defaults (cpc/cpc_default_config.py) for arguments an old file may lack.
-DEFAULTS = {"hiddenEncoder": 256, "hiddenGar": 256, "nPredicts": 12, "negativeSamplingExt": 128, "arMode": "LSTM", "nLevelsGRU": 1,
-            "normMode": "layerNorm", "encoder_type": "cpc", "cpc_mode": None, "rnnMode": "transformer", "dropout": False,
-            "speakerEmbedding": 0, "samplingType": "samespeaker", "sizeWindow": 20480, "learningRate": 2e-4, "beta1": 0.9, "beta2": 0.999}
+DEFAULTS = {
+    "hiddenEncoder": 256,
+    "hiddenGar": 256,
+    "nPredicts": 12,
+    "negativeSamplingExt": 128,
+    "arMode": "LSTM",
+    "nLevelsGRU": 1,
+    "normMode": "layerNorm",
+    "encoder_type": "cpc",
+    "cpc_mode": None,
+    "rnnMode": "transformer",
+    "dropout": False,
+    "speakerEmbedding": 0,
+    "samplingType": "samespeaker",
+    "sizeWindow": 20480,
+    "learningRate": 2e-4,
+    "beta1": 0.9,
+    "beta2": 0.999,
+}
 
 
 class CPCAudioImportError(ValueError):
     """A CPC_audio file or configuration that cannot be imported exactly; one line naming the field."""
 
 
-def read_cpc_audio(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+def read_cpc_audio(
+    path: str | os.PathLike,
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """A CPC_audio checkpoint -> (format "hub" or "training", its arguments, CPCModel state dict,
     criterion state dict or None)."""
     path = Path(path)
@@ -66,17 +84,23 @@ def read_cpc_audio(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[s
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # not a plain-tensor file: never unpickle code from it
-        raise CPCAudioImportError(f"{path}: cannot be read with torch.load(weights_only=True): {str(error).splitlines()[0]}") from None
+        raise CPCAudioImportError(
+            f"{path}: cannot be read with torch.load(weights_only=True): {str(error).splitlines()[0]}"
+        ) from None
     if isinstance(state, dict) and "weights" in state and "config" in state:
         return "hub", dict(state["config"]), state["weights"], None
     if isinstance(state, dict) and "gEncoder" in state:
         arguments = path.parent / "checkpoint_args.json"
         if not arguments.is_file():
-            raise CPCAudioImportError(f"{path}: a CPC_audio training checkpoint needs its arguments in {arguments}, which does not exist")
+            raise CPCAudioImportError(
+                f"{path}: a CPC_audio training checkpoint needs its arguments in {arguments}, which does not exist"
+            )
         config = json.loads(arguments.read_text())
         return "training", config, state["gEncoder"], state.get("cpcCriterion") or None
     keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
-    raise CPCAudioImportError(f"{path}: not a CPC_audio checkpoint (expected 'config' + 'weights' or 'gEncoder'; found {keys})")
+    raise CPCAudioImportError(
+        f"{path}: not a CPC_audio checkpoint (expected 'config' + 'weights' or 'gEncoder'; found {keys})"
+    )
 
 
 def _argument(config: dict[str, Any], key: str) -> Any:
@@ -90,7 +114,11 @@ def _refuse(key: str, value: Any, why: str) -> CPCAudioImportError:
 def model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """CPC_audio arguments -> our model section, and why its predictors cannot be imported (None if they can)."""
     if _argument(config, "encoder_type") != "cpc":
-        raise _refuse("encoder_type", config["encoder_type"], "only the convolutional encoder ('cpc') is, not the MFCC/LFB front ends")
+        raise _refuse(
+            "encoder_type",
+            config["encoder_type"],
+            "only the convolutional encoder ('cpc') is, not the MFCC/LFB front ends",
+        )
     norm = _argument(config, "normMode")
     if norm not in NORMS:
         raise _refuse("normMode", norm, f"expected one of {sorted(NORMS)}")
@@ -103,7 +131,9 @@ def model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if cpc_mode not in (None, "none", "reverse"):
         raise _refuse("cpc_mode", cpc_mode, "expected None, 'none' or 'reverse'")
     channels, hidden = int(_argument(config, "hiddenEncoder")), int(_argument(config, "hiddenGar"))
-    layers = [{"channels": channels, "kernel_size": k, "stride": s, "padding": p, "bias": True} for k, s, p in CPC_AUDIO_CONVS]
+    layers = [
+        {"channels": channels, "kernel_size": k, "stride": s, "padding": p, "bias": True} for k, s, p in CPC_AUDIO_CONVS
+    ]
     rnn_mode = _argument(config, "rnnMode")
     why_not = None
     if rnn_mode != "linear":
@@ -112,11 +142,25 @@ def model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         why_not = "cpc_mode='reverse' predicts the past, which our criterion does not"
     section = {
         "encoder": {"name": "conv", "layers": layers, "norm": NORMS[norm]},
-        "context": {"name": CONTEXTS[ar], "hidden_size": hidden, "num_layers": int(_argument(config, "nLevelsGRU")),
-                    "reverse": cpc_mode == "reverse"},
-        "predictor": {"name": "linear", "prediction_steps": int(_argument(config, "nPredicts")), "first_offset": 1,
-                      "init": "default" if why_not is None else "zeros", "dropout": 0.5 if _argument(config, "dropout") else 0.0},
-        "loss": {"name": "infonce", "num_negatives": int(_argument(config, "negativeSamplingExt")), "negative_scope": "batch", "score": "mean"},
+        "context": {
+            "name": CONTEXTS[ar],
+            "hidden_size": hidden,
+            "num_layers": int(_argument(config, "nLevelsGRU")),
+            "reverse": cpc_mode == "reverse",
+        },
+        "predictor": {
+            "name": "linear",
+            "prediction_steps": int(_argument(config, "nPredicts")),
+            "first_offset": 1,
+            "init": "default" if why_not is None else "zeros",
+            "dropout": 0.5 if _argument(config, "dropout") else 0.0,
+        },
+        "loss": {
+            "name": "infonce",
+            "num_negatives": int(_argument(config, "negativeSamplingExt")),
+            "negative_scope": "batch",
+            "score": "mean",
+        },
     }
     return section, why_not
 
@@ -129,12 +173,17 @@ def _norm_weights(prefix: str, source: str, state: dict[str, torch.Tensor], norm
     missing = [f"{source}.{name}" for name in names if f"{source}.{name}" not in state]
     if missing:
         raise CPCAudioImportError(f"CPC_audio state dict has no {missing[0]!r}, which normMode needs")
-    return {f"{prefix}.{name}": state[f"{source}.{name}"].reshape(-1) if name in ("weight", "bias") else state[f"{source}.{name}"]
-            for name in names}
+    return {
+        f"{prefix}.{name}": state[f"{source}.{name}"].reshape(-1)
+        if name in ("weight", "bias")
+        else state[f"{source}.{name}"]
+        for name in names
+    }
 
 
-def convert(config: dict[str, Any], weights: dict[str, torch.Tensor], criterion: dict[str, torch.Tensor] | None
-            ) -> tuple[dict[str, Any], dict[str, torch.Tensor], str | None]:
+def convert(
+    config: dict[str, Any], weights: dict[str, torch.Tensor], criterion: dict[str, torch.Tensor] | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], str | None]:
     """CPC_audio arguments and state dicts -> (our model section, our state dict, why the predictors
     were not imported or None). Every CPC_audio key must be used exactly once."""
     section, why_not = model_config(config)
@@ -154,13 +203,24 @@ def convert(config: dict[str, Any], weights: dict[str, torch.Tensor], criterion:
     used |= {key for key in weights if key.startswith("gEncoder.batchNorm") and norm != "none"}
     unknown = sorted(set(weights) - used)
     if unknown:
-        raise CPCAudioImportError(f"CPC_audio state dict key {unknown[0]!r} ({len(unknown)} unknown in all) has no place in the imported model")
+        raise CPCAudioImportError(
+            f"CPC_audio state dict key {unknown[0]!r} ({len(unknown)} unknown in all) has no place in the imported model"
+        )
     if why_not is None:
-        heads = [criterion.get(f"wPrediction.predictors.{k}.weight") for k in range(section["predictor"]["prediction_steps"])] if criterion else []
+        heads = (
+            [
+                criterion.get(f"wPrediction.predictors.{k}.weight")
+                for k in range(section["predictor"]["prediction_steps"])
+            ]
+            if criterion
+            else []
+        )
         if not heads or any(head is None for head in heads):
             why_not = "the file holds no prediction heads (cpcCriterion)"
         else:
-            ours["predictors.maps.weight"] = torch.cat(heads, dim=0)  # (K*C, H): W_1 .. W_K stacked, as LinearPredictors holds them
+            ours["predictors.maps.weight"] = torch.cat(
+                heads, dim=0
+            )  # (K*C, H): W_1 .. W_K stacked, as LinearPredictors holds them
     if why_not is not None:
         section["predictor"]["init"] = "zeros"
     return section, ours, why_not
@@ -192,8 +252,12 @@ def _imported(path: str | os.PathLike):
     if missing:
         raise CPCAudioImportError(f"{path}: CPC_audio state dict has no weights for {missing[0]!r}")
     model.load_state_dict(state, strict=True)
-    source = {"format": f"cpc_audio/{source_format}", "path": str(Path(path).resolve()), "config": json.dumps(config, sort_keys=True, default=str),
-              "predictors": "imported" if why_not is None else f"not imported: {why_not}"}
+    source = {
+        "format": f"cpc_audio/{source_format}",
+        "path": str(Path(path).resolve()),
+        "config": json.dumps(config, sort_keys=True, default=str),
+        "predictors": "imported" if why_not is None else f"not imported: {why_not}",
+    }
     return model.eval(), full, source, why_not
 
 
@@ -223,9 +287,15 @@ def save_imported(path: str | os.PathLike, out: str | os.PathLike) -> tuple[Any,
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("import", help="convert a model trained by another codebase into a cpc checkpoint")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
-    cpc_audio = kinds.add_parser("cpc_audio", help="a CPC_audio checkpoint (torch.hub release or checkpoint_N.pt)",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cpc_audio.add_argument("path", help="CPC_audio checkpoint: hub/release .pt, or checkpoint_N.pt with checkpoint_args.json beside it")
+    cpc_audio = kinds.add_parser(
+        "cpc_audio",
+        help="a CPC_audio checkpoint (torch.hub release or checkpoint_N.pt)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cpc_audio.add_argument(
+        "path", help="CPC_audio checkpoint: hub/release .pt, or checkpoint_N.pt with checkpoint_args.json beside it"
+    )
     cpc_audio.add_argument("--out", required=True, help="the cpc checkpoint to write")
     cpc_audio.set_defaults(func=_main)
 
@@ -236,10 +306,14 @@ def _main(args: argparse.Namespace) -> int:
     model, why_not = save_imported(args.path, args.out)
     encoder, context = model.config["encoder"], model.config["context"]
     print(f"imported {model.source['format']} {args.path} -> {args.out}")
-    print(f"  encoder: 5 conv layers x {encoder['layers'][0]['channels']} channels, norm={encoder['norm']}; "
-          f"context: {context['name']} {context['hidden_size']} x {context['num_layers']} layer(s){', reversed' if context['reverse'] else ''}")
+    print(
+        f"  encoder: 5 conv layers x {encoder['layers'][0]['channels']} channels, norm={encoder['norm']}; "
+        f"context: {context['name']} {context['hidden_size']} x {context['num_layers']} layer(s){', reversed' if context['reverse'] else ''}"
+    )
     if why_not is None:
-        print(f"  predictors: {model.config['predictor']['prediction_steps']} linear heads imported (loss score=mean, as CPC_audio)")
+        print(
+            f"  predictors: {model.config['predictor']['prediction_steps']} linear heads imported (loss score=mean, as CPC_audio)"
+        )
     else:
         print(f"  predictors: encoder and context only; {why_not}")
     if model.encoder.causal and model.context.causal:

@@ -105,7 +105,9 @@ class ConvEncoder(nn.Module):
             blocks.append(
                 nn.ModuleDict(
                     {
-                        "conv": nn.Conv1d(in_channels, layer.channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias),
+                        "conv": nn.Conv1d(
+                            in_channels, layer.channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias
+                        ),
                         "norm": NORMS[norm](layer.channels),
                     }
                 )
@@ -154,7 +156,9 @@ class ConvEncoder(nn.Module):
     def check_waveforms(self, waveforms: Tensor) -> None:
         """Audio input: float samples, (B, S) or (S,) with S long enough for one frame; a ValueError otherwise."""
         if not waveforms.dtype.is_floating_point:
-            raise ValueError(f"expected float waveforms in [-1, 1], got {waveforms.dtype} (int16 PCM: waveforms.float() / 32768)")
+            raise ValueError(
+                f"expected float waveforms in [-1, 1], got {waveforms.dtype} (int16 PCM: waveforms.float() / 32768)"
+            )
         shortest = waveforms.shape[-1]
         if shortest < self.minimum_samples:
             raise ValueError(
@@ -200,7 +204,9 @@ class ConvEncoder(nn.Module):
         if self.channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, 1, 1, S), stored (B, 1, S, 1)
         for layer, block in zip(self.layers, self.blocks):
-            x = torch.relu_(block["norm"](self._conv(block["conv"], x)))  # (B, C, T_layer); in place: saves an activation copy
+            x = torch.relu_(
+                block["norm"](self._conv(block["conv"], x))
+            )  # (B, C, T_layer); in place: saves an activation copy
             lengths = _conv_lengths(layer, lengths)
             if padded:
                 x = mask_frames(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
@@ -210,10 +216,14 @@ class ConvEncoder(nn.Module):
 
     def _one_by_one(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Each sequence alone, then padded: statistics over a whole sequence must not see the padding."""
-        outputs = [self(waveforms[row : row + 1, : int(length)])[0][0] for row, length in enumerate(lengths)]  # (T_b, C) each
+        outputs = [
+            self(waveforms[row : row + 1, : int(length)])[0][0] for row, length in enumerate(lengths)
+        ]  # (T_b, C) each
         latents = nn.utils.rnn.pad_sequence(outputs, batch_first=True)  # (B, T_max, C)
         total = int(self.output_lengths(torch.tensor(waveforms.shape[1])))
-        return nn.functional.pad(latents, (0, 0, 0, total - latents.shape[1])), self.output_lengths(lengths)  # (B, T, C)
+        return nn.functional.pad(latents, (0, 0, 0, total - latents.shape[1])), self.output_lengths(
+            lengths
+        )  # (B, T, C)
 
     def _conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
         if not self.channels_last:
@@ -225,7 +235,9 @@ class ConvEncoder(nn.Module):
 
 def _conv_lengths(layer: ConvLayer, lengths: Tensor) -> Tensor:
     """Output length of one Conv1d: floor((L + 2p - k) / s) + 1, and never negative."""
-    return (torch.div(lengths + 2 * layer.padding - layer.kernel_size, layer.stride, rounding_mode="floor") + 1).clamp(min=0)
+    return (torch.div(lengths + 2 * layer.padding - layer.kernel_size, layer.stride, rounding_mode="floor") + 1).clamp(
+        min=0
+    )
 
 
 def build_conv_encoder(config: ConvEncoderConfig) -> ConvEncoder:
@@ -235,5 +247,9 @@ def build_conv_encoder(config: ConvEncoderConfig) -> ConvEncoder:
 def require_audio_model(model: nn.Module, what: str, source: object = "the model") -> None:
     """Audio commands (extract, export, streaming) need the raw-audio conv encoder: a ValueError naming the encoder otherwise."""
     if not isinstance(getattr(model, "encoder", None), ConvEncoder):
-        name = (getattr(model, "config", None) or {}).get("encoder", {}).get("name", type(getattr(model, "encoder", model)).__name__)
+        name = (
+            (getattr(model, "config", None) or {})
+            .get("encoder", {})
+            .get("name", type(getattr(model, "encoder", model)).__name__)
+        )
         raise ValueError(f"{what} reads raw audio, but {source} has the {name!r} encoder (not an audio model)")

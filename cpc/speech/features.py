@@ -126,9 +126,13 @@ def check_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {str(device)!r} is not a torch device name (cpu, cuda, cuda:1, mps)") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {resolved}: no CUDA device is available on this machine (torch {torch.__version__}); use cpu")
+            raise ValueError(
+                f"device {resolved}: no CUDA device is available on this machine (torch {torch.__version__}); use cpu"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {resolved}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+            raise ValueError(
+                f"device {resolved}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {resolved}: no MPS (Apple GPU) device is available on this machine; use cpu")
     return resolved
@@ -153,8 +157,16 @@ def _backend(backend: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _torchaudio_mel(num_mels: int):
     return _torchaudio.require().transforms.MelSpectrogram(
-        sample_rate=SAMPLE_RATE, n_fft=NUM_FFT, win_length=WINDOW_SAMPLES, hop_length=FRAME_SAMPLES,
-        n_mels=num_mels, power=2.0, center=True, pad_mode="reflect", norm=None, mel_scale="htk",
+        sample_rate=SAMPLE_RATE,
+        n_fft=NUM_FFT,
+        win_length=WINDOW_SAMPLES,
+        hop_length=FRAME_SAMPLES,
+        n_mels=num_mels,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
+        norm=None,
+        mel_scale="htk",
     )
 
 
@@ -162,7 +174,9 @@ def _torchaudio_mel(num_mels: int):
 def _librosa_mel_filters(num_mels: int) -> torch.Tensor:
     import librosa
 
-    filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=NUM_FFT, n_mels=num_mels, fmin=0.0, fmax=SAMPLE_RATE / 2, htk=True, norm=None)
+    filters = librosa.filters.mel(
+        sr=SAMPLE_RATE, n_fft=NUM_FFT, n_mels=num_mels, fmin=0.0, fmax=SAMPLE_RATE / 2, htk=True, norm=None
+    )
     return torch.from_numpy(filters)  # (num_mels, NUM_FFT // 2 + 1)
 
 
@@ -170,10 +184,22 @@ def _mel_power(wave: torch.Tensor, num_mels: int, backend: str) -> torch.Tensor:
     """wave (S,) float -> mel power spectrogram (num_mels, 1 + S // 160)."""
     if _backend(backend) == "torchaudio":
         return _torchaudio_mel(num_mels)(wave)
-    spectrum = torch.stft(
-        wave, NUM_FFT, hop_length=FRAME_SAMPLES, win_length=WINDOW_SAMPLES, window=torch.hann_window(WINDOW_SAMPLES),
-        center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
-    ).abs().pow(2)  # (NUM_FFT // 2 + 1, T + 1)
+    spectrum = (
+        torch.stft(
+            wave,
+            NUM_FFT,
+            hop_length=FRAME_SAMPLES,
+            win_length=WINDOW_SAMPLES,
+            window=torch.hann_window(WINDOW_SAMPLES),
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
+        .abs()
+        .pow(2)
+    )  # (NUM_FFT // 2 + 1, T + 1)
     return _librosa_mel_filters(num_mels).to(spectrum.dtype) @ spectrum  # (num_mels, T + 1)
 
 
@@ -212,11 +238,21 @@ def deltas(features: torch.Tensor, window: int = 2) -> torch.Tensor:
         return features.clone()
     padded = torch.cat([features[:1].expand(window, -1), features, features[-1:].expand(window, -1)])  # (T + 2w, D)
     length = features.shape[0]
-    numerator = sum(n * (padded[window + n : window + n + length] - padded[window - n : window - n + length]) for n in range(1, window + 1))
+    numerator = sum(
+        n * (padded[window + n : window + n + length] - padded[window - n : window - n + length])
+        for n in range(1, window + 1)
+    )
     return numerator / (2 * sum(n * n for n in range(1, window + 1)))
 
 
-def mfcc(wave: np.ndarray | torch.Tensor, num_coefficients: int = 13, num_mels: int = 40, *, with_deltas: bool = True, backend: str = "auto") -> torch.Tensor:
+def mfcc(
+    wave: np.ndarray | torch.Tensor,
+    num_coefficients: int = 13,
+    num_mels: int = 40,
+    *,
+    with_deltas: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
     """wave (S,) -> MFCC (T, 3 * num_coefficients) with Δ and ΔΔ (or (T, num_coefficients)), T = S // 160."""
     num_frames = len(wave) // FRAME_SAMPLES
     mel = _mel_power(_as_tensor(wave), num_mels, backend)  # (num_mels, T + 1)
@@ -262,7 +298,9 @@ class BaselineFeatures:
 BASELINES: dict[str, Callable[[], BaselineFeatures]] = {
     "mfcc": lambda: BaselineFeatures("mfcc", lambda wave: mfcc(wave), "mfcc 13+d+dd, 40 mels, 25ms/10ms"),
     "logmel": lambda: BaselineFeatures("logmel", lambda wave: log_mel_spectrogram(wave, 40), "log-mel 40, 25ms/10ms"),
-    "logmel80": lambda: BaselineFeatures("logmel80", lambda wave: log_mel_spectrogram(wave, 80), "log-mel 80, 25ms/10ms"),
+    "logmel80": lambda: BaselineFeatures(
+        "logmel80", lambda wave: log_mel_spectrogram(wave, 80), "log-mel 80, 25ms/10ms"
+    ),
 }
 
 
@@ -273,8 +311,17 @@ class ModelFeatures:
     runs, ``threads`` the torch intra-op threads during the forward passes (None: the caller's).
     """
 
-    def __init__(self, model: torch.nn.Module, layer: str, *, name: str, fingerprint: str, batch_samples: int = SAMPLE_RATE * 80,
-                 device: str | torch.device = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        layer: str,
+        *,
+        name: str,
+        fingerprint: str,
+        batch_samples: int = SAMPLE_RATE * 80,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+    ) -> None:
         self.model = model.eval().to(check_device(device))
         self.layer = layer
         self.name = name
@@ -283,7 +330,9 @@ class ModelFeatures:
         self.device = torch.device(device)
         self.threads = threads
         if model.downsample_rate != FRAME_SAMPLES:
-            raise FeatureError(f"{name}: the model's frames are {model.downsample_rate} samples, the label grid is {FRAME_SAMPLES}")
+            raise FeatureError(
+                f"{name}: the model's frames are {model.downsample_rate} samples, the label grid is {FRAME_SAMPLES}"
+            )
 
     def fingerprint(self) -> str:
         return f"{self._fingerprint} layer={self.layer}"
@@ -311,7 +360,9 @@ def length_batches(lengths: Sequence[int], batch_samples: int) -> list[list[int]
     return batches
 
 
-def padded_features(model: torch.nn.Module, waves: Sequence[np.ndarray], layer: str, device: str | torch.device) -> list[np.ndarray]:
+def padded_features(
+    model: torch.nn.Module, waves: Sequence[np.ndarray], layer: str, device: str | torch.device
+) -> list[np.ndarray]:
     """One padded forward pass: waves (S_i,) float32 -> features (T_i, D) float32 each,
     T_i = model.output_lengths(S_i); the valid lengths mask the padding, whose frames are dropped."""
     lengths = torch.tensor([len(wave) for wave in waves])  # (B,)
@@ -329,7 +380,9 @@ def _file_fingerprint(path: Path) -> str:
     return f"{path.resolve()} size={stat.st_size} mtime_ns={stat.st_mtime_ns}"
 
 
-def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0, what: str = "speech features") -> tuple[torch.nn.Module, str]:
+def random_model(
+    architecture: str | os.PathLike | None = None, *, seed: int = 0, what: str = "speech features"
+) -> tuple[torch.nn.Module, str]:
     """A freshly initialised CPC (the paper's "random init" row) and its fingerprint.
 
     ``architecture``: a checkpoint (its model config is used, not its weights), a recipe YAML,
@@ -355,8 +408,16 @@ def random_model(architecture: str | os.PathLike | None = None, *, seed: int = 0
     return model.eval(), f"random-init seed={seed} model={json.dumps(container, sort_keys=True)}"
 
 
-def feature_set(name: str, *, layer: str = "context", architecture: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                seed: int = 0, threads: int | None = None, what: str = "speech features") -> FeatureSet:
+def feature_set(
+    name: str,
+    *,
+    layer: str = "context",
+    architecture: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    threads: int | None = None,
+    what: str = "speech features",
+) -> FeatureSet:
     """Resolve a feature-set name: ``mfcc``, ``logmel``, ``logmel80``, ``random`` or a checkpoint path.
 
     ``layer``, ``device`` and ``threads`` apply to CPC models (checkpoint, random; see
@@ -370,14 +431,25 @@ def feature_set(name: str, *, layer: str = "context", architecture: str | os.Pat
         return BASELINES[name]()
     if name == "random":
         model, fingerprint = random_model(architecture, seed=seed, what=what)
-        return ModelFeatures(model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device, threads=threads)
+        return ModelFeatures(
+            model, layer, name=f"random-{layer}", fingerprint=fingerprint, device=device, threads=threads
+        )
     path = Path(name)
     if path.is_file():
         import cpc
 
         model = cpc.load(path, needs="speech", what=what)
-        return ModelFeatures(model, layer, name=f"cpc-{layer}", fingerprint=f"checkpoint {_file_fingerprint(path)}", device=device, threads=threads)
-    raise FeatureError(f"unknown feature set {name!r}: expected {', '.join(BASELINES)}, random, or an existing checkpoint file")
+        return ModelFeatures(
+            model,
+            layer,
+            name=f"cpc-{layer}",
+            fingerprint=f"checkpoint {_file_fingerprint(path)}",
+            device=device,
+            threads=threads,
+        )
+    raise FeatureError(
+        f"unknown feature set {name!r}: expected {', '.join(BASELINES)}, random, or an existing checkpoint file"
+    )
 
 
 # ----------------------------------------------------------------------------- cache and extraction
@@ -406,7 +478,16 @@ class FeatureCache:
         folder.mkdir(parents=True, exist_ok=True)
         info = folder / "feature_set.json"
         if not info.exists():
-            info.write_text(json.dumps({"name": features.name, "fingerprint": features.fingerprint(), "corpus": str(Path(corpus_root).resolve())}, indent=1))
+            info.write_text(
+                json.dumps(
+                    {
+                        "name": features.name,
+                        "fingerprint": features.fingerprint(),
+                        "corpus": str(Path(corpus_root).resolve()),
+                    },
+                    indent=1,
+                )
+            )
         return folder
 
     @staticmethod
@@ -475,9 +556,20 @@ def extract(
             todo.append(utterance)
             stale += (folder / f"{utterance}.npz").exists()
     if todo:
-        log.info("extracting %s features for %d utterance(s) (%d cached%s)", features.name, len(todo), len(utterances) - len(todo),
-                 f"; {stale} recomputed because the audio file changed" if stale else "")
-    bar = tqdm(total=len(todo), desc=f"features {features.name}", unit="utt", disable=not progress or not todo, dynamic_ncols=True)
+        log.info(
+            "extracting %s features for %d utterance(s) (%d cached%s)",
+            features.name,
+            len(todo),
+            len(utterances) - len(todo),
+            f"; {stale} recomputed because the audio file changed" if stale else "",
+        )
+    bar = tqdm(
+        total=len(todo),
+        desc=f"features {features.name}",
+        unit="utt",
+        disable=not progress or not todo,
+        dynamic_ncols=True,
+    )
     for start in range(0, len(todo), batch_utterances):
         chunk = todo[start : start + batch_utterances]
         waves = [read_audio(files[u].path, sample_rate=files[u].sample_rate) for u in chunk]
@@ -491,7 +583,9 @@ def extract(
     return {u: result[u] for u in utterances}
 
 
-def align_to_labels(features: np.ndarray, labels: np.ndarray, utterance: str, *, tolerance: int = 2) -> tuple[np.ndarray, np.ndarray, int]:
+def align_to_labels(
+    features: np.ndarray, labels: np.ndarray, utterance: str, *, tolerance: int = 2
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Trim features (T, D) and labels (T',) to a common length; returns (features, labels, frames dropped).
 
     |T - T'| <= ``tolerance`` is normal at an utterance's end; more raises :class:`FeatureError` naming it.

@@ -67,15 +67,23 @@ class ResidentSpeechData:
 
     loading = "device"  # the data.loading value this source is
 
-    def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device, corpus=None) -> None:
+    def __init__(
+        self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device, corpus=None
+    ) -> None:
         data, train = config.data, config.train
         self.window, self.device, self.seed, self.rank = data.window, device, train.seed, rank
         self.batch_size = self.examples_per_batch = train.batch_size
         self.same_speaker = data.same_speaker_batches
         self.start_step = start_step
         if corpus is None:
-            corpus = split_corpus(data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
-                                  valid_fraction=data.valid_fraction, seed=train.seed)
+            corpus = split_corpus(
+                data.root,
+                data.window,
+                train_split=data.train_split,
+                valid_split=data.valid_split,
+                valid_fraction=data.valid_fraction,
+                seed=train.seed,
+            )
         files = sorted(corpus.train, key=lambda file: file.speaker)  # each speaker's files side by side
         with ThreadPoolExecutor(max(1, data.num_workers)) as pool:  # libsndfile decodes outside the GIL
             waves = list(pool.map(_read_int16, files))
@@ -88,7 +96,9 @@ class ResidentSpeechData:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         offsets = lengths - self.window + 1  # possible window starts per file
         self.file_start = torch.from_numpy(starts).to(device)  # (F,)
-        self.offsets_before = torch.from_numpy(np.cumsum(offsets) - offsets).to(device)  # (F,) offsets of the files before
+        self.offsets_before = torch.from_numpy(np.cumsum(offsets) - offsets).to(
+            device
+        )  # (F,) offsets of the files before
         self.offsets_through = torch.from_numpy(np.cumsum(offsets)).to(device)  # (F,) ... up to and including each file
         self.total_offsets = int(offsets.sum())
         speakers = np.array([file.speaker for file, _ in kept])
@@ -98,11 +108,22 @@ class ResidentSpeechData:
         self.speaker_size = torch.from_numpy(speaker_offsets).to(device)
         self.speaker_through = torch.cumsum(self.speaker_size, 0)
         self.positions = torch.arange(self.window, device=device)  # (S,)
-        valid_items = validation_windows(corpus.valid, data.window, train.valid_batches * train.batch_size, rank=rank, world_size=world_size)
-        valid = [read_audio(corpus.valid[f].path, o, o + self.window, sample_rate=corpus.valid[f].sample_rate) for f, o in valid_items]
+        valid_items = validation_windows(
+            corpus.valid, data.window, train.valid_batches * train.batch_size, rank=rank, world_size=world_size
+        )
+        valid = [
+            read_audio(corpus.valid[f].path, o, o + self.window, sample_rate=corpus.valid[f].sample_rate)
+            for f, o in valid_items
+        ]
         self.valid = torch.from_numpy(np.stack(valid)).to(device) if valid else None  # (V, S) float32
-        log.info("data on %s: %d training files, %.2f h, %.2f GB as int16 (%d unreadable skipped); windows cut on the device",
-                 device, len(kept), len(self.audio) / SAMPLE_RATE / 3600, 2 * len(self.audio) / 1e9, self.num_skipped)
+        log.info(
+            "data on %s: %d training files, %.2f h, %.2f GB as int16 (%d unreadable skipped); windows cut on the device",
+            device,
+            len(kept),
+            len(self.audio) / SAMPLE_RATE / 3600,
+            2 * len(self.audio) / 1e9,
+            self.num_skipped,
+        )
 
     def check(self, model) -> None:
         check_window(self.window, model)
@@ -121,7 +142,9 @@ class ResidentSpeechData:
         if self.same_speaker:
             pick = self._uniform(self.total_offsets, 1, generator)
             speaker = torch.searchsorted(self.speaker_through, pick, right=True)  # (1,) in proportion to its offsets
-            draw = self.speaker_begin[speaker] + self._uniform(self.speaker_size[speaker], self.batch_size, generator)  # (B,)
+            draw = self.speaker_begin[speaker] + self._uniform(
+                self.speaker_size[speaker], self.batch_size, generator
+            )  # (B,)
         else:
             draw = self._uniform(self.total_offsets, self.batch_size, generator)  # (B,) python ints only: no host sync
         file = torch.searchsorted(self.offsets_through, draw, right=True)  # (B,)
@@ -155,14 +178,22 @@ def build_speech_data(config, *, rank: int = 0, world_size: int = 1, start_step:
             log.info("data: the DataLoader (data.loading=auto holds the corpus on CUDA devices only)")
         return SpeechData(config, **loader)
     data = config.data
-    corpus = split_corpus(data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
-                          valid_fraction=data.valid_fraction, seed=config.train.seed)
+    corpus = split_corpus(
+        data.root,
+        data.window,
+        train_split=data.train_split,
+        valid_split=data.valid_split,
+        valid_fraction=data.valid_fraction,
+        seed=config.train.seed,
+    )
     needed = corpus_bytes(corpus.train)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if needed > DEVICE_SHARE * free:
-            message = (f"the training corpus takes {needed / 1e9:.2f} GB as int16, more than {DEVICE_SHARE:.0%} of the "
-                       f"{free / 1e9:.1f} GB free on {device}")
+            message = (
+                f"the training corpus takes {needed / 1e9:.2f} GB as int16, more than {DEVICE_SHARE:.0%} of the "
+                f"{free / 1e9:.1f} GB free on {device}"
+            )
             if mode == "device":
                 raise ConfigError(f"data.loading=device: {message}; use data.loading=auto or loader")
             log.info("data: the DataLoader, because %s", message)

@@ -113,16 +113,23 @@ class StreamingExtractor:
         if getattr(encoder, "streaming_extractor", None) is None:  # the conv encoder (cpc.speech.encoder)
             raise ValueError(f"streaming needs the conv encoder, got {type(encoder).__name__}")
         if not getattr(encoder, "causal", True):
-            raise ValueError(f"the encoder's norm={encoder.norm!r} uses statistics of the whole sequence: it cannot stream")
+            raise ValueError(
+                f"the encoder's norm={encoder.norm!r} uses statistics of the whole sequence: it cannot stream"
+            )
         if layer == "context" and not getattr(model.context, "causal", True):
-            raise ValueError("the context network runs backwards in time (reverse=True): it cannot stream; use layer='encoder'")
+            raise ValueError(
+                "the context network runs backwards in time (reverse=True): it cannot stream; use layer='encoder'"
+            )
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in encoder.modules()):
             raise ValueError("batch norm in training mode cannot stream: call model.eval() first")
         self.model = model
         self.layer = layer
         weight = encoder.blocks[0]["conv"].weight
         in_channels = [1] + [layer.channels for layer in encoder.layers[:-1]]
-        self._convs = [_StreamingConv(spec, block, c, weight) for spec, block, c in zip(encoder.layers, encoder.blocks, in_channels)]
+        self._convs = [
+            _StreamingConv(spec, block, c, weight)
+            for spec, block, c in zip(encoder.layers, encoder.blocks, in_channels)
+        ]
         self.output_size = encoder.output_size if layer == "encoder" else model.context.output_size
         self.reset()
 

@@ -90,7 +90,12 @@ def split_corpus(
         raise ValueError(f"no training file in {root} holds a full window of {window} samples")
     log.info(
         "data %s: %d training files (%.2f h), %d validation files; skipped %d unreadable, %d too short",
-        root, len(train), sum(f.num_samples for f in train) / SAMPLE_RATE / 3600, len(valid), len(listing.unreadable), len(too_short),
+        root,
+        len(train),
+        sum(f.num_samples for f in train) / SAMPLE_RATE / 3600,
+        len(valid),
+        len(listing.unreadable),
+        len(too_short),
     )
     return CorpusSplit(train, valid, listing.unreadable, too_short)
 
@@ -149,7 +154,9 @@ class WindowSampler:
         self.rank = rank
         self.world_size = world_size
         self.start_step = start_step
-        self.offsets = np.array([file.num_samples - window + 1 for file in files], dtype=np.int64)  # possible offsets per file
+        self.offsets = np.array(
+            [file.num_samples - window + 1 for file in files], dtype=np.int64
+        )  # possible offsets per file
         if (self.offsets < 1).any():
             raise ValueError("every file given to WindowSampler must hold at least one window")
         total_windows = sum(file.num_samples // window for file in files)
@@ -191,7 +198,9 @@ class WindowSampler:
             step += 1
 
 
-def validation_windows(files: Sequence[AudioFile], window: int, count: int, *, rank: int = 0, world_size: int = 1) -> list[tuple[int, int]]:
+def validation_windows(
+    files: Sequence[AudioFile], window: int, count: int, *, rank: int = 0, world_size: int = 1
+) -> list[tuple[int, int]]:
     """A fixed list of up to ``count`` (file, offset) windows, spread over the files; this rank's share."""
     windows = []
     per_file = [file.num_samples // window for file in files]
@@ -224,26 +233,47 @@ class SpeechData:
 
     loading = "loader"  # the data.loading value this source is
 
-    def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
+    def __init__(
+        self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device
+    ) -> None:
         from torch.utils.data import DataLoader
 
         data, train = config.data, config.train
         self.window, self.device = data.window, device
         corpus = split_corpus(
-            data.root, data.window, train_split=data.train_split, valid_split=data.valid_split,
-            valid_fraction=data.valid_fraction, seed=train.seed,
+            data.root,
+            data.window,
+            train_split=data.train_split,
+            valid_split=data.valid_split,
+            valid_fraction=data.valid_fraction,
+            seed=train.seed,
         )
         self.examples_per_batch = train.batch_size
         sampler = WindowSampler(
-            corpus.train, data.window, train.batch_size, seed=train.seed,
-            same_speaker=data.same_speaker_batches, rank=rank, world_size=world_size, start_step=start_step,
+            corpus.train,
+            data.window,
+            train.batch_size,
+            seed=train.seed,
+            same_speaker=data.same_speaker_batches,
+            rank=rank,
+            world_size=world_size,
+            start_step=start_step,
         )
         options = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
         self.train_loader = DataLoader(
-            SpeechWindows(corpus.train, data.window), batch_sampler=sampler, persistent_workers=data.num_workers > 0, **options
+            SpeechWindows(corpus.train, data.window),
+            batch_sampler=sampler,
+            persistent_workers=data.num_workers > 0,
+            **options,
         )
-        items = validation_windows(corpus.valid, data.window, train.valid_batches * train.batch_size, rank=rank, world_size=world_size)
-        self.valid_loader = DataLoader(_Items(SpeechWindows(corpus.valid, data.window), items), batch_size=train.batch_size, **options) if items else None
+        items = validation_windows(
+            corpus.valid, data.window, train.valid_batches * train.batch_size, rank=rank, world_size=world_size
+        )
+        self.valid_loader = (
+            DataLoader(_Items(SpeechWindows(corpus.valid, data.window), items), batch_size=train.batch_size, **options)
+            if items
+            else None
+        )
 
     def check(self, model) -> None:
         check_window(self.window, model)

@@ -9,6 +9,8 @@ from cpc import registry
 from cpc.text.encoder import SentenceEncoderConfig, build_sentence_encoder
 from cpc.text.source import TextData, TextDataConfig
 
-registry.register("model.encoder", "sentence_conv", SentenceEncoderConfig, build_sentence_encoder)  # n-gram ids (B, T, L, G) -> (B, T, C)
+registry.register(
+    "model.encoder", "sentence_conv", SentenceEncoderConfig, build_sentence_encoder
+)  # n-gram ids (B, T, L, G) -> (B, T, C)
 registry.register("data", "text", TextDataConfig, TextData)
 registry.register_probe("text", "cpc.text.probe")

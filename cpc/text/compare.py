@@ -45,8 +45,19 @@ def _row_key(row: dict) -> str:
     return f"{row['kind']}/{row['layer']}"
 
 
-def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps: int, seeds: list[int], overrides: list[str] | None = None,
-                     suite_size: int = 1000, mr_size: int | None = 1000, folds: int = 5, title: str = "Text recipe variants compared") -> dict:
+def run_text_compare(
+    run_dir,
+    arms: dict[str, list[str]],
+    *,
+    recipe: str,
+    steps: int,
+    seeds: list[int],
+    overrides: list[str] | None = None,
+    suite_size: int = 1000,
+    mr_size: int | None = 1000,
+    folds: int = 5,
+    title: str = "Text recipe variants compared",
+) -> dict:
     """Train and probe every (arm, seed); write report.md, report.json and curves.png under ``run_dir``."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
@@ -63,38 +74,75 @@ def run_text_compare(run_dir, arms: dict[str, list[str]], *, recipe: str, steps:
     write_tasks(suite, run_dir / "suite")
     tasks = list(suite)
     cache_path = run_dir / "baselines.json"
-    evaluation = {"tasks": {name: len(task.texts) for name, task in suite.items()}, "folds": folds, "C": list(QUICK_C_GRID), "rows": [label for _, _, label in COMPARE_ROWS]}
+    evaluation = {
+        "tasks": {name: len(task.texts) for name, task in suite.items()},
+        "folds": folds,
+        "C": list(QUICK_C_GRID),
+        "rows": [label for _, _, label in COMPARE_ROWS],
+    }
     runs = []
     for arm, arm_overrides in arms.items():
         for seed in seeds:
             arm_dir = run_dir / arm / f"seed-{seed}"
-            log.info("[%s/seed-%d] training %s, %d steps (%s)", arm, seed, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
-            checkpoint = train_or_resume(load_config(recipe, [*arm_overrides, f"train.seed={seed}", *settings]), arm_dir, description=str(recipe))
+            log.info(
+                "[%s/seed-%d] training %s, %d steps (%s)",
+                arm,
+                seed,
+                recipe,
+                steps,
+                " ".join(arm_overrides) or "the recipe as it is",
+            )
+            checkpoint = train_or_resume(
+                load_config(recipe, [*arm_overrides, f"train.seed={seed}", *settings]), arm_dir, description=str(recipe)
+            )
             result_path = arm_dir / "result.json"
             if result_path.is_file() and json.loads(result_path.read_text()).get("evaluation") == evaluation:
                 log.info("[%s/seed-%d] reusing %s", arm, seed, result_path)
                 runs.append(json.loads(result_path.read_text()))
                 continue
-            cache = _read_cache(cache_path)  # read again before each run: another process (other --only / --seeds) may have added rows
+            cache = _read_cache(
+                cache_path
+            )  # read again before each run: another process (other --only / --seeds) may have added rows
             table = probe_suite(checkpoint, suite, rows=COMPARE_ROWS, folds=folds, cache=cache, grid=QUICK_C_GRID)
             cache_path.write_text(json.dumps({**_read_cache(cache_path), **cache}, indent=1) + "\n")
             _, valid = read_metrics(arm_dir / "metrics.jsonl")
             last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
-            run = {"arm": arm, "seed": seed, "overrides": arm_overrides, "evaluation": evaluation, "table": table,
-                   "margins": control_margins(table, tasks),
-                   "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
-                   "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", load_checkpoint(checkpoint)["config"]["train"]["batch_size"])}
+            run = {
+                "arm": arm,
+                "seed": seed,
+                "overrides": arm_overrides,
+                "evaluation": evaluation,
+                "table": table,
+                "margins": control_margins(table, tasks),
+                "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
+                "seconds_per_step": seconds_per_step(
+                    arm_dir / "metrics.jsonl", load_checkpoint(checkpoint)["config"]["train"]["batch_size"]
+                ),
+            }
             result_path.write_text(json.dumps(run, indent=2) + "\n")
             runs.append(run)
-    plot_curves_side_by_side({f"{run['arm']}/seed-{run['seed']}": run_dir / run["arm"] / f"seed-{run['seed']}" / "metrics.jsonl" for run in runs},
-                             run_dir / "curves.png")
-    summary = {"recipe": str(recipe), "steps": steps, "seeds": ", ".join(map(str, seeds)), "overrides": " ".join(overrides or []) or "none",
-               "suite": ", ".join(f"{name} {count}" for name, count in evaluation["tasks"].items()) + f" examples, {folds}-fold cross-validation"}
+    plot_curves_side_by_side(
+        {
+            f"{run['arm']}/seed-{run['seed']}": run_dir / run["arm"] / f"seed-{run['seed']}" / "metrics.jsonl"
+            for run in runs
+        },
+        run_dir / "curves.png",
+    )
+    summary = {
+        "recipe": str(recipe),
+        "steps": steps,
+        "seeds": ", ".join(map(str, seeds)),
+        "overrides": " ".join(overrides or []) or "none",
+        "suite": ", ".join(f"{name} {count}" for name, count in evaluation["tasks"].items())
+        + f" examples, {folds}-fold cross-validation",
+    }
     per_arm = summarise(runs, arms, tasks)
     table = seed_table(per_arm, tasks) + "\n" + margin_table(per_arm, tasks)
-    legend = (f"Accuracy % of logistic regression on frozen features, mean over the seeds (min–max); {folds} stratified folds, L2 weight C "
-              f"in {list(QUICK_C_GRID)} chosen inside each training fold (the demo's protocol: 10 folds, C up to 1000). * cross-sentence "
-              f"tasks ({', '.join(CROSS_SENTENCE)}). The random-init rows use each run's own seed; bag of words and TF-IDF do not depend on it.")
+    legend = (
+        f"Accuracy % of logistic regression on frozen features, mean over the seeds (min–max); {folds} stratified folds, L2 weight C "
+        f"in {list(QUICK_C_GRID)} chosen inside each training fold (the demo's protocol: 10 folds, C up to 1000). * cross-sentence "
+        f"tasks ({', '.join(CROSS_SENTENCE)}). The random-init rows use each run's own seed; bag of words and TF-IDF do not depend on it."
+    )
     return write_comparison_report(run_dir, title, {"summary": summary, "arms": per_arm, "runs": runs}, table, legend)
 
 
@@ -118,14 +166,33 @@ def summarise(runs: list[dict], arms, tasks) -> dict:
             key = _row_key(row)
             rows[key] = {"name": row["name"], "tasks": {}}
             for name in tasks:
-                values = [r["results"][name]["accuracy"] for run in mine for r in run["table"] if _row_key(r) == key and "accuracy" in r["results"].get(name, {})]
+                values = [
+                    r["results"][name]["accuracy"]
+                    for run in mine
+                    for r in run["table"]
+                    if _row_key(r) == key and "accuracy" in r["results"].get(name, {})
+                ]
                 if len(values) == len(mine):
                     rows[key]["tasks"][name] = _spread(values)
-        margins = {layer: {name: _spread([run["margins"][layer][name] for run in mine]) for name in tasks
-                           if all(name in run["margins"].get(layer, {}) for run in mine)} for layer in ("encoder", "both")}
-        per_arm[arm] = {"seeds": [run["seed"] for run in mine], "rows": rows, "margins": margins,
-                        "valid_accuracy": _spread([run["valid_accuracy"] for run in mine if run["valid_accuracy"] is not None] or [float("nan")]),
-                        "seconds_per_step": _spread([run["seconds_per_step"] for run in mine if run["seconds_per_step"]] or [float("nan")])}
+        margins = {
+            layer: {
+                name: _spread([run["margins"][layer][name] for run in mine])
+                for name in tasks
+                if all(name in run["margins"].get(layer, {}) for run in mine)
+            }
+            for layer in ("encoder", "both")
+        }
+        per_arm[arm] = {
+            "seeds": [run["seed"] for run in mine],
+            "rows": rows,
+            "margins": margins,
+            "valid_accuracy": _spread(
+                [run["valid_accuracy"] for run in mine if run["valid_accuracy"] is not None] or [float("nan")]
+            ),
+            "seconds_per_step": _spread(
+                [run["seconds_per_step"] for run in mine if run["seconds_per_step"]] or [float("nan")]
+            ),
+        }
     return per_arm
 
 
@@ -148,7 +215,11 @@ def seed_table(per_arm: dict, tasks) -> str:
             shared = not key.startswith("cpc/")
             if shared and shown_shared:
                 continue
-            lines.append(f"| {'(all arms)' if shared else arm} | {row['name']} | " + " | ".join(_cell(row["tasks"].get(name)) for name in tasks) + " |")
+            lines.append(
+                f"| {'(all arms)' if shared else arm} | {row['name']} | "
+                + " | ".join(_cell(row["tasks"].get(name)) for name in tasks)
+                + " |"
+            )
         shown_shared = True
     return "\n".join(lines) + "\n"
 
@@ -158,11 +229,18 @@ def margin_table(per_arm: dict, tasks) -> str:
     from cpc.text.suite import CROSS_SENTENCE
 
     header = [f"{name}{' *' if name in CROSS_SENTENCE else ''}" for name in tasks]
-    lines = ["CPC minus its random-init control, accuracy points:", "",
-             "| arm | layer | " + " | ".join(header) + " | tasks ahead | valid acc. (mean k) | s/step |", "|---|---|" + "---:|" * (len(tasks) + 3)]
+    lines = [
+        "CPC minus its random-init control, accuracy points:",
+        "",
+        "| arm | layer | " + " | ".join(header) + " | tasks ahead | valid acc. (mean k) | s/step |",
+        "|---|---|" + "---:|" * (len(tasks) + 3),
+    ]
     for arm, summary in per_arm.items():
         for layer, per_task in summary["margins"].items():
             ahead = sum(spread["mean"] > 0 for spread in per_task.values())
-            lines.append(f"| {arm} | {'z' if layer == 'encoder' else '[z, c]'} | " + " | ".join(_cell(per_task.get(name), signed=True) for name in tasks)
-                         + f" | {ahead} of {len(per_task)} | {summary['valid_accuracy']['mean']:.3f} | {summary['seconds_per_step']['mean']:.2f} |")
+            lines.append(
+                f"| {arm} | {'z' if layer == 'encoder' else '[z, c]'} | "
+                + " | ".join(_cell(per_task.get(name), signed=True) for name in tasks)
+                + f" | {ahead} of {len(per_task)} | {summary['valid_accuracy']['mean']:.3f} | {summary['seconds_per_step']['mean']:.2f} |"
+            )
     return "\n".join(lines) + "\n"

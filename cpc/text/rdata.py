@@ -60,7 +60,9 @@ class _Reader:
             return name
         if kind == CHARSXP:
             length = self.integer()
-            return None if length == NA_LENGTH else self.take(length).decode("utf-8" if flags & (1 << 15) else "latin-1")
+            return (
+                None if length == NA_LENGTH else self.take(length).decode("utf-8" if flags & (1 << 15) else "latin-1")
+            )
         if kind == LISTSXP:  # a pairlist (attributes): [attributes], [tag], value, rest
             pairs = {}
             while kind == LISTSXP:
@@ -88,7 +90,9 @@ class _Reader:
                 if kind == VECSXP and names is not None:
                     return dict(zip(names, value))
             return value
-        raise ValueError(f"R serialisation: type {kind} is not supported by this reader (character, integer, logical, real, list)")
+        raise ValueError(
+            f"R serialisation: type {kind} is not supported by this reader (character, integer, logical, real, list)"
+        )
 
 
 def unserialize(data: bytes):
@@ -117,6 +121,8 @@ def read_lazy_load_database(directory: str | Path, stem: str = "Rdata") -> dict:
         (size,) = struct.unpack(">I", record[:4])
         payload = zlib.decompress(record[4:])
         if len(payload) != size:
-            raise ValueError(f"{directory / stem}.rdb: object {name!r} decompresses to {len(payload)} bytes, the header says {size}")
+            raise ValueError(
+                f"{directory / stem}.rdb: object {name!r} decompresses to {len(payload)} bytes, the header says {size}"
+            )
         objects[name] = unserialize(payload)
     return objects

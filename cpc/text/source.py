@@ -47,7 +47,9 @@ class TextDataConfig:
     window: int = 8  # T: sentences per training example
     window_stride: int = 4  # sentences between the starts of two windows of a document
     max_words: int = 48  # words kept per sentence (the rest cut)
-    sources: list[str] | None = None  # which sources to train on (default: all built: bible, austen, fortunes, or corpus)
+    sources: list[str] | None = (
+        None  # which sources to train on (default: all built: bible, austen, fortunes, or corpus)
+    )
     valid_fraction: float = 0.02  # share of documents held out for the validation loss
     probe_fraction: float = 0.1  # share of documents never read by training nor validation: the probe suite's
 
@@ -55,7 +57,11 @@ class TextDataConfig:
 def windows(document_lengths: list[int], window: int, stride: int) -> np.ndarray:
     """Sentences per document -> windows (M, 3) int64 rows (document, first sentence, sentences):
     starts every ``stride`` sentences while at least two sentences remain (a sentence to predict)."""
-    rows = [(doc, start, min(window, length - start)) for doc, length in enumerate(document_lengths) for start in range(0, max(length - 1, 0), stride)]
+    rows = [
+        (doc, start, min(window, length - start))
+        for doc, length in enumerate(document_lengths)
+        for start in range(0, max(length - 1, 0), stride)
+    ]
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
@@ -74,29 +80,50 @@ def probe_document(source: str, name: str, fraction: float) -> bool:
 class TextData:
     """The data source: batches of (B, T, L, G) n-gram ids and (B,) sentences per window."""
 
-    def __init__(self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device) -> None:
+    def __init__(
+        self, config, *, rank: int = 0, world_size: int = 1, start_step: int = 0, device: torch.device
+    ) -> None:
         from cpc.config import ConfigError
 
         self.data, self.device = config.data, device
-        self.seed, self.batch_size, self.rank, self.world_size = config.train.seed, config.train.batch_size, rank, world_size
+        self.seed, self.batch_size, self.rank, self.world_size = (
+            config.train.seed,
+            config.train.batch_size,
+            rank,
+            world_size,
+        )
         self.start_step, self.valid_count = start_step, config.train.valid_batches * config.train.batch_size
         if not 0.0 <= self.data.probe_fraction < 1.0 - self.data.valid_fraction:
-            raise ConfigError(f"data.probe_fraction={self.data.probe_fraction}: expected 0 <= it < 1 - data.valid_fraction ({1.0 - self.data.valid_fraction})")
+            raise ConfigError(
+                f"data.probe_fraction={self.data.probe_fraction}: expected 0 <= it < 1 - data.valid_fraction ({1.0 - self.data.valid_fraction})"
+            )
         if self.data.window < 2 or self.data.window_stride < 1 or self.data.max_words < 1:
-            raise ConfigError(f"data: need window >= 2, window_stride >= 1 and max_words >= 1, got {self.data.window}, {self.data.window_stride}, {self.data.max_words}")
+            raise ConfigError(
+                f"data: need window >= 2, window_stride >= 1 and max_words >= 1, got {self.data.window}, {self.data.window_stride}, {self.data.max_words}"
+            )
         encoder = config.model.encoder
         if encoder.name != "sentence_conv":
-            raise ConfigError(f"data.name=text needs model.encoder.name=sentence_conv (n-gram ids in), got {encoder.name!r}")
-        self.tokenizer = HashedNgrams(buckets=encoder.buckets, min_n=encoder.min_n, max_n=encoder.max_n, max_ngrams=encoder.max_ngrams)
+            raise ConfigError(
+                f"data.name=text needs model.encoder.name=sentence_conv (n-gram ids in), got {encoder.name!r}"
+            )
+        self.tokenizer = HashedNgrams(
+            buckets=encoder.buckets, min_n=encoder.min_n, max_n=encoder.max_n, max_ngrams=encoder.max_ngrams
+        )
         try:
             documents = read_documents(self.data.root)
         except FileNotFoundError as error:
             raise ConfigError(f"data.root: {error}") from None
         wanted = set(self.data.sources) if self.data.sources else None
-        built = list(dict.fromkeys(source for source, _, _ in documents))  # bible, austen, fortunes; or corpus (`--from`)
+        built = list(
+            dict.fromkeys(source for source, _, _ in documents)
+        )  # bible, austen, fortunes; or corpus (`--from`)
         if wanted is not None and wanted - set(built):
             raise ConfigError(f"data.sources: {sorted(wanted - set(built))} not among the built sources {built}")
-        documents = [d for d in documents if (wanted is None or d[0] in wanted) and not probe_document(d[0], d[1], self.data.probe_fraction)]
+        documents = [
+            d
+            for d in documents
+            if (wanted is None or d[0] in wanted) and not probe_document(d[0], d[1], self.data.probe_fraction)
+        ]
         vocabulary: dict[str, int] = {}
         sentences: list[np.ndarray] = []
         document_ranges, valid = [], []
@@ -108,8 +135,13 @@ class TextData:
             document_ranges.append((first, len(texts)))
             valid.append(_held_out(source, name, self.data.valid_fraction))
         self.word_ngrams = torch.from_numpy(self.tokenizer.table(list(vocabulary)))  # (V + 1, G)
-        self.sentences, self.document_starts = sentences, np.array([first for first, _ in document_ranges], dtype=np.int64)
-        self.document_names = [f"{source}/{name}" for source, name, _ in documents]  # what this source reads, training and validation
+        self.sentences, self.document_starts = (
+            sentences,
+            np.array([first for first, _ in document_ranges], dtype=np.int64),
+        )
+        self.document_names = [
+            f"{source}/{name}" for source, name, _ in documents
+        ]  # what this source reads, training and validation
         all_windows = windows([count for _, count in document_ranges], self.data.window, self.data.window_stride)
         held = np.array(valid, dtype=bool)[all_windows[:, 0]] if len(all_windows) else np.zeros(0, dtype=bool)
         valid_windows = all_windows[held]
@@ -117,7 +149,9 @@ class TextData:
         self.valid_windows = valid_windows[np.random.default_rng(VALID_ORDER).permutation(len(valid_windows))]
         self.batches_per_epoch = len(self.train_windows) // (self.batch_size * world_size)
         if self.batches_per_epoch == 0:
-            raise ConfigError(f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_windows)} training windows in {self.data.root}")
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_windows)} training windows in {self.data.root}"
+            )
         self.examples_per_batch = self.batch_size
         self._epoch, self._order = None, None
 
@@ -126,15 +160,21 @@ class TextData:
 
         tokenizer = getattr(model.encoder, "tokenizer", None)
         if tokenizer != self.tokenizer:
-            raise ConfigError(f"the encoder ({type(model.encoder).__name__}) does not tokenise as the data does ({self.tokenizer})")
+            raise ConfigError(
+                f"the encoder ({type(model.encoder).__name__}) does not tokenise as the data does ({self.tokenizer})"
+            )
         if max(model.predictors.offsets) >= self.data.window:
-            raise ConfigError(f"model.predictor offsets {list(model.predictors.offsets)} reach sentence {max(model.predictors.offsets)}, "
-                              f"but a window has only data.window={self.data.window} sentences")
+            raise ConfigError(
+                f"model.predictor offsets {list(model.predictors.offsets)} reach sentence {max(model.predictors.offsets)}, "
+                f"but a window has only data.window={self.data.window} sentences"
+            )
 
     def batch(self, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """windows (B, 3) -> ids (B, T, L, G), lengths (B,): sentences past a window's length and words past a sentence's are padding (0)."""
         lengths = torch.from_numpy(rows[:, 2].copy())
-        chosen = [[self.sentences[self.document_starts[doc] + start + i] for i in range(count)] for doc, start, count in rows]
+        chosen = [
+            [self.sentences[self.document_starts[doc] + start + i] for i in range(count)] for doc, start, count in rows
+        ]
         longest = max(1, max(len(s) for window in chosen for s in window))
         word_index = np.zeros((len(rows), int(lengths.max()), longest), dtype=np.int64)  # (B, T, L)
         for b, window in enumerate(chosen):
@@ -146,7 +186,10 @@ class TextData:
         """The windows (B, 3) this rank trains on at ``step``."""
         epoch, index = divmod(step, self.batches_per_epoch)
         if epoch != self._epoch:
-            self._epoch, self._order = epoch, np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(len(self.train_windows))
+            self._epoch, self._order = (
+                epoch,
+                np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(len(self.train_windows)),
+            )
         start = (index * self.world_size + self.rank) * self.batch_size
         return self.train_windows[self._order[start : start + self.batch_size]]
 

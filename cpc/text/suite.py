@@ -58,7 +58,12 @@ def _balanced_labels(count: int, rng: np.random.Generator) -> np.ndarray:
 
 def next_sentence(documents: list[Document], rng: np.random.Generator, size: int) -> Task:
     """(A = sentence i, B = sentence i + 1) -> 1; (A, B = a sentence j of the same document, j not i or i + 1) -> 0."""
-    anchors = [(d, i) for d, (_, _, sentences) in enumerate(documents) if len(sentences) >= 3 for i in range(len(sentences) - 1)]
+    anchors = [
+        (d, i)
+        for d, (_, _, sentences) in enumerate(documents)
+        if len(sentences) >= 3
+        for i in range(len(sentences) - 1)
+    ]
     chosen = [anchors[k] for k in rng.permutation(len(anchors))[:size]]
     rows = []
     for (d, i), label in zip(chosen, _balanced_labels(len(chosen), rng)):
@@ -89,7 +94,11 @@ def bigram_shift(documents: list[Document], rng: np.random.Generator, size: int)
     for _, _, sentences in documents:
         for sentence in sentences:
             tokens = _render(sentence)
-            places = [i for i in range(len(tokens) - 1) if tokens[i].isalpha() and tokens[i + 1].isalpha() and tokens[i] != tokens[i + 1]]
+            places = [
+                i
+                for i in range(len(tokens) - 1)
+                if tokens[i].isalpha() and tokens[i + 1].isalpha() and tokens[i] != tokens[i + 1]
+            ]
             if len(tokens) >= 4 and places:
                 candidates.append((tokens, places))
     chosen = [candidates[k] for k in rng.permutation(len(candidates))[:size]]
@@ -106,7 +115,9 @@ def bigram_shift(documents: list[Document], rng: np.random.Generator, size: int)
 def _balanced_classes(by_class: dict[str, list[str]], rng: np.random.Generator, size: int) -> list[tuple[str, str]]:
     """The same number of sentences per class (the smallest class's, at most size // classes), seeded, then shuffled."""
     per_class = min(min(len(texts) for texts in by_class.values()), size // len(by_class))
-    rows = [(label, texts[k]) for label, texts in by_class.items() for k in sorted(rng.permutation(len(texts))[:per_class])]
+    rows = [
+        (label, texts[k]) for label, texts in by_class.items() for k in sorted(rng.permutation(len(texts))[:per_class])
+    ]
     return [rows[k] for k in rng.permutation(len(rows))]
 
 
@@ -141,20 +152,36 @@ def word_content(documents: list[Document], rng: np.random.Generator, size: int)
     return make_task("word_content", _balanced_classes(by_class, rng, size))
 
 
-BUILDERS = {"next_sentence": next_sentence, "sentence_order": sentence_order, "bigram_shift": bigram_shift,
-            "sentence_length": sentence_length, "word_content": word_content}
+BUILDERS = {
+    "next_sentence": next_sentence,
+    "sentence_order": sentence_order,
+    "bigram_shift": bigram_shift,
+    "sentence_length": sentence_length,
+    "word_content": word_content,
+}
 
 
-def build_suite(root: str | Path, *, probe_fraction: float = 0.1, seed: int = 0, size: int = 1000, mr_size: int | None = None,
-                tasks=SUITE_TASKS) -> dict[str, Task]:
+def build_suite(
+    root: str | Path,
+    *,
+    probe_fraction: float = 0.1,
+    seed: int = 0,
+    size: int = 1000,
+    mr_size: int | None = None,
+    tasks=SUITE_TASKS,
+) -> dict[str, Task]:
     """The suite's tasks (at most ``size`` examples each; ``mr_size`` examples of MR-like, default all) from the folder
     ``root`` built by ``cpc data text``; mr is left out (with a warning) when the folder has no mr.tsv."""
     documents = held_out_documents(root, probe_fraction)
     if not documents:
-        raise ValueError(f"{root}: no document in the probe share (data.probe_fraction={probe_fraction}): the suite has no held-out text")
+        raise ValueError(
+            f"{root}: no document in the probe share (data.probe_fraction={probe_fraction}): the suite has no held-out text"
+        )
     suite = {}
     for index, name in enumerate(tasks):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))  # one stream per task: adding a task changes no other
+        rng = np.random.default_rng(
+            np.random.SeedSequence([seed, index])
+        )  # one stream per task: adding a task changes no other
         if name == "mr":
             try:
                 texts, labels = read_probe_set(root, "mr")
@@ -174,22 +201,44 @@ def write_tasks(suite: dict[str, Task], folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, task in suite.items():
-        lines = [f"{task.classes[label]}\t" + ("\t".join(text) if task.pair else text) for text, label in zip(task.texts, task.labels)]
+        lines = [
+            f"{task.classes[label]}\t" + ("\t".join(text) if task.pair else text)
+            for text, label in zip(task.texts, task.labels)
+        ]
         (folder / f"{name}.tsv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- probing
 # (kind, layer, label): the rows of the suite's table. "random" is the checkpoint's architecture at a fresh
 # initialisation drawn with the run's own training seed: CPC's control.
-ROWS = (("cpc", "encoder", "CPC z (sentence encoder)"), ("cpc", "both", "CPC [z, c]"), ("random", "encoder", "random-init encoder z"),
-        ("random", "both", "random-init [z, c]"), ("embeddings", None, "mean of random word embeddings"),
-        ("bow_same_dimension", None, "binary bag of words, the C most frequent words"), ("bow", None, "binary bag of words"),
-        ("tfidf", None, "TF-IDF 1-2-grams"))
-BASELINE_KINDS = ("bow_same_dimension", "bow", "tfidf")  # rows that do not depend on the checkpoint's weights nor its seed
+ROWS = (
+    ("cpc", "encoder", "CPC z (sentence encoder)"),
+    ("cpc", "both", "CPC [z, c]"),
+    ("random", "encoder", "random-init encoder z"),
+    ("random", "both", "random-init [z, c]"),
+    ("embeddings", None, "mean of random word embeddings"),
+    ("bow_same_dimension", None, "binary bag of words, the C most frequent words"),
+    ("bow", None, "binary bag of words"),
+    ("tfidf", None, "TF-IDF 1-2-grams"),
+)
+BASELINE_KINDS = (
+    "bow_same_dimension",
+    "bow",
+    "tfidf",
+)  # rows that do not depend on the checkpoint's weights nor its seed
 
 
-def probe_suite(checkpoint: str | Path, suite: dict[str, Task], *, rows=ROWS, folds: int = 10, seed: int = 0, threads: int | None = 1,
-                cache: dict | None = None, grid=None) -> list[dict]:
+def probe_suite(
+    checkpoint: str | Path,
+    suite: dict[str, Task],
+    *,
+    rows=ROWS,
+    folds: int = 10,
+    seed: int = 0,
+    threads: int | None = 1,
+    cache: dict | None = None,
+    grid=None,
+) -> list[dict]:
     """Every row of ``rows`` on every task -> [{kind, layer, name, results: {task: result}}]. A task the protocol cannot
     score (too few examples per class for ``folds``) gets ``{"skipped": reason}``. ``cache``: a dict of earlier results of the
     rows that do not depend on the trained weights (random, embeddings, bow, tfidf), keyed by row, seed and task. ``grid``: the
@@ -222,8 +271,18 @@ def probe_suite(checkpoint: str | Path, suite: dict[str, Task], *, rows=ROWS, fo
                 results[name] = cache[cache_key]
                 continue
             features = {"cpc": str(checkpoint), "bow_same_dimension": "bow"}.get(kind, kind)
-            results[name] = text_probe(features, task=task, layer=layer or "encoder", architecture=str(checkpoint), seed=seed, threads=threads,
-                                       folds=folds, vocabulary=latent_size if kind == "bow_same_dimension" else None, model=model, grid=grid)
+            results[name] = text_probe(
+                features,
+                task=task,
+                layer=layer or "encoder",
+                architecture=str(checkpoint),
+                seed=seed,
+                threads=threads,
+                folds=folds,
+                vocabulary=latent_size if kind == "bow_same_dimension" else None,
+                model=model,
+                grid=grid,
+            )
             if kind != "cpc":
                 cache[cache_key] = results[name]
         table.append({"kind": kind, "layer": layer, "name": label, "results": results})
@@ -238,7 +297,9 @@ def suite_table(table: list[dict], tasks) -> str:
         cells = []
         for name in tasks:
             result = row["results"].get(name)
-            cells.append("–" if result is None or "skipped" in result else f"{result['accuracy']:.1f} ± {result['std']:.1f}")
+            cells.append(
+                "–" if result is None or "skipped" in result else f"{result['accuracy']:.1f} ± {result['std']:.1f}"
+            )
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -250,6 +311,9 @@ def control_margins(table: list[dict], tasks) -> dict[str, dict[str, float]]:
     for layer in ("encoder", "both"):
         cpc, random = by.get(("cpc", layer)), by.get(("random", layer))
         if cpc and random:
-            margins[layer] = {name: round(cpc[name]["accuracy"] - random[name]["accuracy"], 2) for name in tasks
-                              if "accuracy" in cpc.get(name, {}) and "accuracy" in random.get(name, {})}
+            margins[layer] = {
+                name: round(cpc[name]["accuracy"] - random[name]["accuracy"], 2)
+                for name in tasks
+                if "accuracy" in cpc.get(name, {}) and "accuracy" in random.get(name, {})
+            }
     return margins

@@ -51,7 +51,9 @@ class HashedNgrams:
 
     def ngram_ids(self, word: str) -> list[int]:
         marked = f"<{word}>"
-        units = [marked] + [f"{n}:{marked[i : i + n]}" for n in range(self.min_n, self.max_n + 1) for i in range(len(marked) - n + 1)]
+        units = [marked] + [
+            f"{n}:{marked[i : i + n]}" for n in range(self.min_n, self.max_n + 1) for i in range(len(marked) - n + 1)
+        ]
         # A 3-gram of "<a>" is the whole word: keep each unit once, in order.
         return [self._bucket(unit) for unit in dict.fromkeys(units)][: self.max_ngrams]
 
