@@ -274,6 +274,7 @@ def test_evaluation_mode_sees_clean_audio(corpus_dir):
 @pytest.mark.parametrize(
     "overrides", [only(effect) for effect in EFFECTS] + [every_effect("both")], ids=[*EFFECTS, "all-both"]
 )
+@pytest.mark.slow
 def test_training_with_augmentation_runs(corpus_dir, tmp_path, overrides):
     config = small_config(
         corpus_dir,
@@ -283,6 +284,7 @@ def test_training_with_augmentation_runs(corpus_dir, tmp_path, overrides):
     assert record["step"] == 3 and math.isfinite(record["loss"])
 
 
+@pytest.mark.slow
 def test_augmentation_starts_at_its_step(corpus_dir, tmp_path):
     def first_record(run, **settings):
         train(small_config(corpus_dir, **settings), tmp_path / run)  # training records at steps 2, 4, 6
@@ -305,6 +307,7 @@ def test_augmentation_starts_at_its_step(corpus_dir, tmp_path):
     assert late[1]["loss"] != plain[1]["loss"]  # steps 3-4 augmented
 
 
+@pytest.mark.slow
 def test_resume_with_augmentation_equals_uninterrupted(corpus_dir, tmp_path):
     # Augmentation starts after the resume point (step 3): the resumed run must count steps as the uninterrupted one.
     config = small_config(

@@ -11,6 +11,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_bench_train_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
@@ -46,6 +47,7 @@ def test_bench_train_writes_json(tmp_path):
     assert "| recipes/speech/tiny.yaml | 2 x 4096 |" in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_data_writes_json(corpus_dir, tmp_path):
     out = tmp_path / "data.json"
     result = subprocess.run(
@@ -74,6 +76,7 @@ def test_bench_data_writes_json(corpus_dir, tmp_path):
     assert json.loads(out.read_text())["windows_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_bench_data_default_recipe_reads_the_sample_from_any_directory(tmp_path):
     """`cpc bench data` defaults to speech/tiny, whose data.root (data/sample) is the shipped sample outside the checkout."""
     from cpc.resources import sample_corpus
@@ -154,6 +157,7 @@ def test_cuda_without_a_device_fails_on_one_line(capsys):
     assert "--device cuda: no CUDA device is available here" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_failing_measurement_is_one_line(capsys):
     """The recipe loads, but a 100-sample window is shorter than the encoder's kernels: the child fails."""
     from cpc.cli import main
@@ -183,6 +187,7 @@ def test_a_failing_measurement_is_one_line(capsys):
     ), err
 
 
+@pytest.mark.slow
 def test_bench_extract_writes_json_and_table(tmp_path):
     out = tmp_path / "extract.json"
     result = subprocess.run(

@@ -39,6 +39,7 @@ def test_every_recipe_file_is_tested():
     assert shipped == set(list_recipes()) == set(SPEECH) | set(IMAGE) | set(TEXT) and SPEECH and IMAGE and TEXT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", SPEECH)
 def test_context_before_a_change_does_not_move(recipe, corpus_dir, tmp_path):
     overrides = {
@@ -75,6 +76,7 @@ def test_context_before_a_change_does_not_move(recipe, corpus_dir, tmp_path):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", IMAGE)
 def test_context_rows_do_not_see_rows_below(recipe, tmp_path):
     from cpc.image.data import DEFAULT_ROOT
@@ -114,6 +116,7 @@ def test_context_rows_do_not_see_rows_below(recipe, tmp_path):
                 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", TEXT)
 def test_context_at_a_sentence_does_not_see_later_sentences(recipe, text_data_dir, tmp_path):
     overrides = {

@@ -84,6 +84,7 @@ def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_training_onto_a_full_disk_stops_on_one_line(small_disk):
     corpus = small_disk.parent / "corpus"
     write_corpus(corpus, speakers=2, utterances=2, seconds=1.0)

@@ -12,6 +12,7 @@ from cpc.image.data import DEFAULT_ROOT, INSTALL_HINT
 from cpc.resources import sample_corpus
 
 
+@pytest.mark.slow
 def test_every_objective_arm_keeps_the_recipes_negatives():
     arms = objective_arms("speech/tiny")
     assert list(arms) == ["infonce", "nt_xent", "margin", "triplet", "binary"]
@@ -97,6 +98,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_compare_objectives_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "compare"
     arguments = [
@@ -132,6 +134,7 @@ def test_compare_objectives_end_to_end(tmp_path, capsys):
     assert json.loads((run_dir / "report.json").read_text())["rows"] == rows
 
 
+@pytest.mark.slow
 def test_compare_trains_each_arm_once_per_seed(tmp_path, capsys):
     import torch
 
@@ -237,6 +240,7 @@ IMAGE_SMALL = [
     not (Path(DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file(),
     reason=f"Fashion-MNIST is not installed ({INSTALL_HINT})",
 )
+@pytest.mark.slow
 def test_compare_objectives_on_the_image_recipe(tmp_path, capsys):
     from cpc.image.probe import image_probe
 

@@ -107,6 +107,7 @@ def test_built_corpus_has_every_file_in_its_format(built):
     assert sum(summary["frames_per_phone"].values()) == sum(len(v) for v in load_corpus(built).labels.values())
 
 
+@pytest.mark.slow
 @needs_engines
 def test_same_arguments_give_byte_identical_files(tmp_path):
     """The default build: prosody, room and noise on (their random draws are planned by the parent)."""
@@ -118,6 +119,7 @@ def test_same_arguments_give_byte_identical_files(tmp_path):
     assert any(name.endswith(".flac") for name in _checksums(first))
 
 
+@pytest.mark.slow
 @needs_engines
 def test_labels_line_up_with_the_audio(built):
     corpus = load_corpus(built)
@@ -190,6 +192,7 @@ def test_a_built_corpus_without_its_summary_counts_as_unfinished(built, tmp_path
         synth._check_output_folder(copy, overwrite=True)
 
 
+@pytest.mark.slow
 @needs_engines
 def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_path, caplog, capsys):
     from cpc.corpus.cli import main
@@ -381,6 +384,7 @@ def test_noise_in_the_built_corpus_has_the_requested_snr(flavours):
         assert measured == pytest.approx(FIXED_SNR_DB, abs=0.5), utterance
 
 
+@pytest.mark.slow
 @needs_engines
 def test_without_pyroomacoustics_the_build_says_once_that_it_has_no_room(monkeypatch, tmp_path, caplog):
     monkeypatch.setitem(sys.modules, "pyroomacoustics", None)  # `import pyroomacoustics` raises ImportError

@@ -93,6 +93,7 @@ def _materialise(name: str, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(make_fixtures.SEEDED))
 def test_wide_models_equal_cpc_audio(name, tmp_path):
     folder = _materialise(name, tmp_path / name)

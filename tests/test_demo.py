@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_probes import _cli, write_labelled_corpus
 
 from cpc import resources
@@ -31,6 +32,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     corpus = tmp_path / "corpus"
     write_labelled_corpus(corpus, speakers=3, utterances=4, seconds=1.6)

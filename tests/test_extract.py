@@ -132,6 +132,7 @@ def _count_done(out: Path, format: str) -> int:
     return len(lines) - (format == "npy")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["npy", "kaldi"])
 def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(checkpoint, tmp_path, format):
     corpus = tmp_path / "corpus"

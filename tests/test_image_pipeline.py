@@ -49,6 +49,7 @@ def source(*overrides, rank=0, world_size=1, start_step=0):
     )
 
 
+@pytest.mark.slow
 def test_batches_are_a_function_of_seed_step_and_rank():
     first = source()
     batches = first.train_batches()
@@ -67,6 +68,7 @@ def test_batches_are_a_function_of_seed_step_and_rank():
     assert lengths is None and valid.shape[1:] == (7, 7, 8, 8) and valid.min() >= 0 and valid.max() <= 1
 
 
+@pytest.mark.slow
 def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="data.valid_images=640 leaves no training images"):
         source("data.valid_images=640")
@@ -77,6 +79,7 @@ def test_bad_settings_are_named():
         source().check(model)
 
 
+@pytest.mark.slow
 def test_training_logs_every_offset_and_resumes_identically(tmp_path):
     train(load_config("image/fashion_mnist", SMALL), tmp_path / "straight")
     train(load_config("image/fashion_mnist", SMALL + ["train.max_steps=2"]), tmp_path / "resumed")
@@ -93,6 +96,7 @@ def test_training_logs_every_offset_and_resumes_identically(tmp_path):
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_on_a_slice(tmp_path):
     from cpc.image.demo import run_image_demo
 
@@ -124,6 +128,7 @@ def test_demo_end_to_end_on_a_slice(tmp_path):
     assert "raw pixels" in (tmp_path / "demo" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_probe_cli_writes_json_and_bad_input_is_one_line(tmp_path):
     run = tmp_path / "run"
     train(load_config("image/fashion_mnist", SMALL), run)

@@ -132,6 +132,7 @@ def test_wheel_holds_every_module_the_recipes_and_the_sample_corpus(wheel):
     assert not [name for name in shipped if name.startswith(("recipes/", "data/", "tests/"))]
 
 
+@pytest.mark.slow
 def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
     code = (
         "import json, cpc.resources as r; "
@@ -148,6 +149,7 @@ def test_installed_cpc_finds_its_recipes_and_sample(site, tmp_path):
     assert sample == root == str(site / "cpc" / "sample")
 
 
+@pytest.mark.slow
 def test_installed_train_by_recipe_name(site, tmp_path):
     run_dir = tmp_path / "run"
     _run_installed(
@@ -173,6 +175,7 @@ def test_installed_train_by_recipe_name(site, tmp_path):
     assert steps and max(steps) == 2
 
 
+@pytest.mark.slow
 def test_installed_bench_train(site, tmp_path):
     out = tmp_path / "bench.json"
     _run_installed(
@@ -197,6 +200,7 @@ def test_installed_bench_train(site, tmp_path):
     assert json.loads(out.read_text())["recipes"]["speech/tiny"]["median_step_s"] > 0
 
 
+@pytest.mark.slow
 def test_installed_demo_falls_back_loudly_to_the_shipped_sample(site, tmp_path):
     """Without festival and bible on PATH, the demo uses the sample shipped in the wheel and says so at the top of the report."""
     bin_dir = tmp_path / "bin"

@@ -95,6 +95,7 @@ def _random_labels(rng, utterances: int = 40, frames: int = 150) -> dict[str, np
     return {f"u{i}": rng.integers(NUM_PHONES, size=frames) for i in range(utterances)}
 
 
+@pytest.mark.slow
 def test_phone_probe_on_label_encoding_features_is_perfect_and_on_noise_is_chance():
     rng = np.random.default_rng(0)
     labels = _random_labels(rng)
@@ -147,6 +148,7 @@ def test_edit_distance_and_per_hand_values():
     assert probes.greedy_decode(frames, 3, blank=4) == [2]
 
 
+@pytest.mark.slow
 def test_ctc_probe_recovers_phone_sequences_from_encoding_features():
     rng = np.random.default_rng(2)
     # Phones last 3-8 frames, as in speech, so the collapsed sequence is much shorter than the frames.
@@ -330,6 +332,7 @@ def test_cli_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "old.pt has checkpoint format version 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_functions_and_cli_default_to_one_thread(tmp_path, monkeypatch):
     import torch
     from torch.optim.optimizer import register_optimizer_step_pre_hook

@@ -221,6 +221,7 @@ def sample_subset(target: Path, train: int = 6, test: int = 2) -> None:
     (target / "alignments.txt").write_text("\n".join(alignments) + "\n")
 
 
+@pytest.mark.slow
 def test_readme_train_extract_probe_and_python_run_as_written(tmp_path, monkeypatch):
     sample_subset(tmp_path / "data" / "sample")
     (tmp_path / "recipes").symlink_to(REPO / "recipes")

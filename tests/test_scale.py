@@ -560,6 +560,7 @@ def free_port() -> int:
         return listener.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_env_with_one_process_trains_through_ddp(tmp_path):
     """WORLD_SIZE=1 under torchrun's env starts gloo and wraps DDP, and trains exactly as alone."""
     config = tiny_config("train.max_steps=2", "train.valid_batches=0", "data.loading=device")
@@ -598,6 +599,7 @@ def test_torchrun_env_with_one_process_trains_through_ddp(tmp_path):
 # ----------------------------------------------------------------------------- the training benchmark
 
 
+@pytest.mark.slow
 def test_bench_train_batch_sizes_data_and_profile(tmp_path):
     out, profiles = tmp_path / "bench.json", tmp_path / "profiles"
     result = subprocess.run(

@@ -179,6 +179,7 @@ def _source(root, start_step: int = 0, **overrides):
     )
 
 
+@pytest.mark.slow
 def test_batches_are_a_pure_function_of_seed_and_step(text_data_dir):
     first, resumed = _source(text_data_dir).train_batches(), _source(text_data_dir, start_step=7).train_batches()
     for _ in range(7):

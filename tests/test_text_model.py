@@ -94,6 +94,7 @@ def test_the_recipe_builds_a_model_that_learns_on_sentence_windows():
     assert features.shape == (4, 6, 32)
 
 
+@pytest.mark.slow
 def test_cross_validation_on_known_cases():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 60)

@@ -30,6 +30,7 @@ def trained(text_data_dir, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_probe_text_writes_accuracy_and_std(trained, text_data_dir, tmp_path):
     checkpoint = str(trained / "checkpoints" / "last.pt")
     out = tmp_path / "probe.json"
@@ -88,6 +89,7 @@ def test_probe_text_writes_accuracy_and_std(trained, text_data_dir, tmp_path):
     )  # random needs --architecture: one line
 
 
+@pytest.mark.slow
 def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
     import shutil
 
@@ -124,6 +126,7 @@ def test_demo_text_reports_every_row(trained, text_data_dir, tmp_path):
     assert report["summary"]["out_of_vocabulary_percent"]["words"] > 0
 
 
+@pytest.mark.slow
 def test_compare_text_trains_each_seed_and_reports_cpc_against_its_control(text_data_dir, tmp_path):
     run = tmp_path / "compare"
     overrides = [

@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 
 from cpc.config import load_config
 from cpc.train import train
 
 
+@pytest.mark.slow
 def test_tiny_recipe_loss_falls_on_the_committed_sample(tmp_path):
     config = load_config(
         "recipes/speech/tiny.yaml",

@@ -95,6 +95,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_resampling_and_filter_banks_fall_back_when_torchaudio_raises(tmp_path):
     write_resampled_corpus(tmp_path / "corpus", {"100": 22050}, speakers=2, utterances=2, seconds=1.0)
     result, attempts = run_with_broken_torchaudio(tmp_path, "-c", FEATURES_SCRIPT, str(tmp_path / "corpus"))
@@ -104,6 +105,7 @@ def test_resampling_and_filter_banks_fall_back_when_torchaudio_raises(tmp_path):
     assert attempts == 1  # tried once, on first use, not again for each resampling or spectrogram
 
 
+@pytest.mark.slow
 def test_cli_train_runs_when_torchaudio_raises(tmp_path):
     write_resampled_corpus(tmp_path / "corpus", {"100": 22050, "101": 22050}, speakers=2, utterances=3, seconds=1.0)
     recipe = tmp_path / "tiny.yaml"

@@ -27,6 +27,7 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_run_directory_and_checkpoint_round_trip(corpus_dir, tmp_path):
     config = small_config(corpus_dir)
     train(config, tmp_path / "run")
@@ -111,6 +112,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(corpus_d
         assert torch.equal(after["model"][name], tensor)
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"step": 1, "model": {"w": torch.ones(3)}})
@@ -260,6 +262,7 @@ def test_a_window_too_short_for_every_step_is_refused_before_anything_is_written
         small_config(corpus_dir, **{"data.window": 0})
 
 
+@pytest.mark.slow
 def test_resume_may_change_only_how_long_and_how_it_logs(corpus_dir, tmp_path):
     run = tmp_path / "run"
     train(small_config(corpus_dir, **{"train.max_steps": 4}), run)
@@ -287,6 +290,7 @@ def run_cli(*args, env=None, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_the_tiny_recipe(corpus_dir, tmp_path):
     run = tmp_path / "run"
     result = run_cli(
@@ -326,6 +330,7 @@ def test_cli_end_to_end_on_the_tiny_recipe(corpus_dir, tmp_path):
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "does not exist" in missing.stderr
 
 
+@pytest.mark.slow
 def test_cli_one_line_errors(corpus_dir, tmp_path):
     def one_line(result, *needles):
         lines = result.stderr.strip().splitlines()
@@ -358,6 +363,7 @@ def test_cli_one_line_errors(corpus_dir, tmp_path):
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_resolved_config_and_lists_keys(tmp_path):
     printed = run_cli("train", "speech/tiny", "--print-config", "optim.lr=0.01")
     assert printed.returncode == 0, printed.stderr
@@ -373,6 +379,7 @@ def test_cli_prints_the_resolved_config_and_lists_keys(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_path):
     run, log_file = tmp_path / "run", tmp_path / "stderr.txt"
     command = [
@@ -416,6 +423,7 @@ def test_cli_logs_plain_lines_and_ctrl_c_names_the_checkpoint(corpus_dir, tmp_pa
     assert "\r" not in output and "step 2/2000 | loss " in output  # not a terminal: plain log lines, no progress bar
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     from torch.utils.data import default_collate
 
@@ -483,6 +491,7 @@ def test_two_process_ddp_on_cpu(corpus_dir, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in records)
 
 
+@pytest.mark.slow
 def test_wandb_offline_logging(corpus_dir, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")

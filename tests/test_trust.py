@@ -199,6 +199,7 @@ def test_a_checkpoint_of_another_modality_is_refused_at_the_door(entry, clean, t
 FAST = ["data.window=8000", "data.num_workers=0", "train.valid_every=1000", "train.progress=false", "train.log_every=1"]
 
 
+@pytest.mark.slow
 def test_a_second_training_into_a_busy_folder_is_refused_naming_the_lock_and_its_holder(tmp_path, capsys):
     import signal
     import subprocess
@@ -282,6 +283,7 @@ def _victim(tmp_path: Path, name: str) -> Path:
     return victim
 
 
+@pytest.mark.slow
 def test_training_never_writes_through_links_planted_in_its_run_dir(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "speech/tiny", "--run-dir", str(run), *FAST, "train.max_steps=2"]) == 0
@@ -308,6 +310,7 @@ def test_training_never_writes_through_links_planted_in_its_run_dir(tmp_path, ca
         ("feats.scp", "kaldi"),
     ],
 )
+@pytest.mark.slow
 def test_extraction_never_writes_through_a_planted_link(name, format, clean, tmp_path, capsys):
     out = tmp_path / "feats"
     out.mkdir()
@@ -477,6 +480,7 @@ def test_extract_features_refuses_short_and_non_float_audio(waveforms, words):
         (["1\tgood film"] * 30 + ["0\tbad film"] * 4, [], "'0' has 4 examples"),
     ],
 )
+@pytest.mark.slow
 def test_a_text_probe_set_the_cross_validation_cannot_split_is_refused_naming_why(
     rows, options, words, tmp_path, capsys, caplog
 ):

@@ -4,12 +4,15 @@ sample, prints every stage's shape, points at lines that hold the equations, and
 import re
 from pathlib import Path
 
+import pytest
+
 import cpc
 from cpc.walkthrough import main
 
 PACKAGE = Path(cpc.__file__).resolve().parent
 
 
+@pytest.mark.slow
 def test_the_walkthrough_runs_on_the_sample(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--steps", "1"]) == 0
     printed = capsys.readouterr().out
