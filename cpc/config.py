@@ -142,7 +142,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     compile: bool = False  # torch.compile the encoder (measure first: cpc bench train --compile)
     tf32: bool = True  # on CUDA, TF32 for the float32 matmuls and convolutions left under autocast
-    channels_last: bool = False  # the conv encoder as 2-D convolutions in channels-last memory (faster with cuDNN)
+    # The conv encoder's memory layout, not its model: unset lets the encoder pick (channels-last
+    # on the CPU with the channel norm: docs/speed.md); true or false forces one.
+    channels_last: bool | None = None
     logger: Logger = Logger.none  # wandb honours WANDB_MODE=offline|disabled
     wandb_project: str = "cpc"
     progress: bool = True  # tqdm progress bar

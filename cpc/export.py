@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from cpc.model import CPC, LAYERS
 from cpc.safe_io import create_temporary, refuse_input_as_output
 from cpc.speech.audio import SAMPLE_RATE
+from cpc.speech.encoder import conv_frames, conv_waveforms
 
 __all__ = ["FORMATS", "FeatureExtractor", "export", "export_checkpoint"]
 
@@ -61,20 +62,42 @@ class FeatureExtractor(nn.Module):
         self.rnn = model.context.rnn if layer == "context" else None
         self.reverse = self.rnn is not None and bool(getattr(model.context, "reverse", False))
         self.minimum_samples: int = model.minimum_samples  # the shortest S with a frame; kept in the TorchScript file
+        # The encoder's own layout on the CPU, so that the features are its features bit for bit
+        # (channels-last only with the channel norm, as ConvEncoder.uses_channels_last picks it).
+        encoder = model.encoder
+        self.channels_last: bool = encoder.norm == "channel" and encoder.uses_channels_last(torch.zeros(0))
+        self.waveform_matmul: bool = True  # the first layer as ConvEncoder runs it (export turns it off for ONNX)
 
     def forward(self, waveforms: Tensor) -> Tensor:
         if waveforms.dim() != 2:
             raise ValueError("expected waveforms of shape (B, S)")
-        x = waveforms.unsqueeze(1)  # (B, 1, S)
-        for block in self.blocks:
-            x = torch.relu(block["norm"](block["conv"](x)))  # (B, C, T_layer)
-        features = x.transpose(1, 2)  # (B, T, C)
+        if self.channels_last:
+            features = self._encode_channels_last(waveforms)
+        else:
+            x = waveforms.unsqueeze(1)  # (B, 1, S)
+            for block in self.blocks:
+                x = torch.relu(block["norm"](block["conv"](x)))  # (B, C, T_layer)
+            features = x.transpose(1, 2)  # (B, T, C)
         if self.rnn is not None:
             if self.reverse:  # last frame first (an imported CPC_audio model with cpc_mode=reverse)
                 features, _ = self.rnn(features.flip(1))  # (B, T, H), reversed
                 return features.flip(1)
             features, _ = self.rnn(features)  # (B, T, H)
         return features
+
+    def _encode_channels_last(self, waveforms: Tensor) -> Tensor:
+        """ConvEncoder's channels-last forward with the channel norm, without lengths: (B, S) -> (B, T, C)."""
+        frames = waveforms[:, :, None]  # (B, S, 1)
+        for index, block in enumerate(self.blocks):
+            conv = block["conv"]
+            if index == 0 and self.waveform_matmul:
+                frames = conv_waveforms(waveforms, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
+            else:  # ONNX: unfold over a dynamic length does not export; the same convolution as conv2d
+                frames = conv_frames(frames, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
+            frames = torch.relu(block["norm"](frames.transpose(1, 2))).transpose(
+                1, 2
+            )  # ChannelNorm: LayerNorm on `frames`
+        return frames
 
 
 def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "context") -> Path:
@@ -84,6 +107,7 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
     out = _check_out(out, format)
     out.parent.mkdir(parents=True, exist_ok=True)
     extractor = FeatureExtractor(model, layer).eval()
+    extractor.waveform_matmul = format == "torchscript"
     descriptor, temporary = create_temporary(out)  # a new file: a link planted next to out is never written through
     os.close(descriptor)
     try:

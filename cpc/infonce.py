@@ -18,7 +18,9 @@ have at least one pair.
 
 Scoring: we never copy the negatives into a (B, T, K, N+1, C) tensor. One matmul scores
 every prediction against every latent of the batch, (B, T, K, C) x (B*T, C) -> (B, T, K, B*T),
-and the N + 1 sampled columns are gathered from it. ``score_by_copy`` is the copying
+and the N + 1 sampled columns are gathered from it; when the negatives come from the
+positive's own sequence, each sequence is scored against its own latents only
+(``score_within_sequences``, B times fewer products). ``score_by_copy`` is the copying
 variant, an option of the criterion for the benchmark (``copy_negatives``) and a cross-check.
 
 Grids: latents on a patch grid (B, rows, cols, C) are flattened row-major to T = rows * cols
@@ -116,6 +118,22 @@ def score_shared(predictions: Tensor, latents: Tensor, candidates: Tensor, share
     return torch.cat([positive[..., None], pool.gather(-1, shared.keep)], dim=-1)  # (B, T, K, 1 + N)
 
 
+def score_within_sequences(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
+    """The scores of :func:`score_candidates` when every candidate comes from its prediction's
+    own sequence (``negative_scope=sequence``): each sequence's predictions against its own T
+    latents, (B, T*K, C) x (B, C, T), B times fewer products than scoring against all B*T.
+
+    predictions (B, T, K, C), latents (B, T, C), candidates (B, T, K, M) flat indices into B*T,
+    each inside its own sequence's block of T (those of pairs past a sequence's end, which the
+    loss masks, are only guaranteed in range) -> scores (B, T, K, M).
+    """
+    batch_size, num_frames, steps, channels = predictions.shape
+    first = torch.arange(batch_size, device=candidates.device)[:, None, None, None] * num_frames  # (B, 1, 1, 1)
+    local = (candidates - first).clamp(0, max(num_frames - 1, 0))  # (B, T, K, M) frame indices in the sequence
+    block = predictions.reshape(batch_size, num_frames * steps, channels) @ latents.transpose(1, 2)  # (B, T*K, T)
+    return block.gather(2, local.reshape(batch_size, num_frames * steps, -1)).view(candidates.shape)  # (B, T, K, M)
+
+
 def score_by_copy(predictions: Tensor, latents: Tensor, candidates: Tensor) -> Tensor:
     """Same result as :func:`score_candidates`, by materialising (B, T, K, M, C) candidate latents."""
     channels = latents.shape[-1]
@@ -168,6 +186,7 @@ class CandidateSample(NamedTuple):
     candidates: Tensor  # (B, T, K, 1 + N) flat indices into B*T, the positive first
     valid: Tensor  # (B, T, K) bool: which pairs count
     shared: SharedNegatives | None  # the pool the negatives come from (batch_shared only)
+    within_sequences: bool = False  # every candidate from its own sequence (negative_scope=sequence)
 
     def scores(self, *, copy_negatives: bool = False) -> Tensor:
         """The candidates' scores z_j^T W_k c_t (B, T, K, 1 + N), by the cheapest exact route
@@ -176,6 +195,8 @@ class CandidateSample(NamedTuple):
             return score_by_copy(self.predictions, self.latents, self.candidates)
         if self.shared is not None:
             return score_shared(self.predictions, self.latents, self.candidates, self.shared)
+        if self.within_sequences:
+            return score_within_sequences(self.predictions, self.latents, self.candidates)
         return score_candidates(self.predictions, self.latents, self.candidates)
 
 
@@ -219,4 +240,5 @@ def sample_candidates(
             lengths, num_frames, offsets, num_negatives, scope=negative_scope, stride=stride, generator=generator
         )  # (B, T, K, N)
     candidates = torch.cat([positives[..., None], negatives], dim=-1)  # (B, T, K, 1 + N), positive first
-    return CandidateSample(predictions, latents, candidates, valid, shared)
+    within_sequences = str(plain(negative_scope)) == "sequence"
+    return CandidateSample(predictions, latents, candidates, valid, shared, within_sequences)

@@ -120,10 +120,12 @@ def compile_model(model: torch.nn.Module, config: DictConfig) -> None:
     """Speed options that change neither weights nor results: ``train.channels_last`` (the conv
     encoder's layout, cpc.speech.encoder) and ``train.compile`` (torch.compile of the encoder, in place:
     parameter names unchanged)."""
-    if config.train.channels_last:
-        if not hasattr(model.encoder, "channels_last") or config.model.encoder.get("norm") == "batch":
-            raise ConfigError("train.channels_last=true needs the raw-audio conv encoder without batch norm")
-        model.encoder.channels_last = True
+    if config.train.channels_last is not None:
+        if not hasattr(model.encoder, "channels_last"):
+            raise ConfigError(
+                f"train.channels_last={str(config.train.channels_last).lower()} needs the raw-audio conv encoder"
+            )
+        model.encoder.channels_last = config.train.channels_last
     if config.train.compile:
         model.encoder.compile()
 

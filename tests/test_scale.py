@@ -500,25 +500,34 @@ def test_resume_keeps_the_data_source_that_auto_picked(tmp_path, caplog):
     assert load_checkpoint(run / "checkpoints" / "last.pt")["data_loading"] == "device"
 
 
-@pytest.mark.parametrize("recipe", ["speech/paper", "speech/tiny"])
-def test_channels_last_encoder_gives_the_same_latents_loss_and_gradients(recipe):
-    """train.channels_last runs the conv stack as 2-D convolutions in channels-last memory: a layout, not a model."""
+@pytest.mark.parametrize(
+    "recipe, norm",
+    [
+        ("speech/paper", "none"),
+        ("speech/tiny", "channel"),
+        ("speech/tiny", "batch"),
+        ("speech/tiny", "channel_unbiased"),
+    ],
+)
+def test_channels_last_encoder_gives_the_same_latents_loss_and_gradients(recipe, norm):
+    """The channels-last layout (the CPU default with the channel norm) runs the conv stack as
+    2-D convolutions over (B, C, 1, T) stored as (B, T, C): a layout, not a model."""
     from cpc.model import build_model
 
     torch.manual_seed(0)
-    model = build_model(load_config(recipe, ["model.predictor.init=default"]))
+    model = build_model(load_config(recipe, ["model.predictor.init=default", f"model.encoder.norm={norm}"]))
     waveforms, lengths = torch.randn(2, 6400), torch.tensor([6400, 4000])  # one padded sequence: the masks too
 
-    def run():
+    def run(channels_last):
+        model.encoder.channels_last = channels_last
         model.zero_grad()
         latents, latent_lengths = model.encoder(waveforms, lengths)
         loss = model(waveforms, generator=torch.Generator().manual_seed(0))["loss"]
         loss.backward()
         return latents.detach(), latent_lengths, loss.detach(), [p.grad.clone() for p in model.parameters()]
 
-    plain = run()
-    model.encoder.channels_last = True
-    fast = run()
+    plain = run(False)
+    fast = run(True)
     torch.testing.assert_close(fast[0], plain[0], rtol=1e-5, atol=1e-5)
     assert fast[0].is_contiguous() and torch.equal(fast[1], plain[1])
     torch.testing.assert_close(fast[2], plain[2], rtol=1e-5, atol=1e-6)
@@ -526,9 +535,22 @@ def test_channels_last_encoder_gives_the_same_latents_loss_and_gradients(recipe)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_channels_last_needs_the_audio_encoder_without_batch_norm(tmp_path):
-    with pytest.raises(ConfigError, match="channels_last"):
-        train(tiny_config("train.channels_last=true", "model.encoder.norm=batch"), tmp_path / "run")
+def test_the_encoder_picks_channels_last_on_the_cpu_with_the_channel_norm():
+    from cpc.model import build_model
+
+    waveforms = torch.zeros(1, 3200)
+    assert build_model(load_config("speech/tiny")).encoder.uses_channels_last(waveforms)
+    assert not build_model(load_config("speech/paper")).encoder.uses_channels_last(
+        waveforms
+    )  # no norm: oneDNN is slower
+    model = build_model(load_config("speech/paper"))
+    model.encoder.channels_last = True
+    assert model.encoder.uses_channels_last(waveforms)
+
+
+def test_channels_last_needs_the_audio_encoder(tmp_path):
+    with pytest.raises(ConfigError, match="channels_last=true needs the raw-audio conv encoder"):
+        train(load_config("image/fashion_mnist", ["train.channels_last=true"]), tmp_path / "run")
 
 
 # ----------------------------------------------------------------------------- torchrun with one process

@@ -51,10 +51,8 @@ class ChannelNorm(nn.Module):
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, T) or (B, C, 1, T) (the channels-last layout of :class:`ConvEncoder`) -> the same shape."""
-        if x.dim() == 3:
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # explicit axes: ONNX export rejects negative ones
+        """(B, C, T) -> (B, C, T)."""
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
 class UnbiasedChannelNorm(nn.Module):
@@ -117,12 +115,10 @@ class ConvEncoder(nn.Module):
         self.output_size = in_channels
         self.norm = norm
         self.causal = norm not in NON_CAUSAL_NORMS  # streaming needs it
-        # Layout, not model: run the stack as 2-D convolutions over (B, C, 1, T) in channels-last
-        # memory, which cuDNN's bf16 tensor-core kernels read directly; in the (B, C, T) layout
-        # it transposes every activation to NHWC and back (21 % of the paper recipe's GPU time
-        # at 256 windows, benchmarks/README.md). Same weights, same results; set by
-        # ``train.channels_last``.
-        self.channels_last = False
+        # Layout, not model: None picks one (uses_channels_last); True or False forces it
+        # (``train.channels_last``; with cuDNN, channels-last reads the activations without
+        # transposing them: benchmarks/README.md).
+        self.channels_last: bool | None = None
 
     @property
     def downsample_rate(self) -> int:
@@ -200,19 +196,39 @@ class ConvEncoder(nn.Module):
             padded = bool((lengths < num_samples).any())
         if padded and not self.causal:
             return self._one_by_one(waveforms, lengths)
+        if self.uses_channels_last(waveforms):
+            return self._forward_channels_last(waveforms, lengths, padded)
         x = mask_frames(waveforms.unsqueeze(1), lengths) if padded else waveforms.unsqueeze(1)  # (B, 1, S)
-        if self.channels_last:
-            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, 1, 1, S), stored (B, 1, S, 1)
         for layer, block in zip(self.layers, self.blocks):
-            x = torch.relu_(
-                block["norm"](self._conv(block["conv"], x))
-            )  # (B, C, T_layer); in place: saves an activation copy
+            x = torch.relu_(block["norm"](block["conv"](x)))  # (B, C, T_layer); in place: saves an activation copy
             lengths = _conv_lengths(layer, lengths)
             if padded:
                 x = mask_frames(x, lengths)  # zero the frames past each length, as a lone sequence would be padded
-        if self.channels_last:
-            return x.squeeze(2).transpose(1, 2), lengths  # (B, T, C), already contiguous in memory
         return x.transpose(1, 2), lengths  # (B, T, C)
+
+    def uses_channels_last(self, waveforms: Tensor) -> bool:
+        """Whether :meth:`forward` runs the channels-last layout: ``channels_last`` when set, else on
+        the CPU with the channel norm (there it halves the encoder's time; without a norm oneDNN's
+        channels-last backward is slower at 512 channels: docs/speed.md)."""
+        if self.channels_last is not None:
+            return self.channels_last
+        return waveforms.device.type == "cpu" and self.norm == "channel"
+
+    def _forward_channels_last(self, waveforms: Tensor, lengths: Tensor, padded: bool) -> tuple[Tensor, Tensor]:
+        """The stack on (B, T, C) frames: the first layer as one matmul per frame, the others as
+        2-D convolutions in channels-last memory. The channel norm then reads each frame's channels
+        contiguously and nothing is transposed in memory, forward or backward (docs/speed.md)."""
+        frames = mask_frames(waveforms[:, None], lengths)[:, 0] if padded else waveforms  # (B, S)
+        for index, (layer, block) in enumerate(zip(self.layers, self.blocks)):
+            conv = block["conv"]
+            convolve = conv_waveforms if index == 0 else conv_frames
+            frames = _norm_relu_frames(
+                block["norm"], convolve(frames, conv.weight, conv.bias, layer.stride, layer.padding)
+            )
+            lengths = _conv_lengths(layer, lengths)
+            if padded:  # zero the frames past each length, as a lone sequence would be padded
+                frames = frames * (torch.arange(frames.shape[1], device=frames.device) < lengths[:, None])[..., None]
+        return frames, lengths  # (B, T, C), contiguous
 
     def _one_by_one(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Each sequence alone, then padded: statistics over a whole sequence must not see the padding."""
@@ -225,12 +241,33 @@ class ConvEncoder(nn.Module):
             lengths
         )  # (B, T, C)
 
-    def _conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
-        if not self.channels_last:
-            return conv(x)  # (B, C_in, T) -> (B, C_out, T_layer)
-        # The same convolution as 2-D over (B, C_in, 1, T): kernel (1, k), stride (1, s).
-        weight = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (C_out, C_in, 1, k)
-        return nn.functional.conv2d(x, weight, conv.bias, stride=(1, conv.stride[0]), padding=(0, conv.padding[0]))
+
+def conv_waveforms(waveforms: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int) -> Tensor:
+    """A Conv1d with one input channel as a matmul of frames: (B, S) -> (B, T, C_out), contiguous.
+    Three times faster than oneDNN's one-channel convolution on a CPU, and in the (B, T, C)
+    layout the channel norm wants (docs/speed.md). weight (C_out, 1, k)."""
+    frames = nn.functional.pad(waveforms, (padding, padding)).unfold(-1, weight.shape[-1], stride)  # (B, T, k)
+    out = frames.contiguous() @ weight.flatten(1).T  # (B, T, C_out)
+    return out if bias is None else out + bias
+
+
+def conv_frames(frames: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int) -> Tensor:
+    """A Conv1d on (B, T, C_in) frames -> (B, T_out, C_out) frames, both (B, T, C) in memory: a 2-D
+    convolution over (B, C, 1, T) in channels-last memory. weight (C_out, C_in, k)."""
+    x = frames.transpose(1, 2).unsqueeze(2)  # (B, C_in, 1, T), channels-last memory
+    weight = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (C_out, C_in, 1, k)
+    out = nn.functional.conv2d(x, weight, bias, stride=(1, stride), padding=(0, padding))
+    return out.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)  # (B, T_out, C_out)
+
+
+def _norm_relu_frames(norm: nn.Module, frames: Tensor) -> Tensor:
+    """ReLU(norm(frames)) on (B, T, C) -> (B, T, C). The in-place ReLU acts on a tensor of its own,
+    never on a view of another (autograd would then copy the whole base in the backward)."""
+    if isinstance(norm, nn.Identity):
+        return torch.relu(frames)
+    if isinstance(norm, ChannelNorm):
+        return torch.relu_(norm.norm(frames))  # over the last axis: no transpose
+    return torch.relu_(norm(frames.transpose(1, 2))).transpose(1, 2).contiguous()  # (B, T, C) in memory too
 
 
 def _conv_lengths(layer: ConvLayer, lengths: Tensor) -> Tensor:
