@@ -343,6 +343,48 @@ def at_chance(accuracy: list[float | None], num_negatives: int) -> bool:
     return bool(values) and sum(values) / len(values) < 2 / (num_negatives + 1)
 
 
+class ChanceWatch:
+    """Says once when a run is at chance: still there at a validation from :data:`CHANCE_CHECK_STEP`,
+    or back there, at any step, after it had left (training or validation accuracy). A run that
+    has left has some offset k at 4 / (N + 1) or more; back at chance, every offset is below 2 / (N + 1)."""
+
+    def __init__(self, num_negatives: int) -> None:
+        self.num_negatives = num_negatives
+        self.left_chance = False
+        self.warned = False
+
+    def state_dict(self) -> dict[str, bool]:
+        return {"left_chance": self.left_chance, "warned": self.warned}
+
+    def load_state_dict(self, state: dict[str, bool]) -> None:
+        self.left_chance, self.warned = bool(state["left_chance"]), bool(state["warned"])
+
+    def check(self, accuracy: list[float | None], step: int, split: str) -> str | None:
+        """The warning to log for this step's ``split`` ("training" or "validation") accuracy per k, or None."""
+        values = [value for value in accuracy if value is not None]
+        if not values or self.warned:
+            return None
+        chance = 1 / (self.num_negatives + 1)
+        if max(values) >= 4 * chance:
+            self.left_chance = True
+            return None
+        if self.left_chance and max(values) < 2 * chance:
+            self.warned = True
+            return (
+                f"step {step}: the model has fallen back to chance: {split} accuracy is below 2 / (N + 1) = "
+                f"{2 * chance:.3f} at every k (N = {self.num_negatives} negatives), after it had reached 4 / (N + 1); "
+                "see docs/results.md, 'When the loss stays at chance'"
+            )
+        if split == "validation" and step >= CHANCE_CHECK_STEP and at_chance(accuracy, self.num_negatives):
+            self.warned = True
+            return (
+                f"step {step}: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
+                f"2 / (N + 1) = {2 * chance:.3f} with N = {self.num_negatives} negatives. Runs can sit at chance for a "
+                "while; if this one stays there, see docs/results.md, 'When the loss stays at chance'"
+            )
+        return None
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -459,6 +501,7 @@ class Run:
     local_rank: int = 0
     start_step: int = 0
     state: dict[str, Any] | None = None  # the checkpoint resumed from
+    chance: ChanceWatch | None = None  # whether the model has left chance (saved with the run)
 
 
 def setup_run(
@@ -572,6 +615,7 @@ def save_run(run: Run, step: int, window: StepMetrics, source, checkpoint_dir: P
         "scheduler": run.scheduler.state_dict(),
         "step": step,
         "data_loading": getattr(source, "loading", None),  # speech: "device" or "loader", which auto picked
+        "chance": run.chance.state_dict() if run.chance is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None,
@@ -672,7 +716,9 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
     checkpoint_dir = run_dir / "checkpoints"
     last_path = checkpoint_dir / "last.pt"
     saved_step = run.start_step if resume else None  # the step of last.pt, for the Ctrl-C message
-    warned_at_chance = False
+    watch = run.chance = ChanceWatch(config.model.loss.num_negatives)
+    if run.state is not None and run.state.get("chance"):  # checkpoints from before it have none
+        watch.load_state_dict(run.state["chance"])
     window_start = time.perf_counter()
     last_record: dict[str, Any] = {}
     # A progress bar on a terminal; in a log file (not a TTY) plain lines at every log step instead.
@@ -701,11 +747,10 @@ def _loop(run: Run, source, window: StepMetrics, metrics: MetricsLog, run_dir: P
                 last_record = _log_window(
                     run, window, done, time.perf_counter() - window_start, source, metrics, progress, show_bar
                 )
+                _warn(run, watch.check(last_record["accuracy"], done, "training"))
                 window_start = time.perf_counter()
             if done % config.train.valid_every == 0 or done == config.train.max_steps:
-                warned_at_chance = _validate_and_report(
-                    run, source, done, metrics, progress, show_bar, warned_at_chance
-                )
+                _validate_and_report(run, source, done, metrics, progress, show_bar, watch)
             if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
                 saved_step = done  # before writing: a Ctrl-C during the write names the step last.pt then holds
                 save_run(run, done, window, source, checkpoint_dir)
@@ -756,29 +801,23 @@ def _log_window(
 
 
 def _validate_and_report(
-    run: Run, source, done: int, metrics: MetricsLog, progress, show_bar: bool, warned_at_chance: bool
-) -> bool:
-    """Validate, log the result and warn once about a model still at chance; returns whether it has warned."""
+    run: Run, source, done: int, metrics: MetricsLog, progress, show_bar: bool, watch: ChanceWatch
+) -> None:
+    """Validate, log the result and let ``watch`` say whether the model is at chance."""
     config, rank = run.config, run.rank
     result = validate(run.model, source.valid_batches(), config, run.device, rank, run.world_size)
     if result is None:
-        return warned_at_chance
+        return
     metrics.write({"step": done, "split": "valid", **result})
     if rank == 0:
         message = f"step {done}: valid loss {result['loss']:.4f}, accuracy k={run.model.predictors.offsets[0]} {result['accuracy'][0]:.3f}"
         progress.write(message) if show_bar else log.info("%s", message)
-    negatives = config.model.loss.num_negatives
-    if rank == 0 and not warned_at_chance and done >= CHANCE_CHECK_STEP and at_chance(result["accuracy"], negatives):
-        log.warning(
-            "step %d: the model is not learning yet: validation accuracy (mean over k) is below twice chance, "
-            "2 / (N + 1) = %.3f with N = %d negatives. Runs can sit at chance for a while; if this one stays "
-            "there, see docs/results.md, 'When the loss stays at chance'",
-            done,
-            2 / (negatives + 1),
-            negatives,
-        )
-        return True
-    return warned_at_chance
+    _warn(run, watch.check(result["accuracy"], done, "validation"))
+
+
+def _warn(run: Run, message: str | None) -> None:
+    if message is not None and run.rank == 0:
+        log.warning("%s", message)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import small_config
+from omegaconf import OmegaConf
 
 import cpc
 from cpc.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
@@ -21,6 +22,7 @@ from cpc.config import ConfigError, load_config
 from cpc.train import TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
 
 
 def read_metrics(run_dir):
@@ -224,6 +226,41 @@ def test_a_run_at_chance_is_reported_once(corpus_dir, tmp_path, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="cpc.train"):
         train(frozen, tmp_path / "early")
     assert not [record for record in caplog.records if "not learning yet" in record.getMessage()]
+
+
+def test_chance_watch_says_once_when_a_run_falls_back_to_chance():
+    from cpc.train import ChanceWatch
+
+    watch = ChanceWatch(64)  # chance 1/65: left at 4/65 = 0.062 at some k, back when every k < 2/65 = 0.031
+    assert watch.check([0.02, 0.01], 10, "training") is None  # never left: not a fall-back
+    assert watch.check([0.14, 0.03, None], 30, "training") is None and watch.left_chance
+    assert watch.check([0.05, 0.02], 35, "training") is None  # k=1 still above chance
+    message = watch.check([0.02, 0.01, None], 40, "validation")
+    assert message.startswith("step 40: the model has fallen back to chance: validation accuracy")
+    assert watch.check([0.0, 0.0], 50, "training") is None  # once
+
+
+@pytest.mark.slow
+def test_a_run_that_falls_back_to_chance_is_reported_at_that_step_across_a_resume(tmp_path, caplog):
+    """A real run leaves chance; its predictors are then zeroed in last.pt (every score ties, and a
+    tie is not correct), so the resumed run's next training step is at chance: the warning names it."""
+    import logging
+
+    settings = ["train.max_steps=30", "train.log_every=1", "train.valid_every=1000", "train.progress=false"]
+    config = load_config("speech/tiny", [f"data.root={SAMPLE}", "data.num_workers=0", "train.threads=1", *settings])
+    train(config, tmp_path / "run")  # the tiny recipe leaves chance within ~20 steps
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["chance"] == {"left_chance": True, "warned": False}
+    for name in state["model"]:
+        if name.startswith("predictors."):
+            state["model"][name].zero_()
+    torch.save(state, path)
+    OmegaConf.update(config, "train.max_steps", 32)
+    with caplog.at_level(logging.WARNING, logger="cpc.train"):
+        train(config, tmp_path / "run", resume=True)
+    warnings = [r.getMessage() for r in caplog.records if "fallen back to chance" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("step 31: the model has fallen back to chance: training")
 
 
 def test_a_step_without_pairs_is_left_out_of_the_metrics():
