@@ -113,55 +113,88 @@ def run_image_demo(
     limit_test: int | None = None,
     supervised_steps: int = SUPERVISED_STEPS,
 ) -> dict:
-    from cpc.config import load_config
-    from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
-    from cpc.train import train_or_resume
+    """The whole demo; ``limit_train`` / ``limit_test`` (first N images of each split) and ``supervised_steps`` are for quick looks and tests."""
+    from cpc.checkpoint import load_checkpoint
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = [f"data.root={root}", *(overrides or [])]
-    if steps is not None:
-        overrides.append(f"train.max_steps={steps}")
-    if not progress:
-        overrides.append("train.progress=false")
+    overrides = _overrides(root, overrides, steps=steps, progress=progress)
 
     log.info("[1/4] data")
     test_images, _ = load_fashion_mnist(root, "test", limit=1)  # fails early, with the install line, when missing
 
     log.info("[2/4] training")
+    checkpoint, training_seconds = _train(run_dir, recipe, overrides)
+
+    log.info("[3/4] probes")
+    results = _probe_rows(
+        checkpoint,
+        labels,
+        root=root,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        supervised_steps=supervised_steps,
+    )
+
+    log.info("[4/4] report")
+    config = load_checkpoint(checkpoint)["config"]
+    offsets = _plot_run(run_dir, config, test_images[0])
+    summary = {
+        "data": _data_summary(root, limit_train, limit_test),
+        "recipe": recipe,
+        "overrides": " ".join(overrides),
+        "checkpoint": str(checkpoint),
+        **_training_summary(run_dir / "metrics.jsonl", offsets, training_seconds),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    _write_report(run_dir, summary, results, supervised_steps)
+    print((run_dir / "report.md").read_text())
+    return {"summary": summary, "results": results}
+
+
+def _overrides(root: str, overrides: list[str] | None, *, steps: int | None, progress: bool) -> list[str]:
+    """The recipe overrides the demo trains with: the data folder first, so the caller's own settings win."""
+    overrides = [f"data.root={root}", *(overrides or [])]
+    if steps is not None:
+        overrides.append(f"train.max_steps={steps}")
+    if not progress:
+        overrides.append("train.progress=false")
+    return overrides
+
+
+def _train(run_dir: Path, recipe: str, overrides: list[str]) -> tuple[Path, float | str]:
+    """Train (or reuse / resume) the recipe; -> (checkpoint, the training seconds for the report)."""
+    from cpc.config import load_config
+    from cpc.train import train_or_resume
+
     training_started = time.perf_counter()
     reused = (run_dir / "checkpoints" / "last.pt").exists()
     checkpoint = train_or_resume(load_config(recipe, overrides), run_dir, description=str(recipe))
     training_seconds = time.perf_counter() - training_started
+    # A reused run's seconds would time a checkpoint load, not training.
+    return checkpoint, round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)"
 
-    log.info("[3/4] probes")
-    cache: dict = {}
+
+def _probe_rows(checkpoint: Path, labels, **options) -> list[dict]:
+    """Every ROWS feature set at every label budget; ``options`` go to image_probe."""
+    cache: dict = {}  # pooled features, shared by the budgets and by the layers of one model
     results = []
     for count in labels:
         for kind, layer, label in ROWS:
             features = str(checkpoint) if kind == "cpc" else kind
             result = image_probe(
-                features,
-                labels=count,
-                layer=layer or "both",
-                architecture=str(checkpoint),
-                root=root,
-                limit_train=limit_train,
-                limit_test=limit_test,
-                supervised_steps=supervised_steps,
-                cache=cache,
+                features, labels=count, layer=layer or "both", architecture=str(checkpoint), cache=cache, **options
             )
             results.append({**result, "kind": kind, "name": label})
             log.info("%s, %d labels: %.2f %%", label, result["labels"], result["accuracy"])
-    budgets = sorted({r["labels"] for r in results})
+    return results
 
-    log.info("[4/4] report")
-    import json
 
-    from cpc.checkpoint import load_checkpoint
+def _plot_run(run_dir: Path, config: dict, image: np.ndarray) -> list[int]:
+    """The training curves, accuracy per row offset and the patch grid on ``image``; -> the predicted offsets."""
+    from cpc.eval.report import plot_accuracy_per_step, plot_training
 
-    config = load_checkpoint(checkpoint)["config"]
     offsets = list(
         range(
             config["model"]["predictor"]["first_offset"],
@@ -172,38 +205,48 @@ def run_image_demo(
     plot_training(metrics, run_dir / "training.png")
     plot_accuracy_per_step(metrics, run_dir / "accuracy_per_offset.png", offsets=offsets, xlabel="rows ahead (k)")
     plot_patch_grid(
-        test_images[0],
+        image,
         run_dir / "patch_grid.png",
         padded_size=config["data"]["padded_size"],
         patch_size=config["data"]["patch_size"],
         stride=config["data"]["patch_stride"],
     )
+    return offsets
+
+
+def _data_summary(root: str, limit_train: int | None, limit_test: int | None) -> str:
+    if limit_train is None and limit_test is None:
+        return f"Fashion-MNIST ({root}): 60,000 train / 10,000 test images"
+    return f"Fashion-MNIST slice: first {limit_train or 60000} train / {limit_test or 10000} test images (not the protocol)"
+
+
+def _training_summary(metrics: Path, offsets: list[int], training_seconds: float | str) -> dict:
+    """The report's lines on training: steps, the last losses and validation accuracy per offset."""
+    from cpc.eval.report import read_metrics
+
     train_records, valid_records = read_metrics(metrics)
-    summary = {
-        "data": f"Fashion-MNIST ({root}): 60,000 train / 10,000 test images"
-        if limit_train is None and limit_test is None
-        else f"Fashion-MNIST slice: first {limit_train or 60000} train / {limit_test or 10000} test images (not the protocol)",
-        "recipe": recipe,
-        "overrides": " ".join(overrides),
-        "checkpoint": str(checkpoint),
+    return {
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
         "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]]))
         if valid_records
         else None,
-        "training_seconds": round(training_seconds, 1)
-        if not reused
-        else "reused an existing checkpoint (or resumed it)",
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "training_seconds": training_seconds,
     }
+
+
+def _write_report(run_dir: Path, summary: dict, results: list[dict], supervised_steps: int) -> None:
+    """``report.json`` and ``report.md``: the summary, the probe table and the plots."""
+    import json
+
     (run_dir / "report.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
     lines = ["# Image-patch CPC on Fashion-MNIST", ""] + [f"- **{key}**: {value}" for key, value in summary.items()]
     lines += [
         "",
         "## Linear probe, test accuracy",
         "",
-        image_table(results, budgets),
+        image_table(results, sorted({r["labels"] for r in results})),
         "Linear classifier (logistic regression, Adam) on standardised frozen features, mean-pooled over the 7 x 7 patch grid; "
         "trained on a seeded subset of the training images, scored on the test images. Supervised: the same encoder and context trained end "
         f"to end with labels on the same subset ({supervised_steps} Adam steps of 64 images). Paper (ImageNet, ResNet-101): CPC 48.7 % top-1.",
@@ -218,5 +261,3 @@ def run_image_demo(
     ):
         lines.append(f"![{caption}]({file})\n\n{caption}\n")
     (run_dir / "report.md").write_text("\n".join(lines))
-    print((run_dir / "report.md").read_text())
-    return {"summary": summary, "results": results}

@@ -201,18 +201,8 @@ def image_probe(
     for them). ``cache``: a dict reused across calls to keep pooled features of the same set.
     ``limit_train`` / ``limit_test``: only the first N images of each split (quick looks, tests).
     """
-    from cpc.checkpoint import load
-
     started = time.perf_counter()
-    if features not in BASELINES and not Path(features).is_file():
-        raise FileNotFoundError(f"--features {features}: no such checkpoint (or one of {', '.join(BASELINES)})")
-    source = (
-        None if features == "pixels" else architecture if features in ("random", "supervised") else features
-    )  # the model to copy
-    if features in ("random", "supervised") and source is None:
-        raise ValueError(
-            f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)"
-        )
+    source = _model_to_copy(features, architecture)
     data = FashionMNISTConfig(root=root) if source is None else checkpoint_grid(source, root)
     train_images, train_labels = load_fashion_mnist(root, "train", limit=limit_train)
     test_images, test_labels = load_fashion_mnist(root, "test", limit=limit_test)
@@ -225,49 +215,10 @@ def image_probe(
     }
     with torch_threads(threads):
         if features == "supervised":
-            model = load(source)
-            accuracy = supervisedaccuracy(
-                model,
-                data,
-                train_images[subset],
-                train_labels[subset],
-                test_images,
-                test_labels,
-                steps=supervised_steps,
-                seed=seed,
-            )
-            result.update(
-                accuracy=accuracy,
-                dimensions=model.encoder.output_size + model.context.output_size,
-                supervised_steps=supervised_steps,
-            )  # its head reads [z, c]
+            labelled = (train_images[subset], train_labels[subset])
+            result.update(_supervised_row(source, data, labelled, (test_images, test_labels), supervised_steps, seed))
         else:
-            key = features  # z and c are pooled once; the layer picks columns
-            if cache is not None and key in cache:
-                train_x, test_x, latent_size = cache[key]
-            else:
-                if features == "pixels":
-                    train_x = torch.from_numpy(train_images.reshape(len(train_images), -1)).float() / 255
-                    test_x = torch.from_numpy(test_images.reshape(len(test_images), -1)).float() / 255
-                    latent_size = None
-                else:
-                    if features == "random":
-                        from cpc.model import build_model
-
-                        with seeded(seed):
-                            model = build_model(load(source).config)
-                    else:
-                        model = load(features)
-                    train_x, test_x = (
-                        pooled_features(model, train_images, data),
-                        pooled_features(model, test_images, data),
-                    )
-                    latent_size = model.encoder.output_size
-                if cache is not None:
-                    cache[key] = (train_x, test_x, latent_size)
-            if latent_size is not None and layer != "both":  # [z, c] columns
-                columns = slice(0, latent_size) if layer == "encoder" else slice(latent_size, None)
-                train_x, test_x = train_x[:, columns], test_x[:, columns]
+            train_x, test_x = _frozen_features(features, source, data, (train_images, test_images), layer, seed, cache)
             settings = dataclasses.replace(IMAGE_SETTINGS, seed=seed)
             accuracy = linear_probe(
                 train_x[subset], torch.from_numpy(train_labels[subset]), test_x, torch.from_numpy(test_labels), settings
@@ -277,6 +228,74 @@ def image_probe(
     result["seconds"] = round(time.perf_counter() - started, 1)
     log.info("image probe %s (%s, %d labels): %.2f %%", features, result["layer"], len(subset), result["accuracy"])
     return result
+
+
+def _model_to_copy(features: str, architecture: str | None) -> str | None:
+    """The checkpoint whose model the features come from (None for pixels); a missing one raises."""
+    if features not in BASELINES and not Path(features).is_file():
+        raise FileNotFoundError(f"--features {features}: no such checkpoint (or one of {', '.join(BASELINES)})")
+    source = None if features == "pixels" else architecture if features in ("random", "supervised") else features
+    if features in ("random", "supervised") and source is None:
+        raise ValueError(
+            f"--features {features} needs --architecture CHECKPOINT (the model whose architecture it copies)"
+        )
+    return source
+
+
+def _supervised_row(source: str, data: FashionMNISTConfig, labelled, test, steps: int, seed: int) -> dict:
+    """The supervised upper bound: ``source``'s architecture trained end to end on the
+    ``labelled`` (images, labels), scored on the ``test`` (images, labels)."""
+    from cpc.checkpoint import load
+
+    model = load(source)
+    accuracy = supervisedaccuracy(model, data, *labelled, *test, steps=steps, seed=seed)
+    dimensions = model.encoder.output_size + model.context.output_size  # its head reads [z, c]
+    return dict(accuracy=accuracy, dimensions=dimensions, supervised_steps=steps)
+
+
+def _frozen_features(
+    features: str,
+    source: str | None,
+    data: FashionMNISTConfig,
+    images: tuple[np.ndarray, np.ndarray],
+    layer: str,
+    seed: int,
+    cache: dict | None,
+) -> tuple[Tensor, Tensor]:
+    """(train, test) images -> their features of ``layer``, (N, D) and (N_test, D); with a ``cache``,
+    each feature set is computed once."""
+    key = features  # z and c are pooled once; the layer picks columns
+    if cache is not None and key in cache:
+        train_x, test_x, latent_size = cache[key]
+    else:
+        train_x, test_x, latent_size = _all_features(features, source, data, *images, seed)
+        if cache is not None:
+            cache[key] = (train_x, test_x, latent_size)
+    if latent_size is not None and layer != "both":  # [z, c] columns
+        columns = slice(0, latent_size) if layer == "encoder" else slice(latent_size, None)
+        train_x, test_x = train_x[:, columns], test_x[:, columns]
+    return train_x, test_x
+
+
+def _all_features(
+    features: str, source: str | None, data: FashionMNISTConfig, train_images, test_images, seed: int
+) -> tuple[Tensor, Tensor, int | None]:
+    """Pixels (with no latent size), or pooled [z, c] of the checkpoint or its random-init copy (with z's size)."""
+    from cpc.checkpoint import load
+
+    if features == "pixels":
+        train_x = torch.from_numpy(train_images.reshape(len(train_images), -1)).float() / 255
+        test_x = torch.from_numpy(test_images.reshape(len(test_images), -1)).float() / 255
+        return train_x, test_x, None
+    if features == "random":
+        from cpc.model import build_model
+
+        with seeded(seed):
+            model = build_model(load(source).config)
+    else:
+        model = load(features)
+    train_x, test_x = pooled_features(model, train_images, data), pooled_features(model, test_images, data)
+    return train_x, test_x, model.encoder.output_size
 
 
 # ----------------------------------------------------------------------------- CLI

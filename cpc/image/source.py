@@ -9,9 +9,9 @@ images); each step takes B images, cuts each into the G x G grid of overlapping 
 
 Determinism: the images of step s on rank r are a pure function of (seed, s, r): epoch e =
 s // batches_per_epoch is a permutation of the training images drawn from (seed, e), and rank
-r takes slices r, r + W, ... of it; the augmentation of step s on rank r comes from a
-generator seeded with (seed, r, s). A resumed run therefore sees exactly the batches of an
-uninterrupted one.
+r takes slices r, r + W, ... of it (cpc.data.sampler); the augmentation of step s on rank r
+comes from a generator seeded with (seed, r, s). A resumed run therefore sees exactly the
+batches of an uninterrupted one.
 
 Validation: the last ``valid_images`` images of the training split (in file order) are held
 out of CPC training and give the fixed validation batches, without augmentation. The test
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cpc.data.sampler import EpochSampler, permutation_draw
 from cpc.image.data import DEFAULT_ROOT, augment_patches, load_fashion_mnist, normalise, patch_grid
 from cpc.runtime import generator_for
 
@@ -90,7 +91,13 @@ class FashionMNISTPatches:
                 f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_images)} training images"
             )
         self.examples_per_batch = self.batch_size
-        self._epoch, self._order = None, None
+        self.sampler = EpochSampler(
+            permutation_draw(len(self.train_images), self.batch_size),
+            seed=self.seed,
+            batches_per_epoch=self.batches_per_epoch,
+            rank=rank,
+            world_size=world_size,
+        )
 
     def check(self, model) -> None:
         from cpc.errors import ConfigError
@@ -109,14 +116,7 @@ class FashionMNISTPatches:
 
     def batch_images(self, step: int) -> Tensor:
         """The uint8 images (B, 28, 28) this rank trains on at ``step``."""
-        epoch, index = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(
-                len(self.train_images)
-            )
-            self._epoch, self._order = epoch, torch.from_numpy(order)
-        start = (index * self.world_size + self.rank) * self.batch_size
-        return self.train_images[self._order[start : start + self.batch_size]]
+        return self.train_images[torch.from_numpy(self.sampler.batch(step))]
 
     def train_batches(self) -> Iterator[tuple[Tensor, None]]:
         step = self.start_step

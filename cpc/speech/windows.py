@@ -6,10 +6,11 @@ Design notes
   :class:`SpeechWindows` dataset only reads them. Reads seek inside the file (soundfile), so
   one step costs ``batch_size`` small reads, never a pass over the corpus; DataLoader
   workers do the reads in parallel with the model.
-* Batches are a pure function of (seed, global step, rank): the sampler for step s draws
-  from a generator seeded with (seed, epoch), epoch = s // batches_per_epoch. Resuming at
-  step s therefore continues exactly where an uninterrupted run would be, and each rank of
-  a distributed run takes its own slice (rank r gets global batches r, r + W, r + 2W, ...).
+* Batches are a pure function of (seed, global step, rank) (the epoch sampler of
+  cpc.data.sampler): the sampler for step s draws from a generator seeded with (seed, epoch),
+  epoch = s // batches_per_epoch. Resuming at step s therefore continues exactly where an
+  uninterrupted run would be, and each rank of a distributed run takes its own slice (rank r
+  gets global batches r, r + W, r + 2W, ...).
 * An epoch holds as many windows as fit side by side in the training files
   (sum of length // window); each window picks a file with probability proportional to its
   number of possible offsets, then a uniform offset.
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cpc.data.sampler import EpochSampler
 from cpc.speech.audio import SAMPLE_RATE, AudioError, AudioFile, list_audio, read_audio, read_split
 
 log = logging.getLogger(__name__)
@@ -163,13 +165,16 @@ class WindowSampler:
         self.batches_per_epoch = max(1, total_windows // (batch_size * world_size))
         speakers = sorted({file.speaker for file in files})
         self.speaker_files = [np.array([i for i, f in enumerate(files) if f.speaker == s]) for s in speakers]
-        self._epoch_windows: np.ndarray | None = None  # the current epoch's draws, computed once per epoch
-        self._epoch_index = -1
+        self.sampler = EpochSampler(
+            self._draw_windows,
+            seed=seed,
+            batches_per_epoch=self.batches_per_epoch,
+            rank=rank,
+            world_size=world_size,
+        )
 
-    def _epoch(self, epoch: int) -> np.ndarray:
-        """All windows of one epoch: (batches_per_epoch * world_size, batch_size, 2) of (file, offset)."""
-        rng = np.random.default_rng([self.seed, epoch])
-        num_batches = self.batches_per_epoch * self.world_size
+    def _draw_windows(self, rng: np.random.Generator, num_batches: int) -> np.ndarray:
+        """All windows of one epoch: (num_batches, batch_size, 2) of (file, offset)."""
         if self.same_speaker:
             weight = np.array([self.offsets[idx].sum() for idx in self.speaker_files], dtype=np.float64)
             speaker = rng.choice(len(self.speaker_files), size=num_batches, p=weight / weight.sum())
@@ -186,10 +191,7 @@ class WindowSampler:
 
     def batch(self, step: int) -> list[tuple[int, int]]:
         """The batch this rank trains on at global step ``step``."""
-        epoch, index = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch_index:
-            self._epoch_windows, self._epoch_index = self._epoch(epoch), epoch
-        return [tuple(map(int, pair)) for pair in self._epoch_windows[index * self.world_size + self.rank]]
+        return [tuple(map(int, pair)) for pair in self.sampler.batch(step)]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step

@@ -59,12 +59,9 @@ def run_text_compare(
     title: str = "Text recipe variants compared",
 ) -> dict:
     """Train and probe every (arm, seed); write report.md, report.json and curves.png under ``run_dir``."""
-    from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.eval.report import plot_curves_side_by_side, read_metrics, seconds_per_step, write_comparison_report
-    from cpc.text.probe import QUICK_C_GRID
-    from cpc.text.suite import CROSS_SENTENCE, build_suite, control_margins, probe_suite, write_tasks
-    from cpc.train import train_or_resume
+    from cpc.eval.report import plot_curves_side_by_side, write_comparison_report
+    from cpc.text.suite import build_suite, write_tasks
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,52 +69,23 @@ def run_text_compare(
     config = load_config(recipe, overrides or [])
     suite = build_suite(config.data.root, probe_fraction=config.data.probe_fraction, size=suite_size, mr_size=mr_size)
     write_tasks(suite, run_dir / "suite")
-    tasks = list(suite)
-    cache_path = run_dir / "baselines.json"
-    evaluation = {
-        "tasks": {name: len(task.texts) for name, task in suite.items()},
-        "folds": folds,
-        "C": list(QUICK_C_GRID),
-        "rows": [label for _, _, label in COMPARE_ROWS],
-    }
+    evaluation = _evaluation(suite, folds)
     runs = []
     for arm, arm_overrides in arms.items():
         for seed in seeds:
             arm_dir = run_dir / arm / f"seed-{seed}"
-            log.info(
-                "[%s/seed-%d] training %s, %d steps (%s)",
-                arm,
-                seed,
-                recipe,
-                steps,
-                " ".join(arm_overrides) or "the recipe as it is",
-            )
-            checkpoint = train_or_resume(
-                load_config(recipe, [*arm_overrides, f"train.seed={seed}", *settings]), arm_dir, description=str(recipe)
-            )
+            checkpoint = _train(arm_dir, arm, seed, recipe, steps, arm_overrides, settings)
             result_path = arm_dir / "result.json"
             if result_path.is_file() and json.loads(result_path.read_text()).get("evaluation") == evaluation:
                 log.info("[%s/seed-%d] reusing %s", arm, seed, result_path)
                 runs.append(json.loads(result_path.read_text()))
                 continue
-            cache = _read_cache(
-                cache_path
-            )  # read again before each run: another process (other --only / --seeds) may have added rows
-            table = probe_suite(checkpoint, suite, rows=COMPARE_ROWS, folds=folds, cache=cache, grid=QUICK_C_GRID)
-            cache_path.write_text(json.dumps({**_read_cache(cache_path), **cache}, indent=1) + "\n")
-            _, valid = read_metrics(arm_dir / "metrics.jsonl")
-            last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
             run = {
                 "arm": arm,
                 "seed": seed,
                 "overrides": arm_overrides,
                 "evaluation": evaluation,
-                "table": table,
-                "margins": control_margins(table, tasks),
-                "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
-                "seconds_per_step": seconds_per_step(
-                    arm_dir / "metrics.jsonl", load_checkpoint(checkpoint)["config"]["train"]["batch_size"]
-                ),
+                **_probe(checkpoint, arm_dir, suite, run_dir / "baselines.json", folds),
             }
             result_path.write_text(json.dumps(run, indent=2) + "\n")
             runs.append(run)
@@ -136,14 +104,76 @@ def run_text_compare(
         "suite": ", ".join(f"{name} {count}" for name, count in evaluation["tasks"].items())
         + f" examples, {folds}-fold cross-validation",
     }
+    tasks = list(suite)
     per_arm = summarise(runs, arms, tasks)
     table = seed_table(per_arm, tasks) + "\n" + margin_table(per_arm, tasks)
-    legend = (
+    report = {"summary": summary, "arms": per_arm, "runs": runs}
+    return write_comparison_report(run_dir, title, report, table, _legend(folds))
+
+
+def _evaluation(suite: dict, folds: int) -> dict:
+    """What a probe result depends on besides the weights: a saved result with another one is computed again."""
+    from cpc.text.probe import QUICK_C_GRID
+
+    return {
+        "tasks": {name: len(task.texts) for name, task in suite.items()},
+        "folds": folds,
+        "C": list(QUICK_C_GRID),
+        "rows": [label for _, _, label in COMPARE_ROWS],
+    }
+
+
+def _train(
+    arm_dir: Path, arm: str, seed: int, recipe: str, steps: int, arm_overrides: list[str], settings: list[str]
+) -> Path:
+    """Train (or reuse / resume) one (arm, seed); -> its checkpoint."""
+    from cpc.config import load_config
+    from cpc.train import train_or_resume
+
+    log.info(
+        "[%s/seed-%d] training %s, %d steps (%s)",
+        arm,
+        seed,
+        recipe,
+        steps,
+        " ".join(arm_overrides) or "the recipe as it is",
+    )
+    config = load_config(recipe, [*arm_overrides, f"train.seed={seed}", *settings])
+    return train_or_resume(config, arm_dir, description=str(recipe))
+
+
+def _probe(checkpoint: Path, arm_dir: Path, suite: dict, cache_path: Path, folds: int) -> dict:
+    """The suite table of one checkpoint, CPC minus its control, and the run's last validation accuracy and speed."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.eval.report import read_metrics, seconds_per_step
+    from cpc.text.probe import QUICK_C_GRID
+    from cpc.text.suite import control_margins, probe_suite
+
+    # Read again before each run: another process (other --only / --seeds) may have added rows.
+    cache = _read_cache(cache_path)
+    table = probe_suite(checkpoint, suite, rows=COMPARE_ROWS, folds=folds, cache=cache, grid=QUICK_C_GRID)
+    cache_path.write_text(json.dumps({**_read_cache(cache_path), **cache}, indent=1) + "\n")
+    _, valid = read_metrics(arm_dir / "metrics.jsonl")
+    last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
+    return {
+        "table": table,
+        "margins": control_margins(table, list(suite)),
+        "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
+        "seconds_per_step": seconds_per_step(
+            arm_dir / "metrics.jsonl", load_checkpoint(checkpoint)["config"]["train"]["batch_size"]
+        ),
+    }
+
+
+def _legend(folds: int) -> str:
+    from cpc.text.probe import QUICK_C_GRID
+    from cpc.text.suite import CROSS_SENTENCE
+
+    return (
         f"Accuracy % of logistic regression on frozen features, mean over the seeds (min–max); {folds} stratified folds, L2 weight C "
         f"in {list(QUICK_C_GRID)} chosen inside each training fold (the demo's protocol: 10 folds, C up to 1000). * cross-sentence "
         f"tasks ({', '.join(CROSS_SENTENCE)}). The random-init rows use each run's own seed; bag of words and TF-IDF do not depend on it."
     )
-    return write_comparison_report(run_dir, title, {"summary": summary, "arms": per_arm, "runs": runs}, table, legend)
 
 
 def _read_cache(path: Path) -> dict:

