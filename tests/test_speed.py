@@ -108,3 +108,17 @@ def test_a_fixed_batch_gives_the_same_loss_with_and_without_each_speed_option(re
         plain = loss(False, False)
         for options in [(True, False), (False, True), (True, True)]:
             torch.testing.assert_close(loss(*options), plain, rtol=1e-5, atol=0)
+
+
+def test_importing_cpc_makes_openmp_threads_wait_passively_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    read = "import cpc, os; print(os.environ['OMP_WAIT_POLICY'])"
+    environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    default = subprocess.run([sys.executable, "-c", read], env=environment, capture_output=True, text=True, check=True)
+    chosen = subprocess.run(
+        [sys.executable, "-c", read], env={**environment, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    )
+    assert default.stdout.strip() == "PASSIVE" and chosen.stdout.strip() == "ACTIVE"
