@@ -247,7 +247,9 @@ def conv_waveforms(waveforms: Tensor, weight: Tensor, bias: Tensor | None, strid
     Three times faster than oneDNN's one-channel convolution on a CPU, and in the (B, T, C)
     layout the channel norm wants (docs/speed.md). weight (C_out, 1, k)."""
     frames = nn.functional.pad(waveforms, (padding, padding)).unfold(-1, weight.shape[-1], stride)  # (B, T, k)
-    out = frames.contiguous() @ weight.flatten(1).T  # (B, T, C_out)
+    # A row-major (k, C_out) matrix: autograd then forms its gradient as frames^T @ grad, a third
+    # of the time of the (grad^T @ frames)^T it takes for a transposed view.
+    out = frames.contiguous() @ weight.flatten(1).T.contiguous()  # (B, T, C_out)
     return out if bias is None else out + bias
 
 
