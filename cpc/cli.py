@@ -15,7 +15,7 @@ import sys
 COMMAND_MODULES = [
     "cpc.train",
     "cpc.bench",
-    "cpc.corpus.cli",
+    "cpc.speech.corpus.cli",
     "cpc.eval.cli",
     "cpc.eval.demo",
     "cpc.eval.compare",

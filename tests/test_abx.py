@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.corpus.formats import ItemRow, read_item, write_item
 from cpc.eval.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames, unit_frames
+from cpc.speech.corpus.formats import ItemRow, read_item, write_item
 from cpc.speech.features import FeatureError
 
 

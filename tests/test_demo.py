@@ -8,9 +8,9 @@ import pytest
 from test_probes import _cli, write_labelled_corpus
 
 from cpc import resources
-from cpc.corpus import synth
 from cpc.eval import demo
 from cpc.eval.report import results_table, write_report
+from cpc.speech.corpus import synth
 
 RECIPE = "speech/paper"  # a shipped recipe, by name (SMALL shrinks it)
 PAPER_STACK = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]

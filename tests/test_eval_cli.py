@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 from test_probes import _cli, write_labelled_corpus
 
-from cpc.corpus.formats import ItemRow, load_corpus, read_item, write_item
 from cpc.eval import abx, demo
 from cpc.eval import cli as eval_cli
+from cpc.speech.corpus.formats import ItemRow, load_corpus, read_item, write_item
 from cpc.speech.features import FeatureError
 
 

@@ -65,9 +65,9 @@ def reference_abx(
 def main() -> None:
     import torch
 
-    from cpc.corpus.formats import load_corpus, read_item, write_item
     from cpc.eval.abx import abx_error
     from cpc.eval.cli import DEFAULT_CACHE
+    from cpc.speech.corpus.formats import load_corpus, read_item, write_item
     from cpc.speech.features import FeatureCache, extract, feature_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

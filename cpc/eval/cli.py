@@ -5,7 +5,7 @@
     cpc abx           --features ... --data CORPUS_DIR [--item FILE] [--json OUT.json]
     (all three: [--threads N], torch intra-op threads for CPC features, probe and DTW; default 1)
 
-The corpus folder is read with :func:`cpc.corpus.formats.load_corpus` (``alignments.txt``,
+The corpus folder is read with :func:`cpc.speech.corpus.formats.load_corpus` (``alignments.txt``,
 ``phones.txt``, ``train_split.txt``, ``test_split.txt`` inside it, or explicit
 ``--alignments/--phones/--train-split/--test-split`` for a LibriSpeech folder with the CPC
 paper's label files). Features are extracted once per (feature set, layer, corpus) and cached
@@ -226,8 +226,8 @@ def evaluate_abx(
     outside their audio (onset before 0, offset past the end) are rejected before any feature is
     extracted, with a :class:`FeatureError` naming the item file's line.
     """
-    from cpc.corpus.formats import FRAME_SAMPLES, read_item
     from cpc.eval.abx import FRAMES_PER_SECOND, abx_error, check_item_times
+    from cpc.speech.corpus.formats import FRAME_SAMPLES, read_item
 
     items = read_item(item_path)
     if not items:
@@ -272,7 +272,7 @@ def evaluate_abx(
 
 
 def _item_lines(path) -> list[int]:
-    """Line numbers of the rows :func:`cpc.corpus.formats.read_item` returns (it skips blank lines and a header on line 1)."""
+    """Line numbers of the rows :func:`cpc.speech.corpus.formats.read_item` returns (it skips blank lines and a header on line 1)."""
     lines = []
     with open(path) as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -396,7 +396,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from cpc.corpus.formats import load_corpus
+    from cpc.speech.corpus.formats import load_corpus
 
     return load_corpus(
         args.data,

@@ -119,10 +119,10 @@ def run_compare(
     report gives each arm's mean and range over the seeds above the per-seed rows."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.corpus.formats import load_corpus
     from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.eval.demo import find_corpus, train_model
     from cpc.eval.report import plot_curves_side_by_side, read_metrics
+    from cpc.speech.corpus.formats import load_corpus
     from cpc.speech.features import FeatureCache
 
     run_dir = Path(run_dir)

@@ -7,7 +7,7 @@
 Stages (each logs what it does; feature extraction and training show progress bars):
 
 1. Corpus: ``--corpus`` if given; else a ``--hours`` synthetic corpus built once with
-   :func:`cpc.corpus.synth.build_corpus` into ``~/.cache/cpc/corpora/`` when festival,
+   :func:`cpc.speech.corpus.synth.build_corpus` into ``~/.cache/cpc/corpora/`` when festival,
    espeak-ng and bible-kjv are installed; else the committed 6-minute sample (shipped with cpc,
    :func:`cpc.resources.sample_corpus`), with a warning in the log and at the top of the report:
    its numbers are not meaningful.
@@ -48,8 +48,8 @@ def find_corpus(
     fallback, the warning to put at the top of the report (else None)."""
     if corpus is not None:
         return Path(corpus), None
-    from cpc.corpus import synth
     from cpc.resources import sample_corpus
+    from cpc.speech.corpus import synth
 
     try:
         synth.check_tools()
@@ -71,7 +71,7 @@ def find_corpus(
             hours,
         )
         return sample, warning
-    # "varied": the default build (prosody, room, noise; cpc.corpus.variation). Corpora cached
+    # "varied": the default build (prosody, room, noise; cpc.speech.corpus.variation). Corpora cached
     # before the builder varied its speech are named synth-<h>h-seed0 and are not reused.
     folder = cache / f"synth-{hours:g}h-varied-seed0"
     if (folder / "summary.json").is_file():
@@ -108,9 +108,9 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     """Run the four demo stages; -> the report's JSON content."""
-    from cpc.corpus.formats import load_corpus
     from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.eval.report import plot_accuracy_per_step, plot_projection, plot_training, write_report
+    from cpc.speech.corpus.formats import load_corpus
     from cpc.speech.features import FeatureCache, extract, feature_set
 
     started = time.perf_counter()

@@ -13,6 +13,7 @@ waveform augmentation (``train.augment``).
     streaming.py   chunked feature extraction (``model.stream()``)
     features.py    features for probes: MFCC / log-mel baselines, model features, the cache
     cpc_audio.py   importer of CPC_audio checkpoints (``cpc import cpc_audio``)
+    corpus/        corpora with phone labels: formats, the phone inventory, ``cpc data synth``
 """
 
 from cpc import registry

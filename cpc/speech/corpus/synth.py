@@ -4,7 +4,7 @@ What is built (``build_corpus(out, hours)``, CLI ``cpc data synth --out DIR --ho
 -------------------------------------------------------------------------------------
 * LibriSpeech layout ``DIR/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` (16 kHz mono
   FLAC) with ``<speaker>-<chapter>.trans.txt`` transcripts, and next to it the files that
-  :func:`cpc.corpus.formats.load_corpus` reads: ``alignments.txt``, ``phones.txt``, the split
+  :func:`cpc.speech.corpus.formats.load_corpus` reads: ``alignments.txt``, ``phones.txt``, the split
   files, ``speakers.tsv``, ``abx/test.item`` and ``summary.json`` (counts, engine versions, variation).
 
 Design decisions
@@ -12,7 +12,7 @@ Design decisions
 * Engines report their own phone timings, so labels need no aligner: Festival (``kal``, ``ked``
   diphone voices, ``slt`` HTS voice) writes segment end times; espeak-ng (12 accent/variant
   voices) reports phoneme events. Symbols map to the 40-class inventory of
-  :mod:`cpc.corpus.phones`; an unmapped symbol stops the build.
+  :mod:`cpc.speech.corpus.phones`; an unmapped symbol stops the build.
 * Speakers: 15 base voices × (speed, pitch) variants. ``speed`` is a resampling factor (the
   wave is read as if recorded at ``rate × speed`` and resampled to 16 kHz, which moves tempo,
   pitch and formants together, like a different vocal tract); ``pitch`` scales the engine's F0
@@ -33,12 +33,12 @@ Design decisions
   each chapter (≤ 20 utterances of one speaker) is synthesised in a fresh worker process
   (``Pool(maxtasksperchild=1)``) because espeak-ng keeps global state, and results are
   collected in task order. Same arguments + same package versions → byte-identical files.
-* Variation (:mod:`cpc.corpus.variation`, on by default, each part switched off by a
-  :class:`~cpc.corpus.variation.Variation` field or ``--no-prosody`` / ``--no-reverb`` /
+* Variation (:mod:`cpc.speech.corpus.variation`, on by default, each part switched off by a
+  :class:`~cpc.speech.corpus.variation.Variation` field or ``--no-prosody`` / ``--no-reverb`` /
   ``--no-noise``): per-word and per-phrase duration and pitch inside each utterance (applied
   by the engines, so the timings stay theirs), then a simulated room (pyroomacoustics, direct
   path at sample 0, so labels do not move) and coloured noise at an SNR drawn from a range.
-  :data:`~cpc.corpus.variation.CLEAN` (``--clean``) builds what earlier releases built: the
+  :data:`~cpc.speech.corpus.variation.CLEAN` (``--clean``) builds what earlier releases built: the
   same audio, transcripts, splits and items; ``summary.json`` also records the variation, and
   ``alignments.txt`` labels ``sil`` the first frames (up to 40 ms) before espeak-ng's first
   phoneme event, which earlier releases gave to the first phone. Without an importable
@@ -71,9 +71,12 @@ import numpy as np
 import soundfile as sf
 
 from cpc.bible import bible_lines
-from cpc.corpus import espeak, festival
-from cpc.corpus import variation as variation_module
-from cpc.corpus.formats import (
+from cpc.errors import MissingToolError
+from cpc.safe_io import write_atomic
+from cpc.speech.audio import SAMPLE_RATE, resample
+from cpc.speech.corpus import espeak, festival
+from cpc.speech.corpus import variation as variation_module
+from cpc.speech.corpus.formats import (
     ABX_ITEM_FILE,
     ALIGNMENTS_FILE,
     FRAME_SAMPLES,
@@ -88,11 +91,8 @@ from cpc.corpus.formats import (
     write_speakers,
     write_split,
 )
-from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
-from cpc.corpus.variation import Variation
-from cpc.errors import MissingToolError
-from cpc.safe_io import write_atomic
-from cpc.speech.audio import SAMPLE_RATE, resample
+from cpc.speech.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
+from cpc.speech.corpus.variation import Variation
 
 __all__ = ["APT_INSTALL", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 
@@ -484,7 +484,7 @@ def build_corpus(
     """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
 
     ``variation`` says which of prosody, room and noise to add and in what ranges (default: all;
-    :data:`cpc.corpus.variation.CLEAN` for none).
+    :data:`cpc.speech.corpus.variation.CLEAN` for none).
 
     ``out`` must be absent, empty, or an unfinished build (rebuilt from scratch, with a warning);
     a finished corpus there is replaced only with ``overwrite=True``. The summary (also written,
