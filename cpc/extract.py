@@ -86,7 +86,7 @@ SOURCES_FILE = "sources.tsv"  # utterance <TAB> size and mtime of the audio its 
 TEMPORARY_SUFFIX = ".cpc-tmp"  # our temporary files: ".<name>.cpc-tmp"; leftovers of a killed run are removed on resume
 DEFAULT_BATCH_SECONDS = 80.0  # padded audio per forward pass: ~0.7 GB of paper-model activations (first conv layer)
 DEFAULT_THREADS = (
-    1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
+    1  # as the other feature commands (cpc.speech.evaluate.DEFAULT_THREADS); --threads N on a machine of your own
 )
 
 

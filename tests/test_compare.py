@@ -7,9 +7,9 @@ import pytest
 
 from cpc.cli import main
 from cpc.config import load_config
-from cpc.eval.compare import comparison_table, modified_arms, objective_arms, seed_summary, seed_summary_table
 from cpc.image.data import DEFAULT_ROOT, INSTALL_HINT
 from cpc.resources import sample_corpus
+from cpc.speech.compare import comparison_table, modified_arms, objective_arms, seed_summary, seed_summary_table
 
 
 @pytest.mark.slow

@@ -8,9 +8,9 @@ import pytest
 from test_probes import _cli, write_labelled_corpus
 
 from cpc import resources
-from cpc.eval import demo
-from cpc.eval.report import results_table, write_report
+from cpc.speech import demo
 from cpc.speech.corpus import synth
+from cpc.speech.report import results_table, write_report
 
 RECIPE = "speech/paper"  # a shipped recipe, by name (SMALL shrinks it)
 PAPER_STACK = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
@@ -110,7 +110,7 @@ def test_demo_falls_back_to_the_sample_corpus_loudly(tmp_path, monkeypatch, capl
         )
 
     monkeypatch.setattr(synth, "check_tools", missing)
-    with caplog.at_level("WARNING", logger="cpc.eval.demo"):
+    with caplog.at_level("WARNING", logger="cpc.speech.demo"):
         corpus, warning = demo.find_corpus(None, 1.0, cache=tmp_path)
     assert corpus == resources.sample_corpus() and (corpus / "abx" / "test.item").is_file()
     assert warning == (

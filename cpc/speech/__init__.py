@@ -13,6 +13,12 @@ waveform augmentation (``train.augment``).
     streaming.py   chunked feature extraction (``model.stream()``)
     features.py    features for probes: MFCC / log-mel baselines, model features, the cache
     cpc_audio.py   importer of CPC_audio checkpoints (``cpc import cpc_audio``)
+    probes.py      phone (linear, 1 hidden layer, CTC) and speaker probes on frozen features
+    abx.py         ABX phone discrimination (ZeroSpeech protocol)
+    evaluate.py    a feature set on a corpus: ``evaluate_phone|speaker|abx``, ``cpc probe``, ``cpc abx``
+    report.py      the table beside the paper's numbers, PCA of frames by phone, the demo's report
+    demo.py        ``cpc demo``: corpus, training, probes and ABX against baselines, report
+    compare.py     ``cpc compare``: variants of a recipe trained alike, then probed
     corpus/        corpora with phone labels: formats, the phone inventory, ``cpc data synth``
 """
 

@@ -12,9 +12,9 @@
 * ``modified``: "modified CPC" (CPC_audio) toggles one change at a time against the recipe: a
   transformer predictor, an LSTM context, channel norm in the encoder.
 
-Every arm trains with :func:`cpc.eval.demo.train_model` into ``RUN_DIR/<arm>`` (a finished
+Every arm trains with :func:`cpc.speech.demo.train_model` into ``RUN_DIR/<arm>`` (a finished
 arm is reused, an unfinished one resumed) and is evaluated with the speech demo's functions
-(cpc.eval.cli): linear phone probe, speaker probe, ABX within/across. ``RUN_DIR/report.md``
+(cpc.speech.evaluate): linear phone probe, speaker probe, ABX within/across. ``RUN_DIR/report.md``
 holds one table (those scores, s/step and the last validation accuracy) and one plot,
 ``curves.png``: the training curves side by side. s/step is the median over the logged windows
 of seconds per step (1 / steps per second), so a window that also ran validation does not
@@ -119,10 +119,10 @@ def run_compare(
     report gives each arm's mean and range over the seeds above the per-seed rows."""
     from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
-    from cpc.eval.demo import find_corpus, train_model
     from cpc.eval.report import plot_curves_side_by_side, read_metrics
     from cpc.speech.corpus.formats import load_corpus
+    from cpc.speech.demo import find_corpus, train_model
+    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.speech.features import FeatureCache
 
     run_dir = Path(run_dir)

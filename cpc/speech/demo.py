@@ -108,10 +108,11 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     """Run the four demo stages; -> the report's JSON content."""
-    from cpc.eval.cli import evaluate_abx, evaluate_phone, evaluate_speaker
-    from cpc.eval.report import plot_accuracy_per_step, plot_projection, plot_training, write_report
+    from cpc.eval.report import plot_accuracy_per_step, plot_training
     from cpc.speech.corpus.formats import load_corpus
+    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
     from cpc.speech.features import FeatureCache, extract, feature_set
+    from cpc.speech.report import plot_projection, write_report
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -345,6 +346,6 @@ if __name__ == "__main__":
     import cpc.cli
 
     cpc.cli.COMMAND_MODULES += [
-        name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
+        name for name in ("cpc.speech.evaluate", "cpc.speech.demo") if name not in cpc.cli.COMMAND_MODULES
     ]
     sys.exit(cpc.cli.main(["demo", *sys.argv[1:]]))
