@@ -17,7 +17,7 @@ COMMAND_MODULES = [
     "cpc.bench",
     "cpc.speech.corpus.cli",
     "cpc.speech.evaluate",
-    "cpc.speech.demo",
+    "cpc.eval.demo",
     "cpc.speech.compare",
     "cpc.extract",
     "cpc.export",

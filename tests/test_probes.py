@@ -243,7 +243,7 @@ def _cli(argv):
     import cpc.cli
 
     modules = cpc.cli.COMMAND_MODULES
-    cpc.cli.COMMAND_MODULES = ["cpc.speech.evaluate", "cpc.speech.demo"]
+    cpc.cli.COMMAND_MODULES = ["cpc.speech.evaluate", "cpc.eval.demo"]
     try:
         return cpc.cli.main(argv)
     finally:

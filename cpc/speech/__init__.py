@@ -1,8 +1,8 @@
 """Speech: CPC on raw audio (paper, section 3.1).
 
 Importing this package registers its parts in :mod:`cpc.registry`: the strided conv encoder
-(``model.encoder.name: conv``), the speech data source (``data.name: speech``) and training-time
-waveform augmentation (``train.augment``).
+(``model.encoder.name: conv``), the speech data source (``data.name: speech``), training-time
+waveform augmentation (``train.augment``) and its demo, the default of ``cpc demo``.
 
     config.py      schemas: conv encoder, speech data, augmentation
     audio.py       reading audio (SAMPLE_RATE, list_audio, read_audio)
@@ -17,7 +17,7 @@ waveform augmentation (``train.augment``).
     abx.py         ABX phone discrimination (ZeroSpeech protocol)
     evaluate.py    a feature set on a corpus: ``evaluate_phone|speaker|abx``, ``cpc probe``, ``cpc abx``
     report.py      the table beside the paper's numbers, PCA of frames by phone, the demo's report
-    demo.py        ``cpc demo``: corpus, training, probes and ABX against baselines, report
+    demo.py        the demo: corpus, training, probes and ABX against baselines, report
     compare.py     ``cpc compare``: variants of a recipe trained alike, then probed
     corpus/        corpora with phone labels: formats, the phone inventory, ``cpc data synth``
 """
@@ -34,5 +34,6 @@ registry.register("data", "speech", SpeechDataConfig, build_speech_data)  # the 
 registry.register_train_section(
     "augment", registry.TrainSection(AugmentConfig, build_augmentation, data_names=("speech",), what="speech waveforms")
 )
+registry.register_demo("speech", "cpc.speech.demo")
 
 __all__ = ["SAMPLE_RATE"]

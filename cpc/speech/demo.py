@@ -1,8 +1,8 @@
-"""``cpc demo``: corpus -> CPC training on CPU -> probes and ABX against baselines -> report.
+"""The speech demo: corpus -> CPC training on CPU -> probes and ABX against baselines -> report.
 
     cpc demo --run-dir runs/demo [--corpus DIR] [--hours 1] [--steps N] [--recipe speech/tiny] [--ctc] [key=value ...]
-    cpc demo image --run-dir runs/image [--steps N] [key=value ...]      (cpc.image.demo: Fashion-MNIST)
-    cpc demo text --run-dir runs/text [--steps N] [key=value ...]        (cpc.text.demo: books -> MR-like sentiment)
+
+``cpc demo`` (cpc.eval.demo) runs it by default; the image and text demos are in their packages.
 
 Stages (each logs what it does; feature extraction and training show progress bars):
 
@@ -228,7 +228,9 @@ def _scores(result: dict) -> str:
     return f"{result['task']} {percent('accuracy')}"
 
 
-DESCRIPTION = """\
+# ----------------------------------------------------------------------------- cpc demo (cpc.eval.demo)
+
+DEMO_DESCRIPTION = """\
 Train a tiny CPC model on CPU, then compare its features with MFCC, log-mel and a randomly
 initialised CPC: linear phone probe, speaker probe on 1.28 s crops, ABX (and with --ctc
 the CTC phone probe). Writes RUN_DIR/report.md and report.json with the table and plots.
@@ -240,94 +242,19 @@ A run directory that holds a finished checkpoint is reused, an unfinished one re
 
 Example:
   cpc demo --run-dir runs/demo --steps 200
-
-Image patches (paper section 3.2): `cpc demo image --run-dir DIR` trains the image recipe on
-Fashion-MNIST and compares linear probes of its features with pixels, a random-init and a
-supervised encoder at 1k / 10k / 60k labels (cpc.image.demo).
-
-Sentences (paper section 3.3): `cpc demo text --run-dir DIR` builds the book data (`cpc data
-text`), trains the text recipe and compares logistic-regression probes of its sentence
-features on MR-like sentiment with TF-IDF, bag of words and random encoders (cpc.text.demo).
 """
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="train a tiny CPC on CPU and compare it with baselines (report.md)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="cpc demo [speech|image|text] --run-dir RUN_DIR [options] [key=value ...]",
-    )
-    parser.add_argument("--run-dir", required=True, help="output folder (training run, features, report)")
-    parser.add_argument("--corpus", help="corpus folder (default: build one, else the committed sample)")
-    parser.add_argument("--hours", type=float, default=1.0, help="hours of speech to build when no --corpus is given")
-    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument(
-        "--recipe",
-        help=f"training recipe, a shipped name or a YAML file (default {DEFAULT_RECIPE}; image: image/fashion_mnist; text: text/books)",
-    )
-    parser.add_argument(
-        "--labels", type=int, nargs="+", help="image: labelled training images per probe (default 1000 10000 60000)"
-    )
-    parser.add_argument(
-        "--ctc", action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)"
-    )
-    parser.add_argument(
-        "modality", nargs="?", default="speech", metavar="speech|image|text", help="which demo (default speech)"
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for training")
-    parser.set_defaults(func=_main)
+DEMO_OPTIONS = {
+    "--corpus": dict(help="corpus folder (default: build one, else the committed sample)"),
+    "--hours": dict(type=float, default=1.0, help="hours of speech to build when no --corpus is given"),
+    "--ctc": dict(
+        action="store_true", help="also run the CTC phone probe (PER; ~3 CPU-minutes per feature set on 1 h)"
+    ),
+}
 
 
-MODALITIES = ("speech", "image", "text")
-
-
-def _main(args: argparse.Namespace) -> int:
-    from cpc.cli import CommandError
-
-    overrides, modality = list(args.overrides), args.modality
-    if "=" in modality:  # `cpc demo --run-dir D key=value`: no modality given, the first word is an override
-        overrides, modality = [modality, *overrides], "speech"
-    if modality not in MODALITIES:
-        raise CommandError(
-            f"cpc demo: {modality!r} is not a demo; expected one of {', '.join(MODALITIES)} or key=value overrides"
-        )
-    if modality == "image":
-        from cpc.image.demo import DEFAULT_RECIPE as IMAGE_RECIPE
-        from cpc.image.demo import LABEL_BUDGETS, run_image_demo
-
-        if args.corpus or args.ctc:
-            raise CommandError("cpc demo image: --corpus and --ctc are speech options")
-        run_image_demo(
-            args.run_dir,
-            steps=args.steps,
-            recipe=args.recipe or IMAGE_RECIPE,
-            overrides=overrides,
-            labels=args.labels or LABEL_BUDGETS,
-        )
-        return 0
-    if modality == "text":
-        from cpc.text.demo import DEFAULT_RECIPE as TEXT_RECIPE
-        from cpc.text.demo import run_text_demo
-
-        if args.corpus or args.ctc or args.labels:
-            raise CommandError("cpc demo text: --corpus, --ctc and --labels are speech and image options")
-        from cpc.text.corpus import DEFAULT_ROOT as TEXT_ROOT
-
-        roots = [
-            override.split("=", 1)[1] for override in overrides if override.split("=", 1)[0].strip() == "data.root"
-        ]
-        run_text_demo(
-            args.run_dir,
-            steps=args.steps,
-            recipe=args.recipe or TEXT_RECIPE,
-            overrides=overrides,
-            root=roots[-1] if roots else TEXT_ROOT,
-        )
-        return 0
-    if args.labels:
-        raise CommandError("cpc demo: --labels is an image option (cpc demo image)")
+def demo_from_args(args: argparse.Namespace, overrides: list[str]) -> None:
+    """``cpc demo`` from its parsed command line."""
     run_demo(
         args.run_dir,
         corpus=args.corpus,
@@ -337,15 +264,3 @@ def _main(args: argparse.Namespace) -> int:
         overrides=overrides,
         ctc=args.ctc,
     )
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    import cpc.cli
-
-    cpc.cli.COMMAND_MODULES += [
-        name for name in ("cpc.speech.evaluate", "cpc.speech.demo") if name not in cpc.cli.COMMAND_MODULES
-    ]
-    sys.exit(cpc.cli.main(["demo", *sys.argv[1:]]))

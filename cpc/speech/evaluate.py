@@ -555,6 +555,6 @@ if __name__ == "__main__":
     import cpc.cli
 
     cpc.cli.COMMAND_MODULES += [
-        name for name in ("cpc.speech.evaluate", "cpc.speech.demo") if name not in cpc.cli.COMMAND_MODULES
+        name for name in ("cpc.speech.evaluate", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
     ]
     sys.exit(cpc.cli.main())
