@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "cpc.speech.corpus.cli",
     "cpc.speech.evaluate",
     "cpc.eval.demo",
-    "cpc.speech.compare",
+    "cpc.eval.compare",
     "cpc.extract",
     "cpc.export",
     "cpc.speech.cpc_audio",

@@ -90,6 +90,8 @@ PROBES: dict[str, str] = {}
 # ``cpc demo <name>``: name -> the module that declares and runs that demo (the contract is in cpc.eval.demo).
 DEMOS: dict[str, str] = {}
 DEFAULT_DEMO = "speech"  # what ``cpc demo`` runs without a name; a name only, as DEFAULT_NAMES
+# ``cpc compare`` on a recipe: its data.name -> the module that compares such recipes (the contract is in cpc.eval.compare).
+COMPARES: dict[str, str] = {}
 
 SECTIONS: dict[str, dict[str, Variant]] = {
     "model.encoder": ENCODERS,
@@ -147,6 +149,18 @@ def demos() -> dict[str, str]:
     """:data:`DEMOS`, with every modality registered."""
     load_modalities()
     return DEMOS
+
+
+def register_compare(data_name: str, module: str) -> None:
+    """Add ``cpc compare`` for recipes with ``data.name: <data_name>``: ``module`` (imported when the command
+    line is built) declares the comparisons it runs and runs them."""
+    COMPARES[data_name] = module
+
+
+def compares() -> dict[str, str]:
+    """:data:`COMPARES`, with every modality registered."""
+    load_modalities()
+    return COMPARES
 
 
 _loaded = False

@@ -2,7 +2,8 @@
 
 Importing this package registers its parts in :mod:`cpc.registry`: the strided conv encoder
 (``model.encoder.name: conv``), the speech data source (``data.name: speech``), training-time
-waveform augmentation (``train.augment``) and its demo, the default of ``cpc demo``.
+waveform augmentation (``train.augment``), its demo (the default of ``cpc demo``) and ``cpc compare``
+on speech recipes.
 
     config.py      schemas: conv encoder, speech data, augmentation
     audio.py       reading audio (SAMPLE_RATE, list_audio, read_audio)
@@ -35,5 +36,6 @@ registry.register_train_section(
     "augment", registry.TrainSection(AugmentConfig, build_augmentation, data_names=("speech",), what="speech waveforms")
 )
 registry.register_demo("speech", "cpc.speech.demo")
+registry.register_compare("speech", "cpc.speech.compare")
 
 __all__ = ["SAMPLE_RATE"]

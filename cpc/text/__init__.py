@@ -2,7 +2,7 @@
 
 Importing this package registers its parts in :mod:`cpc.registry`: the sentence encoder
 (``model.encoder.name: sentence_conv``), the book data source (``data.name: text``), the
-``cpc probe text`` command and ``cpc demo text``.
+``cpc probe text`` command, ``cpc demo text`` and ``cpc compare text``.
 """
 
 from cpc import registry
@@ -15,3 +15,4 @@ registry.register(
 registry.register("data", "text", TextDataConfig, TextData)
 registry.register_probe("text", "cpc.text.probe")
 registry.register_demo("text", "cpc.text.demo")
+registry.register_compare("text", "cpc.text.compare")
