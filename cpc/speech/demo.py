@@ -31,8 +31,13 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpc.speech.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from cpc.speech.corpus.formats import Corpus
+    from cpc.speech.features import FeatureCache
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +113,7 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     """Run the four demo stages; -> the report's JSON content."""
-    from cpc.eval.report import plot_accuracy_per_step, plot_training
-    from cpc.speech.corpus.formats import load_corpus
-    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
-    from cpc.speech.features import FeatureCache, extract, feature_set
-    from cpc.speech.report import plot_projection, write_report
+    from cpc.speech.features import FeatureCache
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -124,16 +125,7 @@ def run_demo(
         overrides.append("train.progress=false")
 
     log.info("[1/4] corpus")
-    corpus_root, sample_warning = find_corpus(corpus, hours)
-    warnings = [sample_warning] if sample_warning else []
-    data = load_corpus(corpus_root)
-    log.info(
-        "corpus %s: %d utterances, %d speakers, splits %s",
-        corpus_root,
-        len(data.files),
-        len(set(data.speakers.values())),
-        {name: len(ids) for name, ids in data.splits.items()},
-    )
+    corpus_root, data, warnings = load_demo_corpus(corpus, hours)
 
     log.info("[2/4] training")
     training_started = time.perf_counter()
@@ -144,10 +136,51 @@ def run_demo(
     log.info("[3/4] probes and ABX")
     evaluation_started = time.perf_counter()
     cache = FeatureCache(run_dir / "features")
+    results = evaluate_feature_sets(data, corpus_root, checkpoint, cache, ctc=ctc, progress=progress)
+    evaluation_seconds = time.perf_counter() - evaluation_started
+
+    log.info("[4/4] report")
+    plots = plot_demo(run_dir, data, corpus_root, checkpoint, cache)
+    summary = {
+        **corpus_summary(corpus_root, data),
+        "recipe": str(recipe),
+        "overrides": " ".join(overrides) or "none",
+        "checkpoint": str(checkpoint),
+        **training_summary(run_dir / "metrics.jsonl"),
+        "training_seconds": round(training_seconds, 1)
+        if not reused
+        else "reused an existing checkpoint (or resumed it)",
+        "evaluation_seconds": round(evaluation_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    return write_demo_report(run_dir, results, summary, plots, warnings)
+
+
+def load_demo_corpus(corpus: str | os.PathLike | None, hours: float) -> tuple[Path, Corpus, list[str]]:
+    """Stage 1: the corpus (:func:`find_corpus`), loaded; -> its folder, the loaded corpus and the report's warnings."""
+    from cpc.speech.corpus.formats import load_corpus
+
+    corpus_root, sample_warning = find_corpus(corpus, hours)
+    data = load_corpus(corpus_root)
+    log.info(
+        "corpus %s: %d utterances, %d speakers, splits %s",
+        corpus_root,
+        len(data.files),
+        len(set(data.speakers.values())),
+        {name: len(ids) for name, ids in data.splits.items()},
+    )
+    return corpus_root, data, [sample_warning] if sample_warning else []
+
+
+def evaluate_feature_sets(
+    data: Corpus, corpus_root: Path, checkpoint: Path, cache: FeatureCache, *, ctc: bool, progress: bool
+) -> list[dict]:
+    """Stage 3: phone probe (and CTC), speaker probe and ABX for CPC, the baselines and a random-init CPC."""
+    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
+
     item_file = corpus_root / "abx" / "test.item"
-    feature_sets = [str(checkpoint), *BASELINE_SETS, "random"]
     results = []
-    for name in feature_sets:
+    for name in [str(checkpoint), *BASELINE_SETS, "random"]:
         options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
         label = "cpc" if name == str(checkpoint) else name
         log.info("evaluating %s: phone probe", label)
@@ -161,9 +194,17 @@ def run_demo(
             log.info("evaluating %s: ABX", label)
             results.append(evaluate_abx(data, name, item_file, **options))
         log.info("%s: %s", label, ", ".join(_scores(r) for r in results if r["features"] == results[-1]["features"]))
-    evaluation_seconds = time.perf_counter() - evaluation_started
+    return results
 
-    log.info("[4/4] report")
+
+def plot_demo(
+    run_dir: Path, data: Corpus, corpus_root: Path, checkpoint: Path, cache: FeatureCache
+) -> list[tuple[str, str]]:
+    """Stage 4's plots: training curves, accuracy against k, PCA of CPC and MFCC test frames; -> (file, caption) each."""
+    from cpc.eval.report import plot_accuracy_per_step, plot_training
+    from cpc.speech.features import extract, feature_set
+    from cpc.speech.report import plot_projection
+
     plots = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
@@ -186,27 +227,37 @@ def run_demo(
             title=f"PCA of {label} test frames",
         )
         plots.append((f"projection_{label}.png", f"2-D PCA of {label} test frames, the most frequent phones coloured"))
+    return plots
 
-    from cpc.eval.report import read_metrics
 
-    train_records, valid_records = read_metrics(metrics) if metrics.is_file() else ([], [])
-    summary = {
+def corpus_summary(corpus_root: Path, data: Corpus) -> dict:
+    """The report's lines on the corpus: folder, hours, utterances, speakers."""
+    return {
         "corpus": str(corpus_root),
         "corpus_hours": round(sum(f.num_samples for f in data.files.values()) / SAMPLE_RATE / 3600, 3),
         "utterances": len(data.files),
         "speakers": len(set(data.speakers.values())),
-        "recipe": str(recipe),
-        "overrides": " ".join(overrides) or "none",
-        "checkpoint": str(checkpoint),
+    }
+
+
+def training_summary(metrics: Path) -> dict:
+    """The report's lines on training, from metrics.jsonl: steps, last train and validation loss."""
+    from cpc.eval.report import read_metrics
+
+    train_records, valid_records = read_metrics(metrics) if metrics.is_file() else ([], [])
+    return {
         "training_steps": train_records[-1]["step"] if train_records else None,
         "final_train_loss": round(train_records[-1]["loss"], 4) if train_records else None,
         "final_valid_loss": round(valid_records[-1]["loss"], 4) if valid_records else None,
-        "training_seconds": round(training_seconds, 1)
-        if not reused
-        else "reused an existing checkpoint (or resumed it)",
-        "evaluation_seconds": round(evaluation_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def write_demo_report(
+    run_dir: Path, results: list[dict], summary: dict, plots: list[tuple[str, str]], warnings: list[str]
+) -> dict:
+    """Write report.md and report.json, print the report; -> the report's JSON content."""
+    from cpc.speech.report import write_report
+
     markdown, _ = write_report(run_dir, results, summary=summary, plots=plots, warnings=warnings)
     print(markdown.read_text())
     log.info("wrote %s (%.0f s in all)", markdown, summary["total_seconds"])
