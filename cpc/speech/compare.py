@@ -12,10 +12,14 @@ import logging
 import os
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpc.eval.compare import ARM_COMPARISONS
 from cpc.eval.report import seconds_per_step, write_comparison_report
 from cpc.speech.demo import DEFAULT_RECIPE as DEMO_RECIPE
+
+if TYPE_CHECKING:
+    from cpc.speech.corpus.formats import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -47,68 +51,32 @@ def run_compare(
 
     With ``seeds``, every arm trains once per training seed (``train.seed``) into ``RUN_DIR/<arm>/seed-<S>``, and the
     report gives each arm's mean and range over the seeds above the per-seed rows."""
-    from cpc.checkpoint import load_checkpoint
     from cpc.config import load_config
-    from cpc.eval.report import plot_curves_side_by_side, read_metrics
+    from cpc.eval.report import plot_curves_side_by_side
     from cpc.speech.corpus.formats import load_corpus
-    from cpc.speech.demo import find_corpus, train_model
-    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
-    from cpc.speech.features import FeatureCache
+    from cpc.speech.demo import find_corpus
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     corpus_root, warning = find_corpus(corpus, 1.0)
     data = load_corpus(corpus_root)
     settings = [*(overrides or []), f"train.max_steps={steps}", "train.progress=false"]
-    runs = (
-        [(arm, arm_overrides, None) for arm, arm_overrides in arms.items()]
-        if seeds is None
-        else [
-            (arm, [*arm_overrides, f"train.seed={seed}"], seed) for arm, arm_overrides in arms.items() for seed in seeds
-        ]
-    )
-    rows = []
-    for arm, arm_overrides, seed in runs:
-        arm_dir, name = (run_dir / arm, arm) if seed is None else (run_dir / arm / f"seed-{seed}", f"{arm}/seed-{seed}")
-        log.info(
-            "[%s] training %s, %d steps (%s)", name, recipe, steps, " ".join(arm_overrides) or "the recipe as it is"
+    rows = [
+        train_and_score_arm(
+            run_dir,
+            arm,
+            arm_overrides,
+            seed,
+            data=data,
+            corpus_root=corpus_root,
+            recipe=recipe,
+            steps=steps,
+            settings=settings,
+            tasks=tasks,
+            progress=progress,
         )
-        checkpoint = train_model(arm_dir, corpus_root, recipe, [*arm_overrides, *settings])
-        config = load_checkpoint(checkpoint)["config"]
-        result_path = arm_dir / "result.json"
-        if result_path.is_file() and json.loads(result_path.read_text()).get("tasks") == list(tasks):
-            # the folder's name now (it may be a link to another run)
-            rows.append({**json.loads(result_path.read_text()), "arm": arm, **({} if seed is None else {"seed": seed})})
-            log.info("[%s] reusing %s", name, result_path)
-            continue
-        cache = FeatureCache(arm_dir / "features")
-        options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
-        scores = {}
-        if "phone" in tasks:
-            scores["phone"] = evaluate_phone(data, str(checkpoint), **options)["accuracy"]
-        if "speaker" in tasks:
-            scores["speaker"] = evaluate_speaker(data, str(checkpoint), **options)["accuracy"]
-        item_file = corpus_root / "abx" / "test.item"
-        if "abx" in tasks and item_file.is_file():
-            abx = evaluate_abx(data, str(checkpoint), item_file, **options)
-            scores.update(abx_within=abx["within"], abx_across=abx["across"])
-        _, valid = read_metrics(arm_dir / "metrics.jsonl")
-        last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
-        row = {
-            "arm": arm,
-            **({} if seed is None else {"seed": seed}),
-            "overrides": arm_overrides,
-            "tasks": list(tasks),
-            **scores,
-            "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", config["train"]["batch_size"]),
-            "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
-            "valid_loss": valid[-1]["loss"] if valid else None,
-        }
-        result_path.write_text(json.dumps(row, indent=2) + "\n")
-        log.info(
-            "[%s] %s", name, ", ".join(f"{key} {value:.3g}" for key, value in row.items() if isinstance(value, float))
-        )
-        rows.append(row)
+        for arm, arm_overrides, seed in arm_runs(arms, seeds)
+    ]
     plot_curves_side_by_side(
         {_run_name(row): run_dir / _run_name(row) / "metrics.jsonl" for row in rows}, run_dir / "curves.png"
     )
@@ -119,6 +87,88 @@ def run_compare(
         "seed": load_config(recipe, overrides or []).train.seed if seeds is None else ", ".join(map(str, seeds)),
         "overrides": " ".join(overrides or []) or "none",
     }
+    return write_compare_report(run_dir, title, summary, rows, seeds, warning=warning)
+
+
+def arm_runs(arms: dict[str, list[str]], seeds: list[int] | None) -> list[tuple[str, list[str], int | None]]:
+    """(arm, its overrides, seed) of every run: one per arm, or one per arm and seed (``train.seed`` appended)."""
+    if seeds is None:
+        return [(arm, arm_overrides, None) for arm, arm_overrides in arms.items()]
+    return [
+        (arm, [*arm_overrides, f"train.seed={seed}"], seed) for arm, arm_overrides in arms.items() for seed in seeds
+    ]
+
+
+def train_and_score_arm(
+    run_dir: Path,
+    arm: str,
+    arm_overrides: list[str],
+    seed: int | None,
+    *,
+    data: Corpus,
+    corpus_root: Path,
+    recipe: str | os.PathLike,
+    steps: int,
+    settings: list[str],
+    tasks,
+    progress: bool,
+) -> dict:
+    """One run: train (or reuse, or resume) the arm, then score it, unless its result.json already has these tasks;
+    -> its row of the table."""
+    from cpc.checkpoint import load_checkpoint
+    from cpc.eval.report import read_metrics
+    from cpc.speech.demo import train_model
+
+    arm_dir, name = (run_dir / arm, arm) if seed is None else (run_dir / arm / f"seed-{seed}", f"{arm}/seed-{seed}")
+    log.info("[%s] training %s, %d steps (%s)", name, recipe, steps, " ".join(arm_overrides) or "the recipe as it is")
+    checkpoint = train_model(arm_dir, corpus_root, recipe, [*arm_overrides, *settings])
+    config = load_checkpoint(checkpoint)["config"]
+    result_path = arm_dir / "result.json"
+    if result_path.is_file() and json.loads(result_path.read_text()).get("tasks") == list(tasks):
+        log.info("[%s] reusing %s", name, result_path)
+        # the folder's name now (it may be a link to another run)
+        return {**json.loads(result_path.read_text()), "arm": arm, **({} if seed is None else {"seed": seed})}
+    scores = score_arm(data, corpus_root, checkpoint, arm_dir, tasks=tasks, progress=progress)
+    _, valid = read_metrics(arm_dir / "metrics.jsonl")
+    last_valid = [a for a in valid[-1]["accuracy"] if a is not None] if valid else []
+    row = {
+        "arm": arm,
+        **({} if seed is None else {"seed": seed}),
+        "overrides": arm_overrides,
+        "tasks": list(tasks),
+        **scores,
+        "seconds_per_step": seconds_per_step(arm_dir / "metrics.jsonl", config["train"]["batch_size"]),
+        "valid_accuracy": sum(last_valid) / len(last_valid) if last_valid else None,
+        "valid_loss": valid[-1]["loss"] if valid else None,
+    }
+    result_path.write_text(json.dumps(row, indent=2) + "\n")
+    log.info("[%s] %s", name, ", ".join(f"{key} {value:.3g}" for key, value in row.items() if isinstance(value, float)))
+    return row
+
+
+def score_arm(data: Corpus, corpus_root: Path, checkpoint: Path, arm_dir: Path, *, tasks, progress: bool) -> dict:
+    """An arm's speech scores among ``tasks``: phone and speaker probe accuracy, ABX within and across."""
+    from cpc.speech.evaluate import evaluate_abx, evaluate_phone, evaluate_speaker
+    from cpc.speech.features import FeatureCache
+
+    cache = FeatureCache(arm_dir / "features")
+    options = dict(layer="context", architecture=str(checkpoint), cache=cache, progress=progress)
+    scores = {}
+    if "phone" in tasks:
+        scores["phone"] = evaluate_phone(data, str(checkpoint), **options)["accuracy"]
+    if "speaker" in tasks:
+        scores["speaker"] = evaluate_speaker(data, str(checkpoint), **options)["accuracy"]
+    item_file = corpus_root / "abx" / "test.item"
+    if "abx" in tasks and item_file.is_file():
+        abx = evaluate_abx(data, str(checkpoint), item_file, **options)
+        scores.update(abx_within=abx["within"], abx_across=abx["across"])
+    return scores
+
+
+def write_compare_report(
+    run_dir: Path, title: str, summary: dict, rows: list[dict], seeds: list[int] | None, *, warning: str | None
+) -> dict:
+    """report.md and report.json: the rows' table, and with seeds each arm's mean and range above it."""
     legend = (
         "Phone: linear probe on single 10 ms context frames (test-split accuracy). Speaker: linear probe on mean-pooled 1.28 s "
         "crops. ABX: ZeroSpeech protocol, angular distance + DTW. s/step: median seconds per training step over the logged "
