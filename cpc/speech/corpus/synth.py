@@ -551,7 +551,26 @@ def _build(
     variation: Variation,
 ) -> dict:
     """Synthesise the planned chapters and write every corpus file, ``summary.json`` last."""
+    utterances = _synthesize_chapters(chapters, workers, started)
+    splits = _split_by_speaker(utterances, speakers, rng)
+    _write_labels(out, utterances, splits, speakers)
+    summary = _summary(hours, seed, utterances, speakers, splits, variation)
+    write_atomic(
+        out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    )  # last: marks the build finished
+    log.info(
+        "built %.3f h (%d utterances, %d speakers) in %s in %.1f s",
+        summary["hours"],
+        len(utterances),
+        len(speakers),
+        out,
+        time.perf_counter() - started,
+    )
+    return summary
 
+
+def _synthesize_chapters(chapters: list[_Chapter], workers: int, started: float) -> list[_Utterance]:
+    """Every chapter's utterances, synthesised by ``workers`` processes, in chapter order."""
     # Import librosa/soxr once here: forked workers then inherit it instead of paying ~1 s each.
     resample(np.zeros(4096, dtype=np.float32), 22050, SAMPLE_RATE, backend="librosa")
     utterances: list[_Utterance] = []
@@ -567,7 +586,14 @@ def _build(
                     len(utterances),
                     time.perf_counter() - started,
                 )
+    return utterances
 
+
+def _split_by_speaker(
+    utterances: list[_Utterance], speakers: list[SpeakerRow], rng: np.random.Generator
+) -> dict[str, list[str]]:
+    """Train / test / test_unseen_speakers utterance ids: the held-out speakers' all go to the last; of every other
+    speaker's, a shuffled TEST_FRACTION to test and the rest to train (same speakers in both)."""
     held_out = {row.speaker for row in speakers if row.held_out}
     splits: dict[str, list[str]] = {"train": [], "test": [], "test_unseen_speakers": []}
     by_speaker: dict[str, list[str]] = {}
@@ -582,7 +608,13 @@ def _build(
         num_test = max(1, round(TEST_FRACTION * len(ids)))
         splits["test"] += shuffled[:num_test]
         splits["train"] += shuffled[num_test:]
+    return splits
 
+
+def _write_labels(
+    out: Path, utterances: list[_Utterance], splits: dict[str, list[str]], speakers: list[SpeakerRow]
+) -> None:
+    """The files beside the audio: alignments, phone inventory, splits, speakers and the ABX items of the test split."""
     write_alignments(out / ALIGNMENTS_FILE, {u.utterance: u.labels for u in utterances})
     write_phones(out / PHONES_FILE, PHONES)
     for name, file_name in SPLIT_FILES.items():
@@ -591,32 +623,30 @@ def _build(
     test_ids = set(splits["test"])
     write_item(out / ABX_ITEM_FILE, _abx_items([u for u in utterances if u.utterance in test_ids]))
 
+
+def _summary(
+    hours: float,
+    seed: int,
+    utterances: list[_Utterance],
+    speakers: list[SpeakerRow],
+    splits: dict[str, list[str]],
+    variation: Variation,
+) -> dict:
+    """summary.json: duration, counts, frames per phone, engine versions and the variation used."""
     frame_counts = Counter()
     for utterance in utterances:
         frame_counts.update(utterance.labels.tolist())
     num_samples = sum(u.num_samples for u in utterances)
-    summary = {
+    return {
         "hours_requested": hours,
         "hours": round(num_samples / SAMPLE_RATE / 3600, 4),
         "seed": seed,
         "num_utterances": len(utterances),
         "num_speakers": len(speakers),
-        "num_held_out_speakers": len(held_out),
+        "num_held_out_speakers": len({row.speaker for row in speakers if row.held_out}),
         "num_base_voices": len({(row.engine, row.voice) for row in speakers}),
         "split_sizes": {name: len(ids) for name, ids in splits.items()},
         "frames_per_phone": {PHONES[index]: frame_counts.get(index, 0) for index in range(len(PHONES))},
         "engine_versions": _engine_versions(),
         "variation": {**asdict(variation), "pyroomacoustics": _pyroomacoustics_version(variation)},
     }
-    write_atomic(
-        out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    )  # last: marks the build finished
-    log.info(
-        "built %.3f h (%d utterances, %d speakers) in %s in %.1f s",
-        summary["hours"],
-        len(utterances),
-        len(speakers),
-        out,
-        time.perf_counter() - started,
-    )
-    return summary
