@@ -1,5 +1,5 @@
 """The King James Bible, from Debian's ``bible`` program (package bible-kjv): the sentences the
-synthetic speech corpus reads (cpc.corpus.synth) and one of the text corpus' books (cpc.text.corpus)."""
+synthetic speech corpus reads (cpc.speech.corpus.synth) and one of the text corpus' books (cpc.text.corpus)."""
 
 from __future__ import annotations
 

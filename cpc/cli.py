@@ -15,8 +15,8 @@ import sys
 COMMAND_MODULES = [
     "cpc.train",
     "cpc.bench",
-    "cpc.corpus.cli",
-    "cpc.eval.cli",
+    "cpc.speech.corpus.cli",
+    "cpc.speech.evaluate",
     "cpc.eval.demo",
     "cpc.eval.compare",
     "cpc.extract",

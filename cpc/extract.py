@@ -86,7 +86,7 @@ SOURCES_FILE = "sources.tsv"  # utterance <TAB> size and mtime of the audio its 
 TEMPORARY_SUFFIX = ".cpc-tmp"  # our temporary files: ".<name>.cpc-tmp"; leftovers of a killed run are removed on resume
 DEFAULT_BATCH_SECONDS = 80.0  # padded audio per forward pass: ~0.7 GB of paper-model activations (first conv layer)
 DEFAULT_THREADS = (
-    1  # as the other feature commands (cpc.eval.cli.DEFAULT_THREADS); --threads N on a machine of your own
+    1  # as the other feature commands (cpc.speech.evaluate.DEFAULT_THREADS); --threads N on a machine of your own
 )
 
 
@@ -453,73 +453,119 @@ def extract_corpus(
             model, settings, writer, metadata, device=str(resolved_device), threads=threads, batch_seconds=batch_seconds
         )
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
-        changed = _changed_since_written(out, writer.done, by_id)
-        if changed:
-            log.info(
-                "%s: %d utterance(s) whose audio file changed since they were written will be extracted again",
-                out,
-                len(changed),
-            )
-            writer.forget(changed)
-        todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
-        if len(todo) < len(by_id):
-            log.info(
-                "%s: %d of %d utterance(s) already extracted, %d to go",
-                out,
-                len(by_id) - len(todo),
-                len(by_id),
-                len(todo),
-            )
+        changed, todo = _remaining(out, writer, by_id)
         tally = _Tally(unreadable=list(unreadable))
-        start = time.perf_counter()
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(todo),
-            desc=f"extract {layer}",
-            unit="utt",
-            dynamic_ncols=True,
-            disable=not progress or not todo or not sys.stderr.isatty(),
+        elapsed = _write_batches(
+            todo,
+            model,
+            layer,
+            resolved_device,
+            threads,
+            writer,
+            tally,
+            out,
+            batch_seconds=batch_seconds,
+            progress=progress,
         )
-        try:
-            todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
-            for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
-                batch = [todo[i] for i in indices]
-                _extract_batch(batch, model, layer, resolved_device, threads, writer, tally, out)
-                bar.update(len(batch))
-                bar.set_postfix_str(
-                    f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False
-                )
-        finally:
-            bar.close()
-        writer.finish()
-        elapsed = time.perf_counter() - start
         if tally.unreadable:
             log.warning(
                 "skipped %d unreadable audio file(s); they are listed in %s", len(tally.unreadable), out / SUMMARY_FILE
             )
-        summary.update(
-            {
-                "complete": True,
-                "utterances": len(writer.done),
-                "counts": {
-                    "listed": len(by_id) + len(unreadable),
-                    "written": tally.written,
-                    "already_done": len(by_id) - len(todo),
-                    "unreadable": len(tally.unreadable),
-                    "too_short": len(tally.too_short),
-                    "changed": len(changed),
-                },
-                "frames_written": tally.frames,
-                "audio_seconds": tally.samples / SAMPLE_RATE,
-                "compute_seconds": elapsed,
-                "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
-                "unreadable_files": tally.unreadable,
-                "too_short_utterances": tally.too_short,
-            }
-        )
+        summary.update(_finished_summary(writer, by_id, todo, changed, unreadable, tally, elapsed))
         _fsync_write(out / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _remaining(out: Path, writer, by_id: dict[str, AudioFile]) -> tuple[set[str], list[AudioFile]]:
+    """What a resumed run still has to write: the written utterances whose audio changed since (forgotten, to be
+    written again) and the files not written; -> (changed ids, files to do)."""
+    changed = _changed_since_written(out, writer.done, by_id)
+    if changed:
+        log.info(
+            "%s: %d utterance(s) whose audio file changed since they were written will be extracted again",
+            out,
+            len(changed),
+        )
+        writer.forget(changed)
+    todo = [file for utterance, file in by_id.items() if utterance not in writer.done]
+    if len(todo) < len(by_id):
+        log.info(
+            "%s: %d of %d utterance(s) already extracted, %d to go",
+            out,
+            len(by_id) - len(todo),
+            len(by_id),
+            len(todo),
+        )
+    return changed, todo
+
+
+def _write_batches(
+    todo: list[AudioFile],
+    model: torch.nn.Module,
+    layer: str,
+    device: torch.device,
+    threads: int | None,
+    writer,
+    tally: _Tally,
+    out: Path,
+    *,
+    batch_seconds: float,
+    progress: bool,
+) -> float:
+    """Extract and write ``todo`` in length batches, then finish the writer; -> the seconds it took."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    bar = tqdm(
+        total=len(todo),
+        desc=f"extract {layer}",
+        unit="utt",
+        dynamic_ncols=True,
+        disable=not progress or not todo or not sys.stderr.isatty(),
+    )
+    try:
+        todo.sort(key=lambda file: file.utterance_id)  # ties in length: a fixed order
+        for indices in length_batches([file.num_samples for file in todo], int(batch_seconds * SAMPLE_RATE)):
+            batch = [todo[i] for i in indices]
+            _extract_batch(batch, model, layer, device, threads, writer, tally, out)
+            bar.update(len(batch))
+            bar.set_postfix_str(
+                f"{tally.samples / SAMPLE_RATE / (time.perf_counter() - start):.0f}x real time", refresh=False
+            )
+    finally:
+        bar.close()
+    writer.finish()
+    return time.perf_counter() - start
+
+
+def _finished_summary(
+    writer,
+    by_id: dict[str, AudioFile],
+    todo: list[AudioFile],
+    changed: set[str],
+    unreadable: Sequence[str],
+    tally: _Tally,
+    elapsed: float,
+) -> dict:
+    """The summary's fields once every batch is written: counts, frames, audio and compute time."""
+    return {
+        "complete": True,
+        "utterances": len(writer.done),
+        "counts": {
+            "listed": len(by_id) + len(unreadable),
+            "written": tally.written,
+            "already_done": len(by_id) - len(todo),
+            "unreadable": len(tally.unreadable),
+            "too_short": len(tally.too_short),
+            "changed": len(changed),
+        },
+        "frames_written": tally.frames,
+        "audio_seconds": tally.samples / SAMPLE_RATE,
+        "compute_seconds": elapsed,
+        "real_time_factor": tally.samples / SAMPLE_RATE / elapsed if tally.samples else None,
+        "unreadable_files": tally.unreadable,
+        "too_short_utterances": tally.too_short,
+    }
 
 
 # ----------------------------------------------------------------------------- command line

@@ -87,6 +87,11 @@ DATA_SOURCES: dict[str, Variant] = {}  # filled by the modalities
 TRAIN_SECTIONS: dict[str, TrainSection] = {}  # filled by the modalities
 # ``cpc probe <kind>`` commands a modality adds: kind -> the module whose register_probe(kinds) adds it.
 PROBES: dict[str, str] = {}
+# ``cpc demo <name>``: name -> the module that declares and runs that demo (the contract is in cpc.eval.demo).
+DEMOS: dict[str, str] = {}
+DEFAULT_DEMO = "speech"  # what ``cpc demo`` runs without a name; a name only, as DEFAULT_NAMES
+# ``cpc compare`` on a recipe: its data.name -> the module that compares such recipes (the contract is in cpc.eval.compare).
+COMPARES: dict[str, str] = {}
 
 SECTIONS: dict[str, dict[str, Variant]] = {
     "model.encoder": ENCODERS,
@@ -133,6 +138,29 @@ def probes() -> dict[str, str]:
     """:data:`PROBES`, with every modality registered."""
     load_modalities()
     return PROBES
+
+
+def register_demo(name: str, module: str) -> None:
+    """Add ``cpc demo <name>``: ``module`` (imported when the command line is built) declares and runs it."""
+    DEMOS[name] = module
+
+
+def demos() -> dict[str, str]:
+    """:data:`DEMOS`, with every modality registered."""
+    load_modalities()
+    return DEMOS
+
+
+def register_compare(data_name: str, module: str) -> None:
+    """Add ``cpc compare`` for recipes with ``data.name: <data_name>``: ``module`` (imported when the command
+    line is built) declares the comparisons it runs and runs them."""
+    COMPARES[data_name] = module
+
+
+def compares() -> dict[str, str]:
+    """:data:`COMPARES`, with every modality registered."""
+    load_modalities()
+    return COMPARES
 
 
 _loaded = False

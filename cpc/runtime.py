@@ -14,7 +14,7 @@ def torch_threads(threads: int | None):
     """Run torch on ``threads`` intra-op threads inside the block, then restore the caller's count.
 
     ``None`` does nothing: the caller's setting applies. The command line passes 1 (see
-    ``cpc.eval.cli.DEFAULT_THREADS`` for the measurement behind that choice).
+    ``cpc.speech.evaluate.DEFAULT_THREADS`` for the measurement behind that choice).
     """
     if threads is None:
         yield

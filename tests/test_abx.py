@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.corpus.formats import ItemRow, read_item, write_item
-from cpc.eval.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames, unit_frames
+from cpc.speech.abx import DEFAULT_SEED, abx_error, angular_distances, dtw_average_cost, token_frames, unit_frames
+from cpc.speech.corpus.formats import ItemRow, read_item, write_item
 from cpc.speech.features import FeatureError
 
 
@@ -191,7 +191,7 @@ def test_shuffled_labels_give_chance():
 
 @pytest.mark.parametrize("threads, inside", [(None, 2), (1, 1)])
 def test_abx_keeps_the_callers_thread_count_unless_asked(monkeypatch, threads, inside):
-    from cpc.eval import abx
+    from cpc.speech import abx
 
     seen = set()
     dtw = abx.dtw_average_cost
@@ -248,7 +248,7 @@ def test_cli_abx_on_a_tiny_corpus(tmp_path, capsys):
 
 
 def test_across_averages_context_and_x_speaker_cells_together():
-    from cpc.eval.abx import _average
+    from cpc.speech.abx import _average
 
     # Speaker s1, pair (a, b): X from s2 in contexts c1 and c2 (errors 1, 1), from s3 in c1 only (error 0). The reference
     # sums dimensions [3, 4] (context, X speaker) at once: 2 / 3. Contexts first, then X speakers, would give 1/2.

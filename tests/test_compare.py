@@ -7,9 +7,10 @@ import pytest
 
 from cpc.cli import main
 from cpc.config import load_config
-from cpc.eval.compare import comparison_table, modified_arms, objective_arms, seed_summary, seed_summary_table
+from cpc.eval.compare import modified_arms, objective_arms
 from cpc.image.data import DEFAULT_ROOT, INSTALL_HINT
 from cpc.resources import sample_corpus
+from cpc.speech.compare import comparison_table, seed_summary, seed_summary_table
 
 
 @pytest.mark.slow
@@ -313,3 +314,34 @@ def test_curves_side_by_side_draws_every_run(tmp_path):
         runs[arm] = path
     plot_curves_side_by_side(runs, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10000
+
+
+def test_the_recipes_data_picks_the_comparison_its_modality_registers(monkeypatch, tmp_path, capsys):
+    """`cpc compare WHAT` runs the module registered for the recipe's data.name, with the choices and options it declares."""
+    import sys
+    import types
+
+    from cpc import registry
+
+    runs = []
+    books = types.ModuleType("book_compare_for_test")
+    books.COMPARE_DESCRIPTION = "Books: chapters.\n"
+    books.COMPARISONS = {"chapters": "one run per chapter length"}
+    books.COMPARE_OPTIONS = {"--chapters": dict(type=int, help="text: chapters per arm")}
+    books.compare_from_args = lambda args: runs.append((args.what, args.recipe, args.chapters)) or 0
+    monkeypatch.setitem(sys.modules, books.__name__, books)
+    monkeypatch.setitem(registry.compares(), "text", books.__name__)
+    arguments = ["--recipe", "text/books", "--steps", "2", "--run-dir", str(tmp_path)]
+
+    assert main(["compare", "chapters", *arguments, "--chapters", "3"]) == 0
+    assert runs == [("chapters", "text/books", 3)]
+    assert main(["compare", "objectives", *arguments]) == 2
+    assert (
+        "cpc compare objectives: text/books is a text recipe; `cpc compare chapters` takes text recipes, "
+        "`cpc compare objectives` takes speech or fashion_mnist recipes"
+    ) in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "{objectives,modified,chapters}" in help_text and "Books: chapters." in help_text
+    assert "(cpc.text.compare: the probe suite)" not in help_text and "--chapters CHAPTERS" in help_text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cpc.corpus.formats import (
+from cpc.speech.corpus.formats import (
     CPC_LIBRISPEECH_CLASSES,
     FRAME_SAMPLES,
     ItemRow,
@@ -24,7 +24,7 @@ from cpc.corpus.formats import (
     write_phones,
     write_speakers,
 )
-from cpc.corpus.phones import PHONES
+from cpc.speech.corpus.phones import PHONES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cpc.corpus.phones import (
+from cpc.speech.corpus.phones import (
     ESPEAK_TO_ARPABET,
     FESTIVAL_TO_ARPABET,
     PHONE_TO_ID,

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from test_corpus_formats import check_built_corpus
 
-from cpc.corpus import synth, variation
-from cpc.corpus.formats import load_corpus, read_alignments
 from cpc.speech.audio import read_audio
+from cpc.speech.corpus import synth, variation
+from cpc.speech.corpus.formats import load_corpus, read_alignments
 
 try:
     synth.check_tools()
@@ -140,7 +140,7 @@ def test_missing_tools_error_names_the_apt_get_line(monkeypatch, tmp_path):
 
 
 def test_cli_reports_missing_tools_and_bad_output_on_one_line(monkeypatch, tmp_path, capsys):
-    from cpc.corpus.cli import main
+    from cpc.speech.corpus.cli import main
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
@@ -153,7 +153,7 @@ def test_cli_reports_missing_tools_and_bad_output_on_one_line(monkeypatch, tmp_p
 
 @pytest.mark.parametrize("hours", ["inf", "nan", "0", "-1"])
 def test_hours_that_are_not_a_positive_number_are_one_line(hours, tmp_path, capsys):
-    from cpc.corpus.cli import main
+    from cpc.speech.corpus.cli import main
 
     assert main(["synth", "--out", str(tmp_path / "out"), "--hours", hours]) == 2
     assert capsys.readouterr().err.splitlines() == [
@@ -163,7 +163,7 @@ def test_hours_that_are_not_a_positive_number_are_one_line(hours, tmp_path, caps
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_build(tmp_path, capsys):
-    from cpc.corpus.cli import main
+    from cpc.speech.corpus.cli import main
 
     (tmp_path / "mine" / "100").mkdir(parents=True)
     (tmp_path / "mine" / "100" / "notes.txt").write_text("keep me")
@@ -195,10 +195,21 @@ def test_a_built_corpus_without_its_summary_counts_as_unfinished(built, tmp_path
 @pytest.mark.slow
 @needs_engines
 def test_ctrl_c_is_one_line_and_the_rerun_rebuilds_the_unfinished_folder(tmp_path, caplog, capsys):
-    from cpc.corpus.cli import main
+    from cpc.speech.corpus.cli import main
 
     out = tmp_path / "corpus"
-    command = [sys.executable, "-m", "cpc.corpus.cli", "synth", "--out", str(out), "--hours", "0.01", "--seed", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "cpc.speech.corpus.cli",
+        "synth",
+        "--out",
+        str(out),
+        "--hours",
+        "0.01",
+        "--seed",
+        "4",
+    ]
     # Its own session, so that SIGINT goes to the builder, its workers and their engines, as Ctrl-C in a terminal does.
     # SIGINT back to its default disposition: a shell without job control starts background jobs with it ignored.
     builder = subprocess.Popen(
@@ -292,7 +303,7 @@ def test_word_factors_vary_by_word_and_phrase_within_their_range():
     "field, value", [("snr_db", (20, 10)), ("snr_db", (float("nan"), 10)), ("rt60", (0.1, 0.5)), ("rt60", (0.5, 0.3))]
 )
 def test_bad_variation_ranges_are_one_line(field, value, tmp_path, capsys):
-    from cpc.corpus.cli import main
+    from cpc.speech.corpus.cli import main
 
     with pytest.raises(ValueError, match=field):
         variation.Variation(**{field: value})
@@ -401,7 +412,7 @@ def _espeak_in_forked_worker(parent_draws: int) -> str:
     """Draw ``parent_draws`` numbers from the C library's rand() here, then synthesise in a forked pool worker."""
     import multiprocessing
 
-    from cpc.corpus import espeak
+    from cpc.speech.corpus import espeak
 
     libc = espeak._libc()
     for _ in range(parent_draws):
@@ -411,7 +422,7 @@ def _espeak_in_forked_worker(parent_draws: int) -> str:
 
 
 def _espeak_digest() -> str:
-    from cpc.corpus import espeak
+    from cpc.speech.corpus import espeak
 
     _, outputs = espeak.synthesize("en-gb-scotland+f5", ["And there was light."] * 2)
     return hashlib.sha256(b"".join(wave.tobytes() for wave, _ in outputs)).hexdigest()

@@ -8,9 +8,9 @@ import pytest
 from test_probes import _cli, write_labelled_corpus
 
 from cpc import resources
-from cpc.corpus import synth
-from cpc.eval import demo
-from cpc.eval.report import results_table, write_report
+from cpc.speech import demo
+from cpc.speech.corpus import synth
+from cpc.speech.report import results_table, write_report
 
 RECIPE = "speech/paper"  # a shipped recipe, by name (SMALL shrinks it)
 PAPER_STACK = [(10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
@@ -110,7 +110,7 @@ def test_demo_falls_back_to_the_sample_corpus_loudly(tmp_path, monkeypatch, capl
         )
 
     monkeypatch.setattr(synth, "check_tools", missing)
-    with caplog.at_level("WARNING", logger="cpc.eval.demo"):
+    with caplog.at_level("WARNING", logger="cpc.speech.demo"):
         corpus, warning = demo.find_corpus(None, 1.0, cache=tmp_path)
     assert corpus == resources.sample_corpus() and (corpus / "abx" / "test.item").is_file()
     assert warning == (
@@ -130,3 +130,44 @@ def test_report_opens_with_its_warnings(tmp_path):
     assert json.loads(json_path.read_text())["summary"] == {"corpus": "c", "warnings": ["**first**", "second"]}
     markdown, json_path = write_report(tmp_path, results, summary={"corpus": "c"}, plots=[])
     assert markdown.read_text().startswith("# CPC evaluation report")
+
+
+def test_cpc_demo_runs_the_demos_the_modalities_register(monkeypatch, tmp_path, capsys):
+    """`cpc demo NAME` is whatever module registered NAME; an option only other demos take is refused on one line."""
+    import sys
+    import types
+
+    import cpc.cli
+    from cpc import registry
+
+    run_dir = str(tmp_path / "run")
+    for argv, error in [
+        (["--labels", "10"], "cpc demo: --labels is an image option (cpc demo image)"),
+        (["image", "--ctc"], "cpc demo image: --corpus and --ctc are speech options"),
+        (["text", "--labels", "1"], "cpc demo text: --corpus, --ctc and --labels are speech and image options"),
+    ]:
+        assert cpc.cli.main(["demo", *argv, "--run-dir", run_dir]) == 2
+        assert capsys.readouterr().err == f"cpc demo: error: {error}\n"
+
+    runs = []
+    video = types.ModuleType("video_demo_for_test")
+    video.DEMO_DESCRIPTION = "Video: frames.\n"
+    video.DEFAULT_RECIPE = "video/clips"
+    video.DEMO_OPTIONS = {"--frames": dict(type=int, help="video: frames per clip")}
+    video.demo_from_args = lambda args, overrides: runs.append((args.recipe, args.frames, overrides))
+    monkeypatch.setitem(sys.modules, video.__name__, video)
+    monkeypatch.setitem(registry.demos(), "video", video.__name__)
+    assert cpc.cli.main(["demo", "video", "--run-dir", run_dir, "--frames", "3", "a.b=1"]) == 0
+    assert runs == [(None, 3, ["a.b=1"])]
+    with pytest.raises(SystemExit):
+        cpc.cli.main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "cpc demo [speech|image|text|video]" in help_text and "Video: frames." in help_text
+    assert "(default speech/tiny; image: image/fashion_mnist; text: text/books; video: video/clips)" in help_text
+    for argv, error in [
+        (["--frames", "3"], "cpc demo: --labels and --frames are image and video options"),
+        (["film"], "'film' is not a demo; expected one of speech, image, text, video or key=value overrides"),
+    ]:
+        assert cpc.cli.main(["demo", *argv, "--run-dir", run_dir]) == 2
+        assert error in capsys.readouterr().err
+    assert len(runs) == 1

@@ -9,9 +9,8 @@ import pytest
 import soundfile as sf
 from test_probes import _cli, write_labelled_corpus
 
-from cpc.corpus.formats import ItemRow, load_corpus, read_item, write_item
-from cpc.eval import abx, demo
-from cpc.eval import cli as eval_cli
+from cpc.speech import abx, demo, evaluate
+from cpc.speech.corpus.formats import ItemRow, load_corpus, read_item, write_item
 from cpc.speech.features import FeatureError
 
 
@@ -36,7 +35,7 @@ def _one_line_error(capsys, *fragments: str) -> str:
 def _no_work(monkeypatch):
     """Fail the test if the command gets as far as reading the corpus."""
     monkeypatch.setattr(
-        eval_cli, "_load", lambda args: pytest.fail("the command started work before checking its arguments")
+        evaluate, "_load", lambda args: pytest.fail("the command started work before checking its arguments")
     )
 
 
@@ -72,7 +71,7 @@ def test_non_positive_counts_are_one_line_errors(corpus, capsys, monkeypatch, co
 
 
 def test_library_rejects_a_non_positive_crop_and_group_size():
-    from cpc.eval.probes import pooled_crops, speaker_probe
+    from cpc.speech.probes import pooled_crops, speaker_probe
 
     features = {"u0": np.zeros((300, 4), np.float32)}
     for crop in (0, -3):
@@ -102,7 +101,7 @@ def test_unwritable_json_fails_before_any_work(corpus, tmp_path, capsys, monkeyp
 def test_the_table_is_printed_when_writing_the_json_fails_after_the_work(corpus, tmp_path, capsys, monkeypatch):
     (tmp_path / "a-file").write_text("")
     target = tmp_path / "a-file" / "result.json"
-    monkeypatch.setattr(eval_cli, "_check_writable", lambda path: None)  # the place became unwritable during the run
+    monkeypatch.setattr(evaluate, "_check_writable", lambda path: None)  # the place became unwritable during the run
     assert (
         _cli(["probe", "phone", "--features", "mfcc", "--data", str(corpus), "--json", str(target), "--no-cache"]) == 2
     )
@@ -152,10 +151,10 @@ def test_missing_labels_and_splits_name_flags_only_where_they_exist(corpus, tmp_
     (bare / "test_split.txt").unlink()
     # The library (what the demo calls, which has no such flags) names the missing file only.
     with pytest.raises(FeatureError, match="no alignments.txt") as error:
-        eval_cli.evaluate_phone(load_corpus(bare), "mfcc", progress=False)
+        evaluate.evaluate_phone(load_corpus(bare), "mfcc", progress=False)
     assert "--" not in str(error.value)
     with pytest.raises(FeatureError, match="no test split") as error:
-        eval_cli.evaluate_speaker(load_corpus(bare), "mfcc", progress=False)
+        evaluate.evaluate_speaker(load_corpus(bare), "mfcc", progress=False)
     assert "--" not in str(error.value)
     # The commands have the flags and suggest them.
     assert _cli(["probe", "phone", "--features", "mfcc", "--data", str(bare), "--no-cache"]) == 2
@@ -192,7 +191,7 @@ def test_probe_with_a_cache_sees_audio_replaced_in_place(corpus, tmp_path, capsy
 def test_abx_reports_its_cells_and_warns_when_few(corpus, tmp_path, capsys, caplog):
     rows = read_item(corpus / "abx" / "test.item")
     out = tmp_path / "abx.json"
-    with caplog.at_level("WARNING", logger="cpc.eval.abx"):
+    with caplog.at_level("WARNING", logger="cpc.speech.abx"):
         assert _cli(["abx", "--features", "mfcc", "--data", str(corpus), "--json", str(out), "--no-cache"]) == 0
     result = json.loads(out.read_text())
     assert 0 < result["within_cells"] < abx.MIN_CELLS and result["min_cells"] == abx.MIN_CELLS
@@ -240,7 +239,7 @@ def test_abx_rejects_item_rows_outside_the_audio(corpus, tmp_path, capsys, monke
     item = tmp_path / "bad.item"
     write_item(item, [*rows[:3], bad, *rows[3:]])  # line 1 is the header: the bad row is on line 5
     monkeypatch.setattr(
-        eval_cli, "_features", lambda *args, **kwargs: pytest.fail("features were extracted for a bad item file")
+        evaluate, "_features", lambda *args, **kwargs: pytest.fail("features were extracted for a bad item file")
     )
     assert _cli(["abx", "--features", "mfcc", "--data", str(corpus), "--item", str(item), "--no-cache"]) == 2
     _one_line_error(capsys, f"{item}:5:", problem, rows[0].file)

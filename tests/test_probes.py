@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cpc.eval import probes
+from cpc.speech import probes
 from cpc.speech.features import FeatureError
 
 NUM_PHONES = 5
@@ -20,7 +20,7 @@ def write_labelled_corpus(root, *, speakers: int = 3, utterances: int = 5, secon
     """A tiny labelled corpus in the builder's formats: LibriSpeech-layout FLAC, alignments.txt,
     phones.txt, train/test split files, abx/test.item. Each "phone" is a harmonic tone with its own
     partials (50-150 ms); frame k is labelled by the phone covering (k + 0.5) x 10 ms."""
-    from cpc.corpus.formats import ItemRow, write_alignments, write_item, write_phones, write_split
+    from cpc.speech.corpus.formats import ItemRow, write_alignments, write_item, write_phones, write_split
 
     rng = np.random.default_rng(seed)
     labels, train, test, items = {}, [], [], []
@@ -243,7 +243,7 @@ def _cli(argv):
     import cpc.cli
 
     modules = cpc.cli.COMMAND_MODULES
-    cpc.cli.COMMAND_MODULES = ["cpc.eval.cli", "cpc.eval.demo"]
+    cpc.cli.COMMAND_MODULES = ["cpc.speech.evaluate", "cpc.eval.demo"]
     try:
         return cpc.cli.main(argv)
     finally:
@@ -337,9 +337,9 @@ def test_evaluate_functions_and_cli_default_to_one_thread(tmp_path, monkeypatch)
     import torch
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-    from cpc.corpus.formats import load_corpus
-    from cpc.eval import abx
-    from cpc.eval.cli import evaluate_phone
+    from cpc.speech import abx
+    from cpc.speech.corpus.formats import load_corpus
+    from cpc.speech.evaluate import evaluate_phone
 
     corpus = tmp_path / "corpus"
     write_labelled_corpus(corpus)  # enough test tokens for ABX pairs

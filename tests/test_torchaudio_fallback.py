@@ -68,7 +68,7 @@ FEATURES_SCRIPT = """
 import logging, os, sys
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 import numpy as np, soundfile as sf, torch
-import cpc, cpc.cli, cpc.train, cpc.eval.cli, cpc.eval.probes, cpc.eval.abx
+import cpc, cpc.cli, cpc.train, cpc.speech.evaluate, cpc.speech.probes, cpc.speech.abx
 from cpc.speech import features as F
 from cpc.speech import audio
 assert not os.path.exists(os.environ["FAKE_TORCHAUDIO_IMPORTS"]), "importing cpc tried to import torchaudio"

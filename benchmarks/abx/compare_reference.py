@@ -2,9 +2,9 @@
 
 Extracts each feature set for the files of an item file (through the feature cache, like
 ``cpc abx``), writes one ``<file>.npy`` per utterance, and scores them with both
-:func:`cpc.eval.abx.abx_error` and the reference's ``EvalABX._ABX`` (within context, cosine
+:func:`cpc.speech.abx.abx_error` and the reference's ``EvalABX._ABX`` (within context, cosine
 distance, 10 ms frames, the reference's defaults for ``max_size_group``, ``max_x_across`` and
-``seed``). The reference is given its file list sorted by name, the order :mod:`cpc.eval.abx`
+``seed``). The reference is given its file list sorted by name, the order :mod:`cpc.speech.abx`
 assumes (its own command line walks the folder in file-system order); see that module's
 docstring.
 
@@ -65,9 +65,9 @@ def reference_abx(
 def main() -> None:
     import torch
 
-    from cpc.corpus.formats import load_corpus, read_item, write_item
-    from cpc.eval.abx import abx_error
-    from cpc.eval.cli import DEFAULT_CACHE
+    from cpc.speech.abx import abx_error
+    from cpc.speech.corpus.formats import load_corpus, read_item, write_item
+    from cpc.speech.evaluate import DEFAULT_CACHE
     from cpc.speech.features import FeatureCache, extract, feature_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -3,7 +3,8 @@ top-to-bottom context network. Everything downstream of the encoder is the share
 
 Importing this package registers its parts in :mod:`cpc.registry`: the patch encoder
 (``model.encoder.name: patch_resnet``), the grid context networks (``masked_conv``, ``row_gru``),
-the Fashion-MNIST data source (``data.name: fashion_mnist``) and the ``cpc probe image`` command.
+the Fashion-MNIST data source (``data.name: fashion_mnist``), the ``cpc probe image`` command,
+``cpc demo image`` and ``cpc compare`` on image recipes.
 """
 
 from cpc import registry
@@ -25,3 +26,5 @@ registry.register(
 registry.register("model.context", "row_gru", RowGRUContextConfig, build_row_gru_context)
 registry.register("data", "fashion_mnist", FashionMNISTConfig, FashionMNISTPatches)
 registry.register_probe("image", "cpc.image.probe")
+registry.register_demo("image", "cpc.image.demo")
+registry.register_compare("fashion_mnist", "cpc.image.compare")

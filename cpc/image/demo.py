@@ -28,6 +28,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "image/fashion_mnist"
 
+# cpc demo image (cpc.eval.demo)
+DEMO_DESCRIPTION = """\
+Image patches (paper section 3.2): `cpc demo image --run-dir DIR` trains the image recipe on
+Fashion-MNIST and compares linear probes of its features with pixels, a random-init and a
+supervised encoder at 1k / 10k / 60k labels (cpc.image.demo).
+"""
+DEMO_OPTIONS = {
+    "--labels": dict(
+        type=int,
+        nargs="+",
+        help=f"image: labelled training images per probe (default {' '.join(map(str, LABEL_BUDGETS))})",
+    ),
+}
+
+
+def demo_from_args(args, overrides: list[str]) -> None:
+    """``cpc demo image`` from its parsed command line."""
+    run_image_demo(
+        args.run_dir,
+        steps=args.steps,
+        recipe=args.recipe or DEFAULT_RECIPE,
+        overrides=overrides,
+        labels=args.labels or LABEL_BUDGETS,
+    )
+
 
 def plot_patch_grid(
     image: np.ndarray, out: Path, *, padded_size: int = 32, patch_size: int = 8, stride: int = 4

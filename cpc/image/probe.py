@@ -302,7 +302,7 @@ def _all_features(
 
 
 def register_probe(kinds: argparse._SubParsersAction) -> None:
-    """``cpc probe image`` (called by cpc.eval.cli, which owns ``cpc probe``)."""
+    """``cpc probe image`` (called by cpc.speech.evaluate, which owns ``cpc probe``)."""
     parser = kinds.add_parser(
         "image",
         help="Fashion-MNIST accuracy of a linear classifier on frozen, grid-pooled features",

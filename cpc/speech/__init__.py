@@ -1,8 +1,9 @@
 """Speech: CPC on raw audio (paper, section 3.1).
 
 Importing this package registers its parts in :mod:`cpc.registry`: the strided conv encoder
-(``model.encoder.name: conv``), the speech data source (``data.name: speech``) and training-time
-waveform augmentation (``train.augment``).
+(``model.encoder.name: conv``), the speech data source (``data.name: speech``), training-time
+waveform augmentation (``train.augment``), its demo (the default of ``cpc demo``) and ``cpc compare``
+on speech recipes.
 
     config.py      schemas: conv encoder, speech data, augmentation
     audio.py       reading audio (SAMPLE_RATE, list_audio, read_audio)
@@ -13,6 +14,13 @@ waveform augmentation (``train.augment``).
     streaming.py   chunked feature extraction (``model.stream()``)
     features.py    features for probes: MFCC / log-mel baselines, model features, the cache
     cpc_audio.py   importer of CPC_audio checkpoints (``cpc import cpc_audio``)
+    probes.py      phone (linear, 1 hidden layer, CTC) and speaker probes on frozen features
+    abx.py         ABX phone discrimination (ZeroSpeech protocol)
+    evaluate.py    a feature set on a corpus: ``evaluate_phone|speaker|abx``, ``cpc probe``, ``cpc abx``
+    report.py      the table beside the paper's numbers, PCA of frames by phone, the demo's report
+    demo.py        the demo: corpus, training, probes and ABX against baselines, report
+    compare.py     ``cpc compare``: variants of a recipe trained alike, then probed
+    corpus/        corpora with phone labels: formats, the phone inventory, ``cpc data synth``
 """
 
 from cpc import registry
@@ -27,5 +35,7 @@ registry.register("data", "speech", SpeechDataConfig, build_speech_data)  # the 
 registry.register_train_section(
     "augment", registry.TrainSection(AugmentConfig, build_augmentation, data_names=("speech",), what="speech waveforms")
 )
+registry.register_demo("speech", "cpc.speech.demo")
+registry.register_compare("speech", "cpc.speech.compare")
 
 __all__ = ["SAMPLE_RATE"]

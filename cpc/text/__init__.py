@@ -1,8 +1,8 @@
 """Text CPC (paper, section 3.3): sentences encoded one by one, a GRU over the sentences of a chapter, the next sentences predicted.
 
 Importing this package registers its parts in :mod:`cpc.registry`: the sentence encoder
-(``model.encoder.name: sentence_conv``), the book data source (``data.name: text``) and the
-``cpc probe text`` command.
+(``model.encoder.name: sentence_conv``), the book data source (``data.name: text``), the
+``cpc probe text`` command, ``cpc demo text`` and ``cpc compare text``.
 """
 
 from cpc import registry
@@ -14,3 +14,5 @@ registry.register(
 )  # n-gram ids (B, T, L, G) -> (B, T, C)
 registry.register("data", "text", TextDataConfig, TextData)
 registry.register_probe("text", "cpc.text.probe")
+registry.register_demo("text", "cpc.text.demo")
+registry.register_compare("text", "cpc.text.compare")

@@ -274,3 +274,50 @@ def margin_table(per_arm: dict, tasks) -> str:
                 + f" | {ahead} of {len(per_task)} | {summary['valid_accuracy']['mean']:.3f} | {summary['seconds_per_step']['mean']:.2f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+# cpc compare text (cpc.eval.compare)
+COMPARE_DESCRIPTION = """\
+    cpc compare text --recipe text/books --steps 1500 --run-dir runs/text-compare --seeds 0,1,2   (cpc.text.compare: the probe suite)
+"""
+COMPARISONS = {"text": "the text recipe's variants (cpc.text.compare)"}
+COMPARE_OPTIONS = {
+    "--seeds": dict(
+        metavar="S,S",
+        help="speech and text: train every arm once per seed (train.seed), report mean and range, e.g. 0,1,2",
+    ),
+    "--suite-size": dict(
+        type=int, default=1000, help="text: examples per probe-suite task, MR-like included (default 1000)"
+    ),
+    "--folds": dict(type=int, default=5, help="text: cross-validation folds of the suite (default 5)"),
+}
+
+
+def compare_from_args(args) -> int:
+    """``cpc compare text`` from its parsed command line."""
+    from cpc.cli import CommandError
+    from cpc.eval.compare import parse_seeds, select_arms
+
+    if any(getattr(args, name, None) for name in ("corpus", "tasks", "labels", "max_images")):
+        raise CommandError(
+            "--corpus, --tasks, --labels and --max-images are speech and image options; text recipes read data.root=DIR "
+            "and are scored by the probe suite (--suite-size, --folds)"
+        )
+    if args.suite_size < 20 or args.folds < 2:
+        raise CommandError(
+            f"--suite-size {args.suite_size} / --folds {args.folds}: expected at least 20 examples and 2 folds"
+        )
+    arms = select_arms(text_arms(args.recipe), args.only, "text")
+    seeds = parse_seeds(args.seeds, args.overrides) if args.seeds is not None else [0]
+    run_text_compare(
+        args.run_dir,
+        arms,
+        recipe=args.recipe,
+        steps=args.steps,
+        seeds=seeds,
+        overrides=args.overrides,
+        suite_size=args.suite_size,
+        mr_size=args.suite_size,
+        folds=args.folds,
+    )
+    return 0

@@ -33,6 +33,26 @@ log = logging.getLogger(__name__)
 DEFAULT_RECIPE = "text/books"
 SUITE_SIZE = 1000  # examples per suite task built from the books (MR-like: all of it)
 
+# cpc demo text (cpc.eval.demo)
+DEMO_DESCRIPTION = """\
+Sentences (paper section 3.3): `cpc demo text --run-dir DIR` builds the book data (`cpc data
+text`), trains the text recipe and compares logistic-regression probes of its sentence
+features on MR-like sentiment with TF-IDF, bag of words and random encoders (cpc.text.demo).
+"""
+DEMO_OPTIONS: dict[str, dict] = {}
+
+
+def demo_from_args(args, overrides: list[str]) -> None:
+    """``cpc demo text`` from its parsed command line; the books are read from the last ``data.root=`` override."""
+    roots = [override.split("=", 1)[1] for override in overrides if override.split("=", 1)[0].strip() == "data.root"]
+    run_text_demo(
+        args.run_dir,
+        steps=args.steps,
+        recipe=args.recipe or DEFAULT_RECIPE,
+        overrides=overrides,
+        root=roots[-1] if roots else DEFAULT_ROOT,
+    )
+
 
 def train_text_model(run_dir: Path, recipe: str, overrides: list[str]) -> Path:
     """Train (or reuse / resume) the text recipe; -> the checkpoint path (cpc.train.train_or_resume)."""

@@ -504,7 +504,7 @@ def text_probe(
 
 
 def register_probe(kinds: argparse._SubParsersAction) -> None:
-    """``cpc probe text`` (called by cpc.eval.cli, which owns ``cpc probe``)."""
+    """``cpc probe text`` (called by cpc.speech.evaluate, which owns ``cpc probe``)."""
     parser = kinds.add_parser(
         "text",
         help="accuracy of logistic regression on frozen sentence features for a labelled task (10-fold CV)",

@@ -73,7 +73,7 @@ MIN_RT60 = 0.2  # Sabine's absorption exceeds 1 below ~0.17 s in the largest roo
 
 @dataclass(frozen=True)
 class Variation:
-    """Options of :func:`cpc.corpus.synth.build_corpus` beyond the voices; every field on by default.
+    """Options of :func:`cpc.speech.corpus.synth.build_corpus` beyond the voices; every field on by default.
 
     ``snr_db``: the range (dB) each utterance's SNR is drawn from, uniformly; ``rt60``: the range
     (seconds) of reverberation times. Equal ends fix the value.

@@ -1,7 +1,7 @@
-"""``cpc data synth``: the command line over :func:`cpc.corpus.synth.build_corpus`; ``cpc data text``
+"""``cpc data synth``: the command line over :func:`cpc.speech.corpus.synth.build_corpus`; ``cpc data text``
 over :func:`cpc.text.corpus.build_text_data`.
 
-Also runnable on its own: ``python -m cpc.corpus.cli synth --out DIR --hours H``.
+Also runnable on its own: ``python -m cpc.speech.corpus.cli synth --out DIR --hours H``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ __all__ = ["register", "main"]
 
 def _synth(args: argparse.Namespace) -> int:
     from cpc.cli import CommandError
-    from cpc.corpus.synth import build_corpus
-    from cpc.corpus.variation import Variation
     from cpc.errors import MissingToolError
+    from cpc.speech.corpus.synth import build_corpus
+    from cpc.speech.corpus.variation import Variation
 
     variation = Variation(
         prosody=not (args.no_prosody or args.clean),
@@ -85,11 +85,11 @@ def register(subparsers) -> None:
     synth.add_argument("--hours", type=float, required=True, help="approximate hours of audio to build")
     synth.add_argument("--seed", type=int, default=0, help="random seed (speakers, sentences, splits)")
     synth.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
-    from cpc.corpus.variation import Variation
+    from cpc.speech.corpus.variation import Variation
 
     default = Variation()
     varied = synth.add_argument_group(
-        "variation", "what is added to the voices (cpc.corpus.variation); all of it by default"
+        "variation", "what is added to the voices (cpc.speech.corpus.variation); all of it by default"
     )
     varied.add_argument(
         "--no-prosody",
@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point with the same error handling as ``cpc``."""
     from cpc.cli import CommandError
 
-    parser = argparse.ArgumentParser(prog="python -m cpc.corpus.cli")
+    parser = argparse.ArgumentParser(prog="python -m cpc.speech.corpus.cli")
     subparsers = parser.add_subparsers(dest="command", required=True)
     register(subparsers)
-    # Make "python -m cpc.corpus.cli synth ..." work: the subcommand name is "data synth".
+    # Make "python -m cpc.speech.corpus.cli synth ..." work: the subcommand name is "data synth".
     args = parser.parse_args(["data", *(argv if argv is not None else sys.argv[1:])])
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"

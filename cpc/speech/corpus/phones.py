@@ -4,7 +4,7 @@ Design notes
 ------------
 * 40 classes: the 39 phones of the CMU pronouncing dictionary (ARPAbet without stress) plus
   ``sil``. This is the CMU/TIMIT-folded convention; the CPC LibriSpeech-100 release uses 41
-  classes of its own and is read with integer names (see :mod:`cpc.corpus.formats`).
+  classes of its own and is read with integer names (see :mod:`cpc.speech.corpus.formats`).
 * Class id = position in :data:`PHONES`, with ``sil`` at id 0, so an alignment file written
   today stays readable as long as this list keeps its order. Never reorder it.
 * Labels follow General American as the CMU dictionary writes it: reduced vowels fold to
@@ -105,5 +105,5 @@ def map_phone(symbol: str, engine: str, *, context: str = "") -> str:
         where = f" (in {context})" if context else ""
         raise UnmappedPhoneError(
             f"{engine} phone symbol {symbol!r}{where} has no entry in the map to the 40-phone inventory; "
-            f"add it to cpc/corpus/phones.py"
+            f"add it to cpc/speech/corpus/phones.py"
         ) from None

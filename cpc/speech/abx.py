@@ -454,7 +454,7 @@ def abx_error(
     """Within- and across-speaker ABX error (%) of per-file features {file: (T, D)} on item rows (within context).
 
     ``items``: rows with ``file, onset, offset, phone, prev_phone, next_phone, speaker``
-    (:func:`cpc.corpus.formats.read_item`), in item-file order (it sets the order of the draws).
+    (:func:`cpc.speech.corpus.formats.read_item`), in item-file order (it sets the order of the draws).
     ``max_per_group``, ``max_x_speakers`` and ``seed`` are the reference's ``max_size_group``,
     ``max_x_across`` and ``seed`` (see docs/abx.md); ``max_x_speakers=0`` scores within
     speaker only. ``threads``: torch intra-op threads for the DTW (None: leave the caller's

@@ -5,7 +5,7 @@
     cpc abx           --features ... --data CORPUS_DIR [--item FILE] [--json OUT.json]
     (all three: [--threads N], torch intra-op threads for CPC features, probe and DTW; default 1)
 
-The corpus folder is read with :func:`cpc.corpus.formats.load_corpus` (``alignments.txt``,
+The corpus folder is read with :func:`cpc.speech.corpus.formats.load_corpus` (``alignments.txt``,
 ``phones.txt``, ``train_split.txt``, ``test_split.txt`` inside it, or explicit
 ``--alignments/--phones/--train-split/--test-split`` for a LibriSpeech folder with the CPC
 paper's label files). Features are extracted once per (feature set, layer, corpus) and cached
@@ -40,7 +40,7 @@ from pathlib import Path
 
 from cpc import registry
 from cpc.cli import CommandError
-from cpc.eval.abx import DEFAULT_SEED
+from cpc.speech.abx import DEFAULT_SEED
 from cpc.speech.features import FeatureCache, FeatureError, check_device, extract, feature_set
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,11 @@ def evaluate_phone(
 ) -> dict:
     """Phone probe (frame accuracy, or PER with ``ctc``) of feature set ``name`` on ``corpus``'s train/test splits.
 
-    ``settings`` (:class:`cpc.eval.probes.ProbeSettings`) defaults to the probe's own with
+    ``settings`` (:class:`cpc.speech.probes.ProbeSettings`) defaults to the probe's own with
     ``hidden_layers``; ``threads`` applies to feature extraction and the probe (it replaces
     ``settings.threads``; None: the caller's torch setting).
     """
-    from cpc.eval.probes import CTC_SETTINGS, PHONE_SETTINGS, ctc_probe, phone_probe
+    from cpc.speech.probes import CTC_SETTINGS, PHONE_SETTINGS, ctc_probe, phone_probe
 
     if not corpus.labels:
         raise FeatureError(f"corpus {corpus.root} has no phone alignments (no alignments.txt in it)")
@@ -175,7 +175,7 @@ def evaluate_speaker(
 
     ``threads``: torch intra-op threads for feature extraction and the probe (None: the caller's setting).
     """
-    from cpc.eval.probes import SPEAKER_SETTINGS, speaker_probe
+    from cpc.speech.probes import SPEAKER_SETTINGS, speaker_probe
 
     train, test = _split(corpus, "train"), _split(corpus, "test")
     started = time.perf_counter()
@@ -222,12 +222,12 @@ def evaluate_abx(
     """Within/across-speaker ABX error (%) of feature set ``name`` on the tokens of an item file.
 
     ``threads``: torch intra-op threads for feature extraction and the DTW (None: the caller's setting).
-    ``seed``: of the draws (default the reference's, :data:`cpc.eval.abx.DEFAULT_SEED`). Item rows
+    ``seed``: of the draws (default the reference's, :data:`cpc.speech.abx.DEFAULT_SEED`). Item rows
     outside their audio (onset before 0, offset past the end) are rejected before any feature is
     extracted, with a :class:`FeatureError` naming the item file's line.
     """
-    from cpc.corpus.formats import FRAME_SAMPLES, read_item
-    from cpc.eval.abx import FRAMES_PER_SECOND, abx_error, check_item_times
+    from cpc.speech.abx import FRAMES_PER_SECOND, abx_error, check_item_times
+    from cpc.speech.corpus.formats import FRAME_SAMPLES, read_item
 
     items = read_item(item_path)
     if not items:
@@ -272,7 +272,7 @@ def evaluate_abx(
 
 
 def _item_lines(path) -> list[int]:
-    """Line numbers of the rows :func:`cpc.corpus.formats.read_item` returns (it skips blank lines and a header on line 1)."""
+    """Line numbers of the rows :func:`cpc.speech.corpus.formats.read_item` returns (it skips blank lines and a header on line 1)."""
     lines = []
     with open(path) as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -396,7 +396,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from cpc.corpus.formats import load_corpus
+    from cpc.speech.corpus.formats import load_corpus
 
     return load_corpus(
         args.data,
@@ -419,8 +419,8 @@ def _options(args) -> dict:
 
 def _write(result: dict, path: str | None) -> None:
     """Print the table; with ``path``, write the JSON there and the table next to it (``.md``)."""
-    from cpc.eval.report import results_table
     from cpc.safe_io import write_atomic
+    from cpc.speech.report import results_table
 
     table = results_table([result])
     print(table, end="", flush=True)  # first: whatever happens to the files, the numbers are on the screen
@@ -555,6 +555,6 @@ if __name__ == "__main__":
     import cpc.cli
 
     cpc.cli.COMMAND_MODULES += [
-        name for name in ("cpc.eval.cli", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
+        name for name in ("cpc.speech.evaluate", "cpc.eval.demo") if name not in cpc.cli.COMMAND_MODULES
     ]
     sys.exit(cpc.cli.main())

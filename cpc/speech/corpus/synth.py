@@ -4,7 +4,7 @@ What is built (``build_corpus(out, hours)``, CLI ``cpc data synth --out DIR --ho
 -------------------------------------------------------------------------------------
 * LibriSpeech layout ``DIR/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` (16 kHz mono
   FLAC) with ``<speaker>-<chapter>.trans.txt`` transcripts, and next to it the files that
-  :func:`cpc.corpus.formats.load_corpus` reads: ``alignments.txt``, ``phones.txt``, the split
+  :func:`cpc.speech.corpus.formats.load_corpus` reads: ``alignments.txt``, ``phones.txt``, the split
   files, ``speakers.tsv``, ``abx/test.item`` and ``summary.json`` (counts, engine versions, variation).
 
 Design decisions
@@ -12,7 +12,7 @@ Design decisions
 * Engines report their own phone timings, so labels need no aligner: Festival (``kal``, ``ked``
   diphone voices, ``slt`` HTS voice) writes segment end times; espeak-ng (12 accent/variant
   voices) reports phoneme events. Symbols map to the 40-class inventory of
-  :mod:`cpc.corpus.phones`; an unmapped symbol stops the build.
+  :mod:`cpc.speech.corpus.phones`; an unmapped symbol stops the build.
 * Speakers: 15 base voices × (speed, pitch) variants. ``speed`` is a resampling factor (the
   wave is read as if recorded at ``rate × speed`` and resampled to 16 kHz, which moves tempo,
   pitch and formants together, like a different vocal tract); ``pitch`` scales the engine's F0
@@ -33,12 +33,12 @@ Design decisions
   each chapter (≤ 20 utterances of one speaker) is synthesised in a fresh worker process
   (``Pool(maxtasksperchild=1)``) because espeak-ng keeps global state, and results are
   collected in task order. Same arguments + same package versions → byte-identical files.
-* Variation (:mod:`cpc.corpus.variation`, on by default, each part switched off by a
-  :class:`~cpc.corpus.variation.Variation` field or ``--no-prosody`` / ``--no-reverb`` /
+* Variation (:mod:`cpc.speech.corpus.variation`, on by default, each part switched off by a
+  :class:`~cpc.speech.corpus.variation.Variation` field or ``--no-prosody`` / ``--no-reverb`` /
   ``--no-noise``): per-word and per-phrase duration and pitch inside each utterance (applied
   by the engines, so the timings stay theirs), then a simulated room (pyroomacoustics, direct
   path at sample 0, so labels do not move) and coloured noise at an SNR drawn from a range.
-  :data:`~cpc.corpus.variation.CLEAN` (``--clean``) builds what earlier releases built: the
+  :data:`~cpc.speech.corpus.variation.CLEAN` (``--clean``) builds what earlier releases built: the
   same audio, transcripts, splits and items; ``summary.json`` also records the variation, and
   ``alignments.txt`` labels ``sil`` the first frames (up to 40 ms) before espeak-ng's first
   phoneme event, which earlier releases gave to the first phone. Without an importable
@@ -71,9 +71,12 @@ import numpy as np
 import soundfile as sf
 
 from cpc.bible import bible_lines
-from cpc.corpus import espeak, festival
-from cpc.corpus import variation as variation_module
-from cpc.corpus.formats import (
+from cpc.errors import MissingToolError
+from cpc.safe_io import write_atomic
+from cpc.speech.audio import SAMPLE_RATE, resample
+from cpc.speech.corpus import espeak, festival
+from cpc.speech.corpus import variation as variation_module
+from cpc.speech.corpus.formats import (
     ABX_ITEM_FILE,
     ALIGNMENTS_FILE,
     FRAME_SAMPLES,
@@ -88,11 +91,8 @@ from cpc.corpus.formats import (
     write_speakers,
     write_split,
 )
-from cpc.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
-from cpc.corpus.variation import Variation
-from cpc.errors import MissingToolError
-from cpc.safe_io import write_atomic
-from cpc.speech.audio import SAMPLE_RATE, resample
+from cpc.speech.corpus.phones import ESPEAK_CONTINUATION, PHONE_TO_ID, PHONES, SILENCE, map_phone
+from cpc.speech.corpus.variation import Variation
 
 __all__ = ["APT_INSTALL", "BaseVoice", "BASE_VOICES", "Variation", "build_corpus", "check_tools"]
 
@@ -484,7 +484,7 @@ def build_corpus(
     """Synthesise about ``hours`` of speech into ``out``; return a summary dict.
 
     ``variation`` says which of prosody, room and noise to add and in what ranges (default: all;
-    :data:`cpc.corpus.variation.CLEAN` for none).
+    :data:`cpc.speech.corpus.variation.CLEAN` for none).
 
     ``out`` must be absent, empty, or an unfinished build (rebuilt from scratch, with a warning);
     a finished corpus there is replaced only with ``overwrite=True``. The summary (also written,
@@ -551,7 +551,26 @@ def _build(
     variation: Variation,
 ) -> dict:
     """Synthesise the planned chapters and write every corpus file, ``summary.json`` last."""
+    utterances = _synthesize_chapters(chapters, workers, started)
+    splits = _split_by_speaker(utterances, speakers, rng)
+    _write_labels(out, utterances, splits, speakers)
+    summary = _summary(hours, seed, utterances, speakers, splits, variation)
+    write_atomic(
+        out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    )  # last: marks the build finished
+    log.info(
+        "built %.3f h (%d utterances, %d speakers) in %s in %.1f s",
+        summary["hours"],
+        len(utterances),
+        len(speakers),
+        out,
+        time.perf_counter() - started,
+    )
+    return summary
 
+
+def _synthesize_chapters(chapters: list[_Chapter], workers: int, started: float) -> list[_Utterance]:
+    """Every chapter's utterances, synthesised by ``workers`` processes, in chapter order."""
     # Import librosa/soxr once here: forked workers then inherit it instead of paying ~1 s each.
     resample(np.zeros(4096, dtype=np.float32), 22050, SAMPLE_RATE, backend="librosa")
     utterances: list[_Utterance] = []
@@ -567,7 +586,14 @@ def _build(
                     len(utterances),
                     time.perf_counter() - started,
                 )
+    return utterances
 
+
+def _split_by_speaker(
+    utterances: list[_Utterance], speakers: list[SpeakerRow], rng: np.random.Generator
+) -> dict[str, list[str]]:
+    """Train / test / test_unseen_speakers utterance ids: the held-out speakers' all go to the last; of every other
+    speaker's, a shuffled TEST_FRACTION to test and the rest to train (same speakers in both)."""
     held_out = {row.speaker for row in speakers if row.held_out}
     splits: dict[str, list[str]] = {"train": [], "test": [], "test_unseen_speakers": []}
     by_speaker: dict[str, list[str]] = {}
@@ -582,7 +608,13 @@ def _build(
         num_test = max(1, round(TEST_FRACTION * len(ids)))
         splits["test"] += shuffled[:num_test]
         splits["train"] += shuffled[num_test:]
+    return splits
 
+
+def _write_labels(
+    out: Path, utterances: list[_Utterance], splits: dict[str, list[str]], speakers: list[SpeakerRow]
+) -> None:
+    """The files beside the audio: alignments, phone inventory, splits, speakers and the ABX items of the test split."""
     write_alignments(out / ALIGNMENTS_FILE, {u.utterance: u.labels for u in utterances})
     write_phones(out / PHONES_FILE, PHONES)
     for name, file_name in SPLIT_FILES.items():
@@ -591,32 +623,30 @@ def _build(
     test_ids = set(splits["test"])
     write_item(out / ABX_ITEM_FILE, _abx_items([u for u in utterances if u.utterance in test_ids]))
 
+
+def _summary(
+    hours: float,
+    seed: int,
+    utterances: list[_Utterance],
+    speakers: list[SpeakerRow],
+    splits: dict[str, list[str]],
+    variation: Variation,
+) -> dict:
+    """summary.json: duration, counts, frames per phone, engine versions and the variation used."""
     frame_counts = Counter()
     for utterance in utterances:
         frame_counts.update(utterance.labels.tolist())
     num_samples = sum(u.num_samples for u in utterances)
-    summary = {
+    return {
         "hours_requested": hours,
         "hours": round(num_samples / SAMPLE_RATE / 3600, 4),
         "seed": seed,
         "num_utterances": len(utterances),
         "num_speakers": len(speakers),
-        "num_held_out_speakers": len(held_out),
+        "num_held_out_speakers": len({row.speaker for row in speakers if row.held_out}),
         "num_base_voices": len({(row.engine, row.voice) for row in speakers}),
         "split_sizes": {name: len(ids) for name, ids in splits.items()},
         "frames_per_phone": {PHONES[index]: frame_counts.get(index, 0) for index in range(len(PHONES))},
         "engine_versions": _engine_versions(),
         "variation": {**asdict(variation), "pyroomacoustics": _pyroomacoustics_version(variation)},
     }
-    write_atomic(
-        out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    )  # last: marks the build finished
-    log.info(
-        "built %.3f h (%d utterances, %d speakers) in %s in %.1f s",
-        summary["hours"],
-        len(utterances),
-        len(speakers),
-        out,
-        time.perf_counter() - started,
-    )
-    return summary
