@@ -147,9 +147,6 @@ def time_training_step(
     }
     if config.data.name == "speech":
         result.update(training_flops(model, config.train.batch_size, config.data.window, median, device))
-        if device == "cpu":  # the share of what these threads reach on a plain fp32 matmul
-            result["matmul_gflops"] = matmul_gflops(device)
-            result["share_of_matmul"] = result["achieved_tflops"] * 1e3 / result["matmul_gflops"]
     if profile:
         result["profile"] = profile_steps(step, device, profile, steps=max(steps, 3))
     return result
@@ -170,7 +167,11 @@ def training_flops(model: torch.nn.Module, batch_size: int, window: int, step_s:
     step_gflop = 3 * forward_gflop_per_s * batch_size * window / SAMPLE_RATE
     achieved = step_gflop / step_s / 1e3  # TFLOP/s
     peak, source = peak_bf16_tflops(device)
+    # On a CPU, the share of what the same threads reach on a plain fp32 matmul.
+    matmul = matmul_gflops(device) if device == "cpu" else None
     return {
+        "matmul_gflops": matmul,
+        "share_of_matmul": None if matmul is None else achieved * 1e3 / matmul,
         "model_gflop_per_window_forward": forward_gflop_per_s * window / SAMPLE_RATE,
         "model_gflop_per_step": step_gflop,
         "achieved_tflops": achieved,
@@ -375,7 +376,7 @@ def print_table(report: dict) -> None:
         else:
             line += (
                 f" {1e3 * r['achieved_tflops']:.1f} | {100 * r['share_of_matmul']:.0f}% |"
-                if "share_of_matmul" in r
+                if r.get("share_of_matmul") is not None
                 else " - | - |"
             )
         print(line)
