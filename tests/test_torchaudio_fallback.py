@@ -18,14 +18,14 @@ import soundfile as sf
 from conftest import small_config, write_corpus
 from omegaconf import OmegaConf
 
-from cpc import _torchaudio
+from cpc.speech import optional_torchaudio
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR = (
     "Detected that PyTorch and TorchAudio were compiled with different CUDA versions. "
     "PyTorch has CUDA version 13.2 whereas TorchAudio has CUDA version 13.0."
 )
-MESSAGE = f"torchaudio unavailable (RuntimeError: {ERROR}): {_torchaudio.FALLBACK}"
+MESSAGE = f"torchaudio unavailable (RuntimeError: {ERROR}): {optional_torchaudio.FALLBACK}"
 
 
 def broken_torchaudio(folder: Path) -> Path:
@@ -101,7 +101,7 @@ def test_resampling_and_filter_banks_fall_back_when_torchaudio_raises(tmp_path):
     result, attempts = run_with_broken_torchaudio(tmp_path, "-c", FEATURES_SCRIPT, str(tmp_path / "corpus"))
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     assert result.stderr.count("torchaudio unavailable") == 1, result.stderr
-    assert f"WARNING cpc._torchaudio: {MESSAGE}\n" in result.stderr
+    assert f"WARNING cpc.speech.optional_torchaudio: {MESSAGE}\n" in result.stderr
     assert attempts == 1  # tried once, on first use, not again for each resampling or spectrogram
 
 
@@ -129,24 +129,28 @@ def fresh_import(monkeypatch):
     """Forget the cached import (and hide an imported torchaudio) for one test; restored afterwards."""
     for name in [name for name in sys.modules if name == "torchaudio" or name.startswith("torchaudio.")]:
         monkeypatch.delitem(sys.modules, name)
-    _torchaudio._import.cache_clear()
+    optional_torchaudio._import.cache_clear()
     yield
-    _torchaudio._import.cache_clear()
+    optional_torchaudio._import.cache_clear()
 
 
 def test_broken_install_falls_back_with_one_warning(tmp_path, monkeypatch, caplog, fresh_import):
     monkeypatch.syspath_prepend(str(broken_torchaudio(tmp_path)))
-    with caplog.at_level(logging.INFO, logger="cpc._torchaudio"):
-        assert _torchaudio.load() is None and not _torchaudio.available() and _torchaudio.load() is None
+    with caplog.at_level(logging.INFO, logger="cpc.speech.optional_torchaudio"):
+        assert (
+            optional_torchaudio.load() is None
+            and not optional_torchaudio.available()
+            and optional_torchaudio.load() is None
+        )
         with pytest.raises(RuntimeError, match=r"does not import here \(RuntimeError: Detected that PyTorch"):
-            _torchaudio.require()
+            optional_torchaudio.require()
     assert [(record.levelno, record.getMessage()) for record in caplog.records] == [(logging.WARNING, MESSAGE)]
-    assert _torchaudio.unavailable_reason() == f"RuntimeError: {ERROR}"
+    assert optional_torchaudio.unavailable_reason() == f"RuntimeError: {ERROR}"
 
 
 def test_missing_torchaudio_is_reported_at_info(monkeypatch, caplog, fresh_import):
     monkeypatch.setitem(sys.modules, "torchaudio", None)  # what Python does for a package that is not installed
-    with caplog.at_level(logging.INFO, logger="cpc._torchaudio"):
-        assert not _torchaudio.available()
+    with caplog.at_level(logging.INFO, logger="cpc.speech.optional_torchaudio"):
+        assert not optional_torchaudio.available()
     assert [record.levelno for record in caplog.records] == [logging.INFO]
     assert caplog.records[0].getMessage().startswith("torchaudio unavailable (ModuleNotFoundError: ")

@@ -5,7 +5,7 @@ Design notes
 * soundfile reads any format libsndfile knows (wav, flac, ogg/vorbis, opus, mp3); we never
   use ``torchaudio.load`` (it needs FFmpeg + torchcodec and is gone in torchaudio 2.11).
 * Resampling uses ``torchaudio.functional.resample`` when torchaudio imports, else librosa's
-  soxr resampler. torchaudio is imported by :mod:`cpc._torchaudio` on the first resampling,
+  soxr resampler. torchaudio is imported by :mod:`cpc.speech.optional_torchaudio` on the first resampling,
   and any exception there (``OSError``, ``RuntimeError`` from mismatched wheels) means librosa.
 * A corpus is described by :class:`AudioFile` rows (path, number of samples at 16 kHz,
   speaker). ``list_audio`` builds them from a LibriSpeech-layout folder, a flat folder or a
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from cpc import _torchaudio
 from cpc.errors import AudioError
+from cpc.speech import optional_torchaudio
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,12 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE, *
     if orig_rate == target_rate:
         return wave
     if backend == "auto":
-        backend = "torchaudio" if _torchaudio.available() else "librosa"
+        backend = "torchaudio" if optional_torchaudio.available() else "librosa"
     if backend == "torchaudio":
         import torch
 
         return (
-            _torchaudio.require()
+            optional_torchaudio.require()
             .functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_rate, target_rate)
             .numpy()
         )

@@ -22,7 +22,7 @@ pitch -> reverb -> band_reject -> noise (noise last, so its SNR is the one asked
 
 Own torch code, not a library, because:
 * torch-audiomentations imports torchaudio, which raises at import with some torch builds
-  here (cpc/_torchaudio.py); audiomentations works on one numpy example at a time on the CPU,
+  here (cpc/speech/optional_torchaudio.py); audiomentations works on one numpy example at a time on the CPU,
   which would move every batch off the training device; WavAugment (CPC_audio's) needs sox.
   Any of them would also be a new pinned dependency.
 * None offers what this use needs: draws from an explicit ``torch.Generator`` (so a step's

@@ -22,7 +22,7 @@ Baselines (no training)
 Two implementations of the spectrogram: torchaudio's transforms when torchaudio imports, and
 a fallback with ``torch.stft`` + ``librosa.filters.mel(htk=True, norm=None)`` + an explicit
 orthonormal DCT; ``tests/test_features.py`` checks that they agree. torchaudio is imported by
-:mod:`cpc._torchaudio` on the first spectrogram; any exception there (``OSError``,
+:mod:`cpc.speech.optional_torchaudio` on the first spectrogram; any exception there (``OSError``,
 ``RuntimeError`` from mismatched wheels) selects the fallback.
 
 CPC features
@@ -75,9 +75,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from cpc import _torchaudio
 from cpc.errors import FeatureError
 from cpc.runtime import seeded, torch_threads
+from cpc.speech import optional_torchaudio
 from cpc.speech.audio import SAMPLE_RATE, AudioFile, read_audio
 
 __all__ = [
@@ -139,8 +139,8 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def have_torchaudio() -> bool:
-    """Whether torchaudio imports here (tried once per process, on first use; see :mod:`cpc._torchaudio`)."""
-    return _torchaudio.available()
+    """Whether torchaudio imports here (tried once per process, on first use; see :mod:`cpc.speech.optional_torchaudio`)."""
+    return optional_torchaudio.available()
 
 
 # ----------------------------------------------------------------------------- spectrograms
@@ -150,13 +150,13 @@ def _backend(backend: str) -> str:
     if backend not in ("auto", "torchaudio", "torch"):
         raise ValueError(f"unknown feature backend {backend!r}; expected 'auto', 'torchaudio' or 'torch'")
     if backend == "auto":
-        return "torchaudio" if _torchaudio.available() else "torch"
+        return "torchaudio" if optional_torchaudio.available() else "torch"
     return backend
 
 
 @functools.lru_cache(maxsize=8)
 def _torchaudio_mel(num_mels: int):
-    return _torchaudio.require().transforms.MelSpectrogram(
+    return optional_torchaudio.require().transforms.MelSpectrogram(
         sample_rate=SAMPLE_RATE,
         n_fft=NUM_FFT,
         win_length=WINDOW_SAMPLES,
