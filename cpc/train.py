@@ -665,6 +665,9 @@ def _train(config: DictConfig, run_dir: Path, resume: bool, held: contextlib.Exi
     device = _device(config, local_rank)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
+    if device.type == "cpu" and rank == 0:  # what a shared machine changes (docs/speed.md)
+        policy = os.environ.get("OMP_WAIT_POLICY") or "OpenMP's default"
+        log.info("CPU: %d torch threads, OMP_WAIT_POLICY %s", torch.get_num_threads(), policy)
     last_path = run_dir / "checkpoints" / "last.pt"
     _check_run_dir(run_dir, resume)
     run = setup_run(

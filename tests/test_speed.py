@@ -110,15 +110,20 @@ def test_a_fixed_batch_gives_the_same_loss_with_and_without_each_speed_option(re
             torch.testing.assert_close(loss(*options), plain, rtol=1e-5, atol=0)
 
 
-def test_importing_cpc_makes_openmp_threads_wait_passively_unless_told_otherwise():
+@pytest.mark.parametrize("load, policy, expected", [(0, None, "unset"), (1, None, "PASSIVE"), (1, "ACTIVE", "ACTIVE")])
+def test_importing_cpc_on_a_busy_machine_makes_openmp_threads_wait_passively(load, policy, expected):
+    """The machine's load is the one thing replaced (/proc/stat as read by cpc): it cannot be set for a test."""
     import os
     import subprocess
     import sys
 
-    read = "import cpc, os; print(os.environ['OMP_WAIT_POLICY'])"
-    environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    default = subprocess.run([sys.executable, "-c", read], env=environment, capture_output=True, text=True, check=True)
-    chosen = subprocess.run(
-        [sys.executable, "-c", read], env={**environment, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    read = (
+        "import builtins, io, os; real = builtins.open; "
+        f"builtins.open = lambda path, *a, **k: io.StringIO('procs_running {load + 1}\\n') if path == '/proc/stat' else real(path, *a, **k); "
+        "import cpc; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
     )
-    assert default.stdout.strip() == "PASSIVE" and chosen.stdout.strip() == "ACTIVE"
+    environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if policy is not None:
+        environment["OMP_WAIT_POLICY"] = policy
+    result = subprocess.run([sys.executable, "-c", read], env=environment, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
