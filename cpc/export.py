@@ -54,7 +54,7 @@ class FeatureExtractor(nn.Module):
     for full-length inputs, in a form TorchScript and the ONNX exporter accept (no lengths, no
     masking: each layer is conv -> norm -> ReLU, as in ``ConvEncoder.forward``)."""
 
-    def __init__(self, model: CPC, layer: str = "context") -> None:
+    def __init__(self, model: CPC, layer: str = "context", *, waveform_matmul: bool = True) -> None:
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}: expected one of {LAYERS}")
@@ -66,7 +66,8 @@ class FeatureExtractor(nn.Module):
         # (channels-last only with the channel norm, as ConvEncoder.uses_channels_last picks it).
         encoder = model.encoder
         self.channels_last: bool = encoder.norm == "channel" and encoder.uses_channels_last(torch.zeros(0))
-        self.waveform_matmul: bool = True  # the first layer as ConvEncoder runs it (export turns it off for ONNX)
+        # The first layer as ConvEncoder runs it; ONNX cannot export it (unfold over a dynamic length).
+        self.waveform_matmul: bool = waveform_matmul
 
     def forward(self, waveforms: Tensor) -> Tensor:
         if waveforms.dim() != 2:
@@ -94,9 +95,8 @@ class FeatureExtractor(nn.Module):
                 frames = conv_waveforms(waveforms, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
             else:  # ONNX: unfold over a dynamic length does not export; the same convolution as conv2d
                 frames = conv_frames(frames, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
-            frames = torch.relu(block["norm"](frames.transpose(1, 2))).transpose(
-                1, 2
-            )  # ChannelNorm: LayerNorm on `frames`
+            normed = block["norm"](frames.transpose(1, 2))  # ChannelNorm transposes back: LayerNorm on `frames`
+            frames = torch.relu(normed).transpose(1, 2)
         return frames
 
 
@@ -106,8 +106,7 @@ def export(model: CPC, out: str | os.PathLike, format: str, layer: str = "contex
     and renamed over it, so a failed export leaves no partial file."""
     out = _check_out(out, format)
     out.parent.mkdir(parents=True, exist_ok=True)
-    extractor = FeatureExtractor(model, layer).eval()
-    extractor.waveform_matmul = format == "torchscript"
+    extractor = FeatureExtractor(model, layer, waveform_matmul=format == "torchscript").eval()
     descriptor, temporary = create_temporary(out)  # a new file: a link planted next to out is never written through
     os.close(descriptor)
     try:
