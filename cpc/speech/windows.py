@@ -22,6 +22,7 @@ Design notes
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -229,6 +230,13 @@ def check_window(window: int, model) -> None:
         )
 
 
+def leave_ctrl_c_to_the_trainer(worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl-C: the training process stops and then shuts them down. A
+    worker killed by the terminal's SIGINT while it hands a batch over made the trainer print a
+    traceback (multiprocessing's resource sharer) after its one-line message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class SpeechData:
     """The speech data source for the training loop (see cpc.data): random training windows
     of ``data.window`` samples, fixed validation windows, read by DataLoader workers."""
@@ -261,7 +269,9 @@ class SpeechData:
             world_size=world_size,
             start_step=start_step,
         )
-        options = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
+        options = dict(
+            num_workers=data.num_workers, pin_memory=device.type == "cuda", worker_init_fn=leave_ctrl_c_to_the_trainer
+        )
         self.train_loader = DataLoader(
             SpeechWindows(corpus.train, data.window),
             batch_sampler=sampler,
