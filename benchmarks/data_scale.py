@@ -18,6 +18,8 @@ import json
 import statistics
 from pathlib import Path
 
+from cpc.speech.compare import seed_summary
+
 SCORES = [  # key, title, lower is better
     ("phone", "phone %", False),
     ("speaker", "speaker %", False),
@@ -62,16 +64,9 @@ def merge(old: list[dict], new: list[dict], keys: tuple[str, ...]) -> list[dict]
     return sorted(rows, key=lambda row: tuple(row[k] for k in keys))
 
 
-def arm_means(runs: list[dict]) -> dict[tuple[float, int], dict]:
-    """(hours, steps) -> {"seeds": [...], score: (mean, min, max)} over the arm's seeds."""
-    arms: dict[tuple[float, int], dict] = {}
-    for row in runs:
-        arms.setdefault((row["hours"], row["steps"]), {"seeds": []})["seeds"].append(row)
-    for summary in arms.values():
-        for key, *_ in SCORES:
-            values = [row[key] for row in summary["seeds"] if row.get(key) is not None]
-            summary[key] = (statistics.fmean(values), min(values), max(values)) if values else None
-    return arms
+def arm_summaries(runs: list[dict]) -> dict[tuple[float, int], dict]:
+    """(hours, steps) -> {"seeds": [...], score: {"mean", "min", "max"}} over the arm's seeds (scores with values)."""
+    return seed_summary([{**row, "arm": (row["hours"], row["steps"])} for row in runs])
 
 
 def table(data: dict) -> str:
@@ -82,8 +77,10 @@ def table(data: dict) -> str:
     ]
     speakers = data.get("speakers", {})
     rows = []  # (hours, order, line)
-    for (hours, steps), summary in arm_means(data["runs"]).items():
-        cells = ["–" if summary[key] is None else "{:.1f} ({:.1f}–{:.1f})".format(*summary[key]) for key, *_ in SCORES]
+    for (hours, steps), summary in arm_summaries(data["runs"]).items():
+        cells = [
+            "{mean:.1f} ({min:.1f}–{max:.1f})".format(**summary[key]) if key in summary else "–" for key, *_ in SCORES
+        ]
         rows.append((hours, steps, f"CPC, {steps} steps | {len(summary['seeds'])} | " + " | ".join(cells)))
     for row in data["baselines"]:
         cells = [f"{row[key]:.1f}" for key, *_ in SCORES]
@@ -93,21 +90,19 @@ def table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw_arm(axis, arms: dict, steps: int, key: str, colour: str, minus: dict | None = None) -> None:
+def draw_arm(axis, runs: list[dict], steps: int, key: str, colour: str, minus: dict | None = None) -> None:
     """One step count's seed means as a line against hours, each seed a dot; ``minus``: hours -> baseline row."""
-    points = [
-        (hours, summary)
-        for (hours, s), summary in sorted(arms.items())
-        if s == steps and summary[key] is not None and (minus is None or hours in minus)
-    ]
-    if not points:
+    per_hours: dict[float, list[float]] = {}
+    for row in runs:
+        if row["steps"] == steps and row.get(key) is not None and (minus is None or row["hours"] in minus):
+            offset = 0.0 if minus is None else minus[row["hours"]][key]
+            per_hours.setdefault(row["hours"], []).append(row[key] - offset)
+    if not per_hours:
         return
-    offsets = {hours: 0.0 if minus is None else minus[hours][key] for hours, _ in points}
-    line = [(hours, summary[key][0] - offsets[hours]) for hours, summary in points]
-    axis.plot(*zip(*line, strict=True), "o-", color=colour, label=f"CPC, {steps} steps")
-    for hours, summary in points:
-        values = [row[key] - offsets[hours] for row in summary["seeds"] if row.get(key) is not None]
-        axis.plot([hours] * len(values), values, ".", color=colour, alpha=0.5)
+    hours = sorted(per_hours)
+    axis.plot(hours, [statistics.fmean(per_hours[h]) for h in hours], "o-", color=colour, label=f"CPC, {steps} steps")
+    for h in hours:
+        axis.plot([h] * len(per_hours[h]), per_hours[h], ".", color=colour, alpha=0.5)
 
 
 def plot(data: dict, out: Path) -> None:
@@ -118,24 +113,24 @@ def plot(data: dict, out: Path) -> None:
     # The speaker probe's classes grow with the build (12, 36, 60 speakers): its scores are not on one scale.
     scores = [score for score in SCORES if score[0] != "speaker"]
     figure, axes = plt.subplots(1, len(scores) + 1, figsize=(4.4 * (len(scores) + 1), 3.6))
-    arms = arm_means(data["runs"])
-    step_counts = sorted({steps for _, steps in arms})
+    runs = data["runs"]
+    step_counts = sorted({row["steps"] for row in runs})
     mfcc = {row["hours"]: row for row in data["baselines"] if row["features"] == "mfcc"}
-    for axis, (key, title, lower_better) in zip(axes, scores, strict=False):
+    for axis, (key, title, lower_better) in zip(axes[:-1], scores, strict=True):
         for index, steps in enumerate(step_counts):
-            draw_arm(axis, arms, steps, key, STEP_COLOURS[index % len(STEP_COLOURS)])
+            draw_arm(axis, runs, steps, key, STEP_COLOURS[index % len(STEP_COLOURS)])
         for features in sorted({row["features"] for row in data["baselines"]}):
             rows = sorted((row["hours"], row[key]) for row in data["baselines"] if row["features"] == features)
             axis.plot(*zip(*rows, strict=True), "x--", color=BASELINE_COLOURS.get(features, "C7"), label=features)
         axis.set_title(f"{title} ({'lower' if lower_better else 'higher'} is better)")
     gap = axes[-1]  # the yardstick moves with the build's test split: CPC against MFCC on the same build
     for index, steps in enumerate(step_counts):
-        draw_arm(gap, arms, steps, "abx_within", STEP_COLOURS[index % len(STEP_COLOURS)], minus=mfcc)
+        draw_arm(gap, runs, steps, "abx_within", STEP_COLOURS[index % len(STEP_COLOURS)], minus=mfcc)
     gap.axhline(0, color=BASELINE_COLOURS["mfcc"], linestyle="--", label="mfcc")
     gap.set_title("ABX within, CPC minus MFCC (points)")
     for axis in axes:
         axis.set_xlabel("hours of training audio")
-        axis.set_xticks(sorted({hours for hours, _ in arms}))
+        axis.set_xticks(sorted({row["hours"] for row in runs}))
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     gap.legend(fontsize=8)
@@ -152,8 +147,19 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     args = parser.parse_args()
     data = json.loads(args.json.read_text()) if args.json.is_file() else {"runs": [], "baselines": []}
-    data["runs"] = merge(data["runs"], [row for spec in args.arm for row in read_arm(spec)], ("hours", "steps", "seed"))
-    data["baselines"] = merge(data["baselines"], [read_baseline(spec) for spec in args.baseline], ("hours", "features"))
+    arms, baselines = [], []
+    for option, specs, read, rows in (
+        ("--arm", args.arm, read_arm, arms),
+        ("--baseline", args.baseline, read_baseline, baselines),
+    ):
+        for spec in specs:
+            try:
+                result = read(spec)
+            except (OSError, ValueError, KeyError) as error:  # a malformed spec, a missing or foreign JSON file
+                parser.error(f"{option} {spec}: {type(error).__name__}: {error}")
+            rows.extend(result if isinstance(result, list) else [result])
+    data["runs"] = merge(data["runs"], arms, ("hours", "steps", "seed"))
+    data["baselines"] = merge(data["baselines"], baselines, ("hours", "features"))
     args.json.write_text(json.dumps(data, indent=1) + "\n")
     print(table(data))
     if args.plot:
